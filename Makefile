@@ -1,0 +1,59 @@
+# bgpd: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything here runs as root on a fresh Debian 12 machine and installs what it needs.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIRD2  ?= /opt/bird2
+DEBIAN_PACKAGES := bird frr gobgpd etcd-server etcd-client nftables iproute2 iputils-ping procps psmisc \
+                   libssh-gcrypt-4 python3-venv
+
+.PHONY: all deps deps-debian deps-python test lint unit demo bench clean
+
+all: test
+
+## deps: Debian packages (real peers, etcd, nftables), BIRD 2 beside BIRD 1.6, and the Python venv
+deps: deps-debian deps-python
+
+deps-debian:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# bird2 conflicts with bird (1.6, what Calico ships): unpack it beside, never install it.
+	@if [ ! -x $(BIRD2)/usr/sbin/bird ]; then \
+	  tmp=$$(mktemp -d) && (cd $$tmp && apt-get download -qq bird2) && \
+	  mkdir -p $(BIRD2) && dpkg -x $$tmp/bird2_*.deb $(BIRD2) && rm -rf $$tmp; \
+	fi
+
+deps-python: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+## lint: ruff and mypy, clean
+lint: deps-python
+	$(VENV)/bin/ruff check bgpd peers encap tests bench containerlab
+	$(VENV)/bin/ruff format --check bgpd peers encap tests bench containerlab
+	$(VENV)/bin/mypy
+
+## test: everything, including real peers in network namespaces (needs root)
+test: deps lint
+	$(PY) -m pytest -q
+
+## unit: the pure tests only (no root, no network)
+unit: deps-python
+	$(PY) -m pytest -q -m "not netns"
+
+## bench: every benchmark beside its reference, in one run
+bench: deps
+	$(PY) bench/codec.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

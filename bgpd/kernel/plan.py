@@ -1,0 +1,248 @@
+"""Desired kernel routes from best routes: BIRD's ``calico_kernel_programming`` export filter and
+kernel protocol, plus the VXLAN routes Felix would program, as pure values.
+
+Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
+1. Routes go out with protocol ``bird`` (RTPROT_BIRD = 12) by default, in the main table.
+2. Metric: ``2147483647 - local_pref`` when the route carries a LOCAL_PREF (the priority encoding,
+   §2.10: ``krt_metric = 2147483647 - bgp_local_pref``), else 1024. A LOCAL_PREF above
+   2147483647 has no encoding and gets 1024 too.
+3. Routes inside a reject CIDR (``/rejectcidrs``: advertised service ranges) are never installed.
+4. Per pool (§2.11 step 4): a VXLAN pool's routes are Felix's unless the plan is told to program
+   VXLAN itself (standalone mode, ``program_vxlan``); other pools are ours only when the caller
+   says so (``owned_pools``, its reading of ``programClusterRoutes``); a route outside every pool
+   is accepted (e.g. a ToR default route).
+5. Own-block blackholes pass through the same rules and become ``blackhole <block>``.
+6. Each next hop is encapsulated per ``encap.decide``: direct ``via NH``; IP-in-IP
+   ``via NH dev tunl0 onlink``; VXLAN ``via VTEP dev vxlan.calico onlink``. Several next hops
+   (the ECMP set) become one multipath route (BIRD ``merge paths on``); unlike BIRD (calico
+   #4462) every hop keeps its own tunnel. Hops are sorted so equal sets compare equal.
+7. A next hop of the other address family, or a VXLAN hop without a known VTEP, is dropped; a
+   route left with no next hop is skipped with the reason.
+8. Kernel identity of a route is (table, destination, metric): ``diff`` replaces what differs
+   and deletes what is no longer wanted. A desired hop without an interface matches any
+   interface the kernel resolved for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+from encap.decide import Direct, Ipip, Unresolved, Vxlan, decide
+from encap.model import Encapsulation, IPAddress, IPNetwork, PoolSpec
+
+RTPROT_BIRD = 12
+MAIN_TABLE = 254
+DEFAULT_METRIC = 1024
+PRIORITY_BASE = 2_147_483_647
+
+
+class RouteKind(StrEnum):
+    UNICAST = "unicast"
+    BLACKHOLE = "blackhole"
+
+
+class NextHop(NamedTuple):
+    """One kernel next hop: gateway, optional output interface, RTNH_F_ONLINK."""
+
+    gateway: IPAddress | None
+    ifname: str | None = None
+    onlink: bool = False
+
+
+RouteIdentity = tuple[int, IPNetwork, int]
+
+
+@dataclass(frozen=True, slots=True)
+class KernelRoute:
+    """A route as the kernel holds it (one ``ip route`` line)."""
+
+    dst: IPNetwork
+    kind: RouteKind = RouteKind.UNICAST
+    nexthops: tuple[NextHop, ...] = ()
+    metric: int = DEFAULT_METRIC
+    protocol: int = RTPROT_BIRD
+    table: int = MAIN_TABLE
+
+    @property
+    def identity(self) -> RouteIdentity:
+        """Rule 8: what the kernel keys a route by (``NLM_F_REPLACE`` replaces this one)."""
+        return (self.table, self.dst, self.metric)
+
+    def __str__(self) -> str:
+        head = f"blackhole {self.dst}" if self.kind is RouteKind.BLACKHOLE else str(self.dst)
+        hops = " ".join(_hop_text(hop) for hop in self.nexthops)
+        return f"{head} {hops} proto {self.protocol} metric {self.metric} table {self.table}"
+
+
+def _hop_text(hop: NextHop) -> str:
+    parts = [f"via {hop.gateway}"] if hop.gateway is not None else []
+    if hop.ifname:
+        parts.append(f"dev {hop.ifname}")
+    if hop.onlink:
+        parts.append("onlink")
+    return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class BestRoute:
+    """What the RIB hands the kernel side: the best route of a prefix and its ECMP set."""
+
+    network: IPNetwork
+    next_hops: tuple[IPAddress, ...] = ()
+    local_pref: int | None = None
+    local_blackhole: bool = False
+    pool: PoolSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanConfig:
+    """How to turn best routes into kernel routes.
+
+    ``owned_pools``: CIDRs of the non-VXLAN pools whose routes we program (``programClusterRoutes``
+    as the caller resolved it). ``program_vxlan``: we also play Felix's VXLAN role.
+    ``local_networks``: this node's subnets (of ``spec.bgp.ipv4Address``/``ipv6Address``).
+    ``vteps``: remote node IP -> that node's VXLAN tunnel address.
+    """
+
+    protocol: int = RTPROT_BIRD
+    table: int = MAIN_TABLE
+    default_metric: int = DEFAULT_METRIC
+    owned_pools: frozenset[IPNetwork] = frozenset()
+    reject_cidrs: tuple[IPNetwork, ...] = ()
+    program_vxlan: bool = False
+    local_networks: tuple[IPNetwork, ...] = ()
+    vteps: Mapping[IPAddress, IPAddress] = field(default_factory=dict)
+
+    def local_network(self, version: int) -> IPNetwork | None:
+        return next((net for net in self.local_networks if net.version == version), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A best route that is deliberately not installed, and why."""
+
+    network: IPNetwork
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KernelPlan:
+    routes: tuple[KernelRoute, ...]
+    skipped: tuple[Skipped, ...]
+
+
+def route_metric(local_pref: int | None, default_metric: int = DEFAULT_METRIC) -> int:
+    """Rule 2."""
+    if local_pref is None or not 0 <= local_pref <= PRIORITY_BASE:
+        return default_metric
+    return PRIORITY_BASE - local_pref
+
+
+def _ownership_refusal(pool: PoolSpec | None, config: PlanConfig) -> str | None:
+    """Rule 4: None when the route is ours to install, else why not."""
+    if pool is None:
+        return None
+    if pool.encapsulation is Encapsulation.VXLAN:
+        return None if config.program_vxlan else f"VXLAN pool {pool.label} is programmed by Felix"
+    if pool.cidr in config.owned_pools:
+        return None
+    return f"pool {pool.label} is programmed by Felix (programClusterRoutes)"
+
+
+def _next_hop(decision: Direct | Ipip | Vxlan) -> NextHop:
+    """Rule 6: direct hops leave the interface to the kernel; tunnel hops are onlink."""
+    if isinstance(decision, Direct):
+        return NextHop(decision.gateway)
+    return NextHop(decision.gateway, decision.device, True)
+
+
+def plan_route(route: BestRoute, config: PlanConfig) -> KernelRoute | Skipped:
+    """Rules 2-7 for one best route."""
+    dst = route.network
+    for cidr in config.reject_cidrs:
+        if cidr.version == dst.version and dst.subnet_of(cidr):  # type: ignore[arg-type]
+            return Skipped(dst, f"inside reject CIDR {cidr}")
+    refusal = _ownership_refusal(route.pool, config)
+    if refusal is not None:
+        return Skipped(dst, refusal)
+    metric = route_metric(route.local_pref, config.default_metric)
+    if route.local_blackhole:
+        return KernelRoute(dst, RouteKind.BLACKHOLE, (), metric, config.protocol, config.table)
+    local_network = config.local_network(dst.version)
+    hops: set[NextHop] = set()
+    problems: list[str] = []
+    for gateway in route.next_hops:
+        if gateway.version != dst.version:
+            problems.append(f"next hop {gateway} is not IPv{dst.version}")
+            continue
+        decision = decide(dst, gateway, route.pool, local_network, config.vteps.get(gateway))
+        if isinstance(decision, Unresolved):
+            problems.append(decision.reason)
+        else:
+            hops.add(_next_hop(decision))
+    if not hops:
+        return Skipped(dst, "; ".join(problems) or "no next hop")
+    ordered = tuple(sorted(hops, key=_hop_sort_key))
+    return KernelRoute(dst, RouteKind.UNICAST, ordered, metric, config.protocol, config.table)
+
+
+def _hop_sort_key(hop: NextHop) -> tuple[bytes, str, bool]:
+    packed = hop.gateway.packed if hop.gateway is not None else b""
+    return (packed, hop.ifname or "", hop.onlink)
+
+
+def plan_routes(routes: Iterable[BestRoute], config: PlanConfig) -> KernelPlan:
+    """The desired kernel table for a set of best routes."""
+    installed: list[KernelRoute] = []
+    skipped: list[Skipped] = []
+    for route in routes:
+        outcome = plan_route(route, config)
+        if isinstance(outcome, KernelRoute):
+            installed.append(outcome)
+        else:
+            skipped.append(outcome)
+    return KernelPlan(tuple(installed), tuple(skipped))
+
+
+def satisfies(actual: KernelRoute | None, desired: KernelRoute) -> bool:
+    """Rule 8: does the kernel's ``actual`` route already do what ``desired`` asks?"""
+    if actual is None:
+        return False
+    if actual == desired:
+        return True
+    if (
+        actual.identity != desired.identity
+        or actual.kind is not desired.kind
+        or actual.protocol != desired.protocol
+        or len(actual.nexthops) != len(desired.nexthops)
+    ):
+        return False
+    remaining = list(actual.nexthops)
+    for want in desired.nexthops:
+        match = next((have for have in remaining if _hop_satisfies(have, want)), None)
+        if match is None:
+            return False
+        remaining.remove(match)
+    return True
+
+
+def _hop_satisfies(have: NextHop, want: NextHop) -> bool:
+    return (
+        have.gateway == want.gateway
+        and have.onlink == want.onlink
+        and (want.ifname is None or have.ifname == want.ifname)
+    )
+
+
+def diff(
+    current: Iterable[KernelRoute], desired: Iterable[KernelRoute]
+) -> tuple[list[KernelRoute], list[KernelRoute]]:
+    """Rule 8: ``(to_replace, to_delete)`` turning ``current`` into ``desired``."""
+    wanted = {route.identity: route for route in desired}
+    have = {route.identity: route for route in current}
+    to_replace = [route for key, route in wanted.items() if not satisfies(have.get(key), route)]
+    to_delete = [route for key, route in have.items() if key not in wanted]
+    return to_replace, to_delete

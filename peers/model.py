@@ -1,0 +1,408 @@
+"""Typed Calico resources as bgpd reads them, and the ``Snapshot`` value holding them all.
+
+Rules:
+1. Every record is a frozen, slotted dataclass with ``ipaddress`` types; the decoder
+   (``bgpd.datastore.schema``) is the only place that turns JSON/YAML into these values.
+2. Field names follow the Calico v3 API (calico-bgp.md §1.2, §1.3) in snake case; defaults are
+   the API defaults, and "unset" is ``None`` where Calico distinguishes unset from a value.
+3. Label maps are compared but excluded from hashing (a dict is not hashable).
+4. A ``Snapshot`` is immutable: the cache builds a new one per change set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import TypeVar
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+LargeCommunity = tuple[int, int, int]
+# A standard community is packed as (AS << 16) | value, as RFC 1997 §3 puts it on the wire.
+Community = int | LargeCommunity
+
+DEFAULT_AS_NUMBER = 64512  # calico-bgp.md §1.6.1, [CL globalDefaults]
+DEFAULT_LISTEN_PORT = 179  # RFC 4271 §8.2.1 (BIRD default)
+DEFAULT_NORMAL_ROUTE_PRIORITY = 1024  # §1.2.2 ipv4NormalRoutePriority
+EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"  # §2.13
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class EncapMode(str, Enum):
+    """IPPool ``ipipMode``/``vxlanMode`` (calico-bgp.md §1.2.4)."""
+
+    NEVER = "Never"
+    ALWAYS = "Always"
+    CROSS_SUBNET = "CrossSubnet"
+
+
+class AffinityState(str, Enum):
+    """Block affinity state (calico-bgp.md §1.3.2); an empty value is implicitly confirmed."""
+
+    CONFIRMED = "confirmed"
+    PENDING = "pending"
+    PENDING_DELETION = "pendingDeletion"
+
+
+class NextHopMode(str, Enum):
+    """BGPPeer ``nextHopMode`` (calico-bgp.md §1.2.3, §2.8 item 12)."""
+
+    AUTO = "Auto"
+    SELF = "Self"
+    KEEP = "Keep"
+
+
+class ProgramClusterRoutes(str, Enum):
+    """BGPConfiguration ``programClusterRoutes`` (calico-bgp.md §2.11, master semantics)."""
+
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+    ENABLED_IPIP_ONLY = "EnabledIPIPOnly"
+    ENABLED_NO_ENCAP_ONLY = "EnabledNoEncapOnly"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKeyRef:
+    """A reference to a key in a Kubernetes Secret (BGP MD5 passwords, §1.2.3)."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """``kind: Node`` (calico-bgp.md §1.2.1)."""
+
+    name: str
+    labels: Mapping[str, str] = field(default=_EMPTY, hash=False)
+    as_number: int | None = None
+    ipv4_address: ipaddress.IPv4Interface | None = None
+    ipv6_address: ipaddress.IPv6Interface | None = None
+    ipv4_ipip_tunnel_addr: ipaddress.IPv4Address | None = None
+    rr_cluster_id: str = ""
+    ipv4_vxlan_tunnel_addr: ipaddress.IPv4Address | None = None
+    vxlan_tunnel_mac: str = ""
+    ipv6_vxlan_tunnel_addr: ipaddress.IPv6Address | None = None
+    vxlan_tunnel_mac_v6: str = ""
+    wireguard_ipv4_address: ipaddress.IPv4Address | None = None
+    wireguard_ipv6_address: ipaddress.IPv6Address | None = None
+
+    def address(self, version: int) -> IPInterface | None:
+        """The node's BGP address (with its subnet) for IP ``version`` 4 or 6."""
+        return self.ipv4_address if version == 4 else self.ipv6_address
+
+    def ip(self, version: int) -> IPAddress | None:
+        addr = self.address(version)
+        return None if addr is None else addr.ip
+
+    @property
+    def is_route_reflector(self) -> bool:
+        """A non-empty cluster ID makes the node a route reflector (§2.8.2)."""
+        return self.rr_cluster_id != ""
+
+
+@dataclass(frozen=True, slots=True)
+class IPPool:
+    """``kind: IPPool`` (calico-bgp.md §1.2.4)."""
+
+    name: str
+    cidr: IPNetwork
+    ipip_mode: EncapMode = EncapMode.NEVER
+    vxlan_mode: EncapMode = EncapMode.NEVER
+    nat_outgoing: bool = False
+    disabled: bool = False
+    disable_bgp_export: bool = False
+    block_size: int = 26
+    node_selector: str = "all()"
+    allowed_uses: tuple[str, ...] = ("Workload", "Tunnel")
+    assignment_mode: str = "Automatic"
+
+    @property
+    def version(self) -> int:
+        return self.cidr.version
+
+    @property
+    def uses_ipip(self) -> bool:
+        return self.ipip_mode is not EncapMode.NEVER
+
+    @property
+    def uses_vxlan(self) -> bool:
+        return self.vxlan_mode is not EncapMode.NEVER
+
+
+@dataclass(frozen=True, slots=True)
+class BGPPeer:
+    """``kind: BGPPeer`` (calico-bgp.md §1.2.3). Durations are in seconds."""
+
+    name: str
+    node: str = ""
+    node_selector: str = ""
+    peer_ip: str = ""  # as written: "A.B.C.D", "A.B.C.D:port" or "[v6]:port"
+    peer_selector: str = ""
+    as_number: int | None = None
+    local_as_number: int | None = None
+    keep_original_next_hop: bool = False
+    next_hop_mode: NextHopMode | None = None
+    password: SecretKeyRef | None = None
+    source_address: str = "UseNodeIP"  # "UseNodeIP" | "None"
+    max_restart_time: float | None = None
+    keepalive_time: float | None = None
+    num_allowed_local_as_numbers: int | None = None
+    ttl_security: int | None = None
+    reachable_by: str = ""
+    filters: tuple[str, ...] = ()
+    local_workload_selector: str = ""
+    reverse_peering: str = "Auto"  # "Auto" | "Manual"
+
+    @property
+    def is_global(self) -> bool:
+        """Neither ``node`` nor ``nodeSelector``: applies to every node (§1.6.3 pass A)."""
+        return not self.node and not self.node_selector
+
+
+@dataclass(frozen=True, slots=True)
+class NamedCommunity:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixAdvertisement:
+    cidr: IPNetwork
+    communities: tuple[str, ...]  # values ("aa:nn", "aa:nn:mm") or names of NamedCommunity
+
+
+@dataclass(frozen=True, slots=True)
+class BGPConfiguration:
+    """``kind: BGPConfiguration``: ``default`` (global) or ``node.<name>`` (§1.2.2)."""
+
+    name: str
+    log_severity_screen: str = ""
+    node_to_node_mesh_enabled: bool | None = None
+    as_number: int | None = None
+    service_cluster_ips: tuple[IPNetwork, ...] = ()
+    service_external_ips: tuple[IPNetwork, ...] = ()
+    service_load_balancer_ips: tuple[IPNetwork, ...] = ()
+    service_load_balancer_aggregation: str = "Enabled"
+    communities: tuple[NamedCommunity, ...] = ()
+    prefix_advertisements: tuple[PrefixAdvertisement, ...] = ()
+    listen_port: int | None = None
+    node_mesh_password: SecretKeyRef | None = None
+    node_mesh_max_restart_time: float | None = None
+    bind_mode: str = "None"  # "None" | "NodeIP"
+    ignored_interfaces: tuple[str, ...] = ()
+    local_workload_peering_ipv4: ipaddress.IPv4Address | None = None
+    local_workload_peering_ipv6: ipaddress.IPv6Address | None = None
+    program_cluster_routes: ProgramClusterRoutes | None = None
+    ipv4_normal_route_priority: int | None = None
+    ipv6_normal_route_priority: int | None = None
+
+
+class FilterAction(str, Enum):
+    ACCEPT = "Accept"
+    REJECT = "Reject"
+
+
+class MatchOperator(str, Enum):
+    EQUAL = "Equal"
+    NOT_EQUAL = "NotEqual"
+    IN = "In"
+    NOT_IN = "NotIn"
+
+
+@dataclass(frozen=True, slots=True)
+class AddCommunity:
+    """BGPFilter operation ``addCommunity`` (§1.2.5)."""
+
+    value: Community
+
+
+@dataclass(frozen=True, slots=True)
+class PrependASPath:
+    """BGPFilter operation ``prependASPath``: the result reads as ``prefix`` then the path."""
+
+    prefix: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetPriority:
+    """BGPFilter operation ``setPriority``: the route metric (§2.10)."""
+
+    value: int
+
+
+FilterOperation = AddCommunity | PrependASPath | SetPriority
+
+
+@dataclass(frozen=True, slots=True)
+class BGPFilterRule:
+    """One BGPFilter rule (calico-bgp.md §1.2.5, translation §2.9)."""
+
+    action: FilterAction
+    cidr: IPNetwork | None = None
+    match_operator: MatchOperator | None = None
+    prefix_length_min: int | None = None
+    prefix_length_max: int | None = None
+    source: str = ""  # "" | "RemotePeers"
+    interface: str = ""  # glob
+    peer_type: str = ""  # "" | "eBGP" | "iBGP"
+    community: Community | None = None  # ``communities.values`` holds at most one
+    as_path_prefix: tuple[int, ...] = ()
+    priority: int | None = None
+    operations: tuple[FilterOperation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BGPFilter:
+    """``kind: BGPFilter``: ordered rules per direction and family."""
+
+    name: str
+    export_v4: tuple[BGPFilterRule, ...] = ()
+    import_v4: tuple[BGPFilterRule, ...] = ()
+    export_v6: tuple[BGPFilterRule, ...] = ()
+    import_v6: tuple[BGPFilterRule, ...] = ()
+
+    def rules(self, direction: str, version: int) -> tuple[BGPFilterRule, ...]:
+        """``direction`` is "import" or "export"."""
+        if direction == "import":
+            return self.import_v4 if version == 4 else self.import_v6
+        return self.export_v4 if version == 4 else self.export_v6
+
+
+@dataclass(frozen=True, slots=True)
+class BlockAffinity:
+    """``/calico/ipam/v2/host/<node>/ipvN/block/<cidr>`` or ``kind: BlockAffinity`` (§1.3.2)."""
+
+    node: str
+    cidr: IPNetwork
+    state: AffinityState = AffinityState.CONFIRMED
+    implicit: bool = False  # the value carried no state ("implicitly confirmed")
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """One allocated address of a block and the node its workload lives on (§1.3.1)."""
+
+    address: IPAddress
+    node: str
+    kind: str = ""  # secondary.type: "", "ipipTunnelAddress", "vxlanTunnelAddress", ...
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationBlock:
+    """``/calico/ipam/v2/assignment/ipvN/block/<cidr>`` (§1.3.1), reduced to what routing needs:
+    the owner and the allocations whose node differs from it (borrowed addresses)."""
+
+    cidr: IPNetwork
+    owner: str | None  # text after "host:" in ``affinity``; None without a host affinity
+    borrowed: tuple[Allocation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IPAMConfig:
+    """``/calico/ipam/v2/config`` (§1.3.1)."""
+
+    strict_affinity: bool = False
+    auto_allocate_blocks: bool = True
+    max_blocks_per_host: int = 0
+
+
+AffinityKey = tuple[str, IPNetwork]
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _frozen(mapping: Mapping[K, V] | None) -> Mapping[K, V]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the BGP side reads from the datastore, at one revision."""
+
+    nodes: Mapping[str, Node] = field(default=MappingProxyType({}), hash=False)
+    pools: Mapping[str, IPPool] = field(default=MappingProxyType({}), hash=False)
+    peers: Mapping[str, BGPPeer] = field(default=MappingProxyType({}), hash=False)
+    configs: Mapping[str, BGPConfiguration] = field(default=MappingProxyType({}), hash=False)
+    filters: Mapping[str, BGPFilter] = field(default=MappingProxyType({}), hash=False)
+    affinities: Mapping[AffinityKey, BlockAffinity] = field(
+        default=MappingProxyType({}), hash=False
+    )
+    blocks: Mapping[IPNetwork, AllocationBlock] = field(default=MappingProxyType({}), hash=False)
+    ipam_config: IPAMConfig | None = None
+    revision: int = 0
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        nodes: Mapping[str, Node] | None = None,
+        pools: Mapping[str, IPPool] | None = None,
+        peers: Mapping[str, BGPPeer] | None = None,
+        configs: Mapping[str, BGPConfiguration] | None = None,
+        filters: Mapping[str, BGPFilter] | None = None,
+        affinities: Mapping[AffinityKey, BlockAffinity] | None = None,
+        blocks: Mapping[IPNetwork, AllocationBlock] | None = None,
+        ipam_config: IPAMConfig | None = None,
+        revision: int = 0,
+    ) -> Snapshot:
+        """A snapshot over private read-only copies of the given mappings."""
+        return cls(
+            nodes=_frozen(nodes),
+            pools=_frozen(pools),
+            peers=_frozen(peers),
+            configs=_frozen(configs),
+            filters=_frozen(filters),
+            affinities=_frozen(affinities),
+            blocks=_frozen(blocks),
+            ipam_config=ipam_config,
+            revision=revision,
+        )
+
+    @property
+    def global_config(self) -> BGPConfiguration | None:
+        return self.configs.get("default")
+
+    def node_config(self, node_name: str) -> BGPConfiguration | None:
+        return self.configs.get(f"node.{node_name}")
+
+    def global_as(self) -> int:
+        """The cluster AS: ``default`` BGPConfiguration ``asNumber``, else 64512 (§1.6.1)."""
+        cfg = self.global_config
+        if cfg is not None and cfg.as_number is not None:
+            return cfg.as_number
+        return DEFAULT_AS_NUMBER
+
+    def node_as(self, node_name: str) -> int:
+        """A node's AS: its own ``spec.bgp.asNumber``, else the global AS (§2.7)."""
+        node = self.nodes.get(node_name)
+        if node is not None and node.as_number is not None:
+            return node.as_number
+        return self.global_as()
+
+    def listen_port_of(self, node_name: str) -> int | None:
+        """``node.<n>`` listenPort, else the global one, else None (BIRD's 179) (§2.2)."""
+        for cfg in (self.node_config(node_name), self.global_config):
+            if cfg is not None and cfg.listen_port:
+                return cfg.listen_port
+        return None
+
+    def mesh_enabled(self) -> bool:
+        cfg = self.global_config
+        if cfg is None or cfg.node_to_node_mesh_enabled is None:
+            return True
+        return cfg.node_to_node_mesh_enabled
+
+    def normal_route_priority(self, version: int) -> int:
+        cfg = self.global_config
+        if cfg is not None:
+            value = cfg.ipv4_normal_route_priority if version == 4 else cfg.ipv6_normal_route_priority
+            if value is not None:
+                return value
+        return DEFAULT_NORMAL_ROUTE_PRIORITY

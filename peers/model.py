@@ -12,11 +12,12 @@ Rules:
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -33,7 +34,7 @@ EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-class EncapMode(str, Enum):
+class EncapMode(StrEnum):
     """IPPool ``ipipMode``/``vxlanMode`` (calico-bgp.md §1.2.4)."""
 
     NEVER = "Never"
@@ -41,7 +42,7 @@ class EncapMode(str, Enum):
     CROSS_SUBNET = "CrossSubnet"
 
 
-class AffinityState(str, Enum):
+class AffinityState(StrEnum):
     """Block affinity state (calico-bgp.md §1.3.2); an empty value is implicitly confirmed."""
 
     CONFIRMED = "confirmed"
@@ -49,7 +50,7 @@ class AffinityState(str, Enum):
     PENDING_DELETION = "pendingDeletion"
 
 
-class NextHopMode(str, Enum):
+class NextHopMode(StrEnum):
     """BGPPeer ``nextHopMode`` (calico-bgp.md §1.2.3, §2.8 item 12)."""
 
     AUTO = "Auto"
@@ -57,7 +58,7 @@ class NextHopMode(str, Enum):
     KEEP = "Keep"
 
 
-class ProgramClusterRoutes(str, Enum):
+class ProgramClusterRoutes(StrEnum):
     """BGPConfiguration ``programClusterRoutes`` (calico-bgp.md §2.11, master semantics)."""
 
     ENABLED = "Enabled"
@@ -79,7 +80,7 @@ class Node:
     """``kind: Node`` (calico-bgp.md §1.2.1)."""
 
     name: str
-    labels: Mapping[str, str] = field(default=_EMPTY, hash=False)
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY, hash=False)
     as_number: int | None = None
     ipv4_address: ipaddress.IPv4Interface | None = None
     ipv6_address: ipaddress.IPv6Interface | None = None
@@ -203,12 +204,12 @@ class BGPConfiguration:
     ipv6_normal_route_priority: int | None = None
 
 
-class FilterAction(str, Enum):
+class FilterAction(StrEnum):
     ACCEPT = "Accept"
     REJECT = "Reject"
 
 
-class MatchOperator(str, Enum):
+class MatchOperator(StrEnum):
     EQUAL = "Equal"
     NOT_EQUAL = "NotEqual"
     IN = "In"
@@ -302,6 +303,7 @@ class AllocationBlock:
     cidr: IPNetwork
     owner: str | None  # text after "host:" in ``affinity``; None without a host affinity
     borrowed: tuple[Allocation, ...] = ()
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +320,10 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+def _empty_mapping() -> Mapping[Any, Any]:
+    return MappingProxyType({})
+
+
 def _frozen(mapping: Mapping[K, V] | None) -> Mapping[K, V]:
     return MappingProxyType(dict(mapping or {}))
 
@@ -326,15 +332,15 @@ def _frozen(mapping: Mapping[K, V] | None) -> Mapping[K, V]:
 class Snapshot:
     """Everything the BGP side reads from the datastore, at one revision."""
 
-    nodes: Mapping[str, Node] = field(default=MappingProxyType({}), hash=False)
-    pools: Mapping[str, IPPool] = field(default=MappingProxyType({}), hash=False)
-    peers: Mapping[str, BGPPeer] = field(default=MappingProxyType({}), hash=False)
-    configs: Mapping[str, BGPConfiguration] = field(default=MappingProxyType({}), hash=False)
-    filters: Mapping[str, BGPFilter] = field(default=MappingProxyType({}), hash=False)
+    nodes: Mapping[str, Node] = field(default_factory=_empty_mapping, hash=False)
+    pools: Mapping[str, IPPool] = field(default_factory=_empty_mapping, hash=False)
+    peers: Mapping[str, BGPPeer] = field(default_factory=_empty_mapping, hash=False)
+    configs: Mapping[str, BGPConfiguration] = field(default_factory=_empty_mapping, hash=False)
+    filters: Mapping[str, BGPFilter] = field(default_factory=_empty_mapping, hash=False)
     affinities: Mapping[AffinityKey, BlockAffinity] = field(
-        default=MappingProxyType({}), hash=False
+        default_factory=_empty_mapping, hash=False
     )
-    blocks: Mapping[IPNetwork, AllocationBlock] = field(default=MappingProxyType({}), hash=False)
+    blocks: Mapping[IPNetwork, AllocationBlock] = field(default_factory=_empty_mapping, hash=False)
     ipam_config: IPAMConfig | None = None
     revision: int = 0
 
@@ -402,7 +408,14 @@ class Snapshot:
     def normal_route_priority(self, version: int) -> int:
         cfg = self.global_config
         if cfg is not None:
-            value = cfg.ipv4_normal_route_priority if version == 4 else cfg.ipv6_normal_route_priority
+            value = (
+                cfg.ipv4_normal_route_priority if version == 4 else cfg.ipv6_normal_route_priority
+            )
             if value is not None:
                 return value
         return DEFAULT_NORMAL_ROUTE_PRIORITY
+
+
+def whole_seconds(seconds: float) -> int:
+    """Go's ``int(math.Round(d.Seconds()))``: halves round away from zero ([CL])."""
+    return int(math.floor(seconds + 0.5)) if seconds >= 0 else -int(math.floor(-seconds + 0.5))

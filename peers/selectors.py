@@ -53,6 +53,7 @@ _TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("label", re.compile(r"[A-Za-z0-9_./-]+")),
 )
 _SPACE = re.compile(r"\s*")
+_CALL_START = re.compile(r"(has|all|global)\s*\(")
 
 
 def tokenize(text: str) -> list[Token]:
@@ -64,6 +65,8 @@ def tokenize(text: str) -> list[Token]:
             m = pattern.match(text, pos)
             if m is None:
                 continue
+            if kind == "label" and _CALL_START.match(text, pos):
+                raise SelectorError(text, pos, f"{m.group(0)}() needs a label and a closing ')'")
             if kind == "has":
                 value = m.group(1)
             elif kind == "string":

@@ -17,9 +17,10 @@ Rules:
 2. A list is consistent: the first range read fixes revision R and every further read (other
    prefixes, further pages) is pinned to ``revision=R``. A pinned read that hits a compaction
    restarts the whole list.
-3. The watch starts at R + 1 with ``prev_kv`` (calico-bgp.md §1.1, E3 ``watcher.go``) and with
-   progress notifications, whose header revision moves the resume point forward when nothing
-   watched changes (so an idle watcher does not fall behind a compaction).
+3. The watch starts at R + 1 with ``prev_kv`` (calico-bgp.md §1.1, E3 ``watcher.go``). Progress
+   notifications are not requested: etcd 3.4 can send one ahead of its events (etcd-io/etcd
+   #15220), and a resume point taken from it would skip them. An idle watcher that reconnects
+   after a compaction therefore lists again (rule 6) instead of resuming.
 4. One watch stream covers the smallest key range holding every watched key and is filtered
    here, so events of all prefixes arrive in one revision order. (Separate watches per prefix
    replay history independently after a resume and would interleave out of order.)
@@ -84,6 +85,7 @@ _KEY_VAR = "ETCD_KEY_FILE"
 _USERNAME_VAR = "ETCD_USERNAME"
 _PASSWORD_VAR = "ETCD_PASSWORD"
 _DISCOVERY_VAR = "ETCD_DISCOVERY_SRV"
+_URL_NAME = "datastore URL"
 
 
 class ConfigError(ValueError):
@@ -141,7 +143,7 @@ class EtcdSettings:
         default_tls = any(tls_files.values())
         endpoints = tuple(
             _parse_endpoint(_ENDPOINTS_VAR, raw_endpoints, item, default_tls)
-            for item in _split_list(_ENDPOINTS_VAR, raw_endpoints)
+            for item in _split_list(_ENDPOINTS_VAR, raw_endpoints, raw_endpoints)
         )
         return cls(
             endpoints=endpoints,
@@ -157,12 +159,10 @@ class EtcdSettings:
         """Parse the CLI form ``etcd://host:port[,host:port]`` (``etcds://`` for TLS)."""
         scheme, sep, rest = url.partition("://")
         if not sep or scheme not in ("etcd", "etcds"):
-            raise ConfigError(f"datastore URL {url!r}: expected etcd://host:port[,host:port]")
+            raise ConfigError(f"{_URL_NAME}={url!r}: expected etcd://host:port[,host:port]")
         tls = scheme == "etcds"
-        endpoints = tuple(
-            _parse_host_port("datastore URL", url, item, tls) for item in _split_list(url, rest)
-        )
-        return cls(endpoints=endpoints)
+        items = _split_list(_URL_NAME, url, rest)
+        return cls(endpoints=tuple(_parse_host_port(_URL_NAME, url, item, tls) for item in items))
 
 
 def _existing_file(name: str, path: str | None) -> str | None:
@@ -177,8 +177,9 @@ def _require_pair(values: Mapping[str, str | None], first: str, second: str) -> 
         raise ConfigError(f"{missing} must be set together with {present}={values[present]!r}")
 
 
-def _split_list(name: str, raw: str) -> list[str]:
-    items = [item.strip() for item in raw.split(",")]
+def _split_list(name: str, raw: str, listed: str) -> list[str]:
+    """The comma-separated items of ``listed`` (a part of ``raw``, the value of ``name``)."""
+    items = [item.strip() for item in listed.split(",")]
     if not all(items):
         raise ConfigError(f"{name}={raw!r}: empty endpoint in the list")
     return items
@@ -244,7 +245,8 @@ class Resync:
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    """Events of whole revisions, ordered; ``revision`` is the highest one they carry."""
+    """Events of whole revisions, ordered. ``revision`` is how far the watch has read: at least
+    the last event's revision (more when later events of the range were filtered out)."""
 
     events: tuple[Event, ...]
     revision: int
@@ -255,10 +257,16 @@ Batch = Resync | Changes
 
 @dataclass(frozen=True, slots=True)
 class EtcdStatistics:
+    """``connected``: a list or watch is established now; ``revision``: the last revision
+    delivered (the resume point); ``resyncs``: lists delivered; ``reconnects``: connections
+    re-established after a loss; ``failures``: failed attempts or lost connections;
+    ``events``: events delivered in ``Changes``; ``endpoint``: the last endpoint that worked."""
+
     connected: bool
     revision: int
     resyncs: int
     reconnects: int
+    failures: int
     events: int
     endpoint: str | None
 
@@ -318,6 +326,7 @@ class _Session:
             ("grpc.max_receive_message_length", -1),
             ("grpc.keepalive_time_ms", int(settings.keepalive_time * 1000)),
             ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout * 1000)),
+            ("grpc.http2.ping_timeout_ms", int(settings.keepalive_timeout * 1000)),
             ("grpc.http2.max_pings_without_data", 0),
         ]
         if endpoint.tls:
@@ -407,6 +416,7 @@ class EtcdWatcher:
         self._ever_connected = False
         self._resyncs = 0
         self._reconnects = 0
+        self._failures = 0
         self._events = 0
         self._endpoint: Endpoint | None = None
         self._iterator: AsyncGenerator[Batch, None] | None = None
@@ -417,6 +427,7 @@ class EtcdWatcher:
             revision=self._revision,
             resyncs=self._resyncs,
             reconnects=self._reconnects,
+            failures=self._failures,
             events=self._events,
             endpoint=self._endpoint.target if self._endpoint else None,
         )
@@ -433,7 +444,8 @@ class EtcdWatcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop iterating and close the connection."""
+        """Stop iterating and close the connection. Call it from the iterating task, or cancel
+        that task first (an async generator cannot be closed while another task awaits it)."""
         iterator, self._iterator = self._iterator, None
         if iterator is not None:
             await iterator.aclose()
@@ -461,6 +473,7 @@ class EtcdWatcher:
                 if self._connected:
                     failures_in_round = 0
                 self._connected = False
+                self._failures += 1
                 index = (index + 1) % len(endpoints)
                 failures_in_round += 1
                 if failures_in_round >= len(endpoints):
@@ -497,9 +510,9 @@ class EtcdWatcher:
                 break
             except _Compacted:
                 log.info("etcd_list_compacted", revision=revision)
-        self._mark_connected(session.endpoint)
         self._revision = revision
         self._resyncs += 1
+        self._mark_connected(session.endpoint)
         return Resync(pairs=tuple(pairs), revision=revision)
 
     async def _watch(self, session: _Session) -> AsyncGenerator[Changes, None]:
@@ -510,7 +523,6 @@ class EtcdWatcher:
             range_end=end,
             start_revision=self._revision + 1,
             prev_kv=True,
-            progress_notify=True,
         )
         call = session.watch_stub.Watch(metadata=session.metadata)
         try:
@@ -538,8 +550,6 @@ class EtcdWatcher:
         if response.created:
             self._mark_connected(session.endpoint)
         if not response.events:
-            if not response.created:
-                self._revision = max(self._revision, response.header.revision)
             return None
         events = tuple(
             self._event(raw)

@@ -40,7 +40,12 @@ RESET = ErrorAction.SESSION_RESET
 
 
 class Malformed(Exception):
-    """Raised by a decoder row; turned into an ``AttributeIssue`` with the row's action."""
+    """Raised by a decoder row; turned into an ``AttributeIssue`` with the row's action, or with
+    ``action`` where the RFC names a different one for this particular fault."""
+
+    def __init__(self, reason: str, action: ErrorAction | None = None) -> None:
+        super().__init__(reason)
+        self.action = action
 
 
 class DecodeContext(NamedTuple):
@@ -121,7 +126,7 @@ def _decode_local_pref(value: bytes, ctx: DecodeContext, out: Fields) -> None:
     _fixed(value, 4, "LOCAL_PREF")
     if ctx.external:
         # RFC 7606 §7.5: LOCAL_PREF from an external neighbour is discarded.
-        raise Malformed("LOCAL_PREF received from an external peer")
+        raise Malformed("LOCAL_PREF received from an external peer", DISCARD)
     out["local_pref"] = int.from_bytes(value, "big")
 
 
@@ -279,6 +284,9 @@ def merge_as4_path(as_path: AsPath, as4_path: AsPath) -> AsPath:
             keep -= 1
         else:
             head.append(seg)
+    if head and as4_path and head[-1].type == as4_path[0].type == SegmentType.AS_SEQUENCE:
+        joined = AsPathSegment(SegmentType.AS_SEQUENCE, head[-1].asns + as4_path[0].asns)
+        return (*head[:-1], joined, *as4_path[1:])
     return tuple(head) + as4_path
 
 
@@ -314,13 +322,14 @@ def decode_attribute_list(
             row.decode(value, ctx, fields)
         except Malformed as exc:
             present.discard(code)
-            issues.append(AttributeIssue(code, row.action, row.subcode, str(exc)))
+            issues.append(AttributeIssue(code, exc.action or row.action, row.subcode, str(exc)))
     as4_path = fields.pop("_as4_path", None)
     as4_aggregator = fields.pop("_as4_aggregator", None)
     aggregator = fields.get("aggregator")
     if not ctx.asn4 and (as4_path is not None or as4_aggregator is not None):
-        # RFC 6793 §4.2.3: an AGGREGATOR not carrying AS_TRANS means AS4_* are stale.
-        if aggregator is not None and aggregator[0] != AS_TRANS:
+        # RFC 6793 §4.2.3: with both aggregators present, an AGGREGATOR not carrying AS_TRANS
+        # means AS4_AGGREGATOR and AS4_PATH are stale.
+        if as4_aggregator is not None and aggregator is not None and aggregator[0] != AS_TRANS:
             as4_path = as4_aggregator = None
         if as4_aggregator is not None and aggregator is not None:
             fields["aggregator"] = as4_aggregator

@@ -16,6 +16,9 @@ from bgpd.wire.constants import ErrorCode, UpdateSubcode
 from bgpd.wire.errors import MessageError
 from bgpd.wire.types import Prefix, canonical_prefix
 
+# Host bits of the last octet for a prefix length's remainder mod 8 (0 = whole octets).
+_HOST_BITS = (0, 0x7F, 0x3F, 0x1F, 0x0F, 0x07, 0x03, 0x01)
+
 
 def _bad_field(why: str) -> MessageError:
     return MessageError(ErrorCode.UPDATE_MESSAGE, UpdateSubcode.INVALID_NETWORK_FIELD, b"", why)
@@ -31,7 +34,7 @@ def decode_prefixes(data: bytes, start: int, end: int, max_len: int) -> list[Pre
         j = i + 1 + ((plen + 7) >> 3)
         if plen > max_len or j > end:
             raise _bad_field(f"prefix length {plen} at offset {i} is invalid or overruns")
-        if plen & 7:
+        if data[j - 1] & _HOST_BITS[plen & 7]:
             append(canonical_prefix(plen, data[i + 1 : j]))
         else:
             append(data[i:j])
@@ -54,7 +57,10 @@ def decode_prefixes_add_path(
         j = i + 5 + ((plen + 7) >> 3)
         if plen > max_len or j > end:
             raise _bad_field(f"prefix length {plen} at offset {i + 4} is invalid or overruns")
-        out.append(canonical_prefix(plen, data[i + 5 : j]) if plen & 7 else data[i + 4 : j])
+        if data[j - 1] & _HOST_BITS[plen & 7]:
+            out.append(canonical_prefix(plen, data[i + 5 : j]))
+        else:
+            out.append(data[i + 4 : j])
         i = j
     return out, ids
 

@@ -211,7 +211,7 @@ def decode_update(body: bytes, negotiated: Negotiated, cache: AttributeCache) ->
     announced: list[Announcement] = []
     if withdrawn_v4:
         withdrawn.append(Withdrawal(IPV4_UNICAST, withdrawn_v4, withdrawn_v4_ids))
-    if mp_unreach is not None:
+    if mp_unreach is not None and mp_unreach[1]:
         withdrawn.append(Withdrawal(*mp_unreach))
     if nlri_v4:
         if treat_as_withdraw:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import aetcd
 import pytest
-from etcd_server import EtcdServer
+from etcd_server import TLS_ROOT_PASSWORD, EtcdServer, TlsFiles
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +38,18 @@ async def etcd_client(etcd_server: EtcdServer) -> AsyncIterator[aetcd.Client]:
     async with aetcd.Client("127.0.0.1", etcd_server.client_port, timeout=30) as client:
         await client.delete_prefix(b"/calico/")
         yield client
+
+
+@pytest.fixture(scope="module")
+def etcd_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """etcd with TLS (client certificates required) and auth enabled for ``root``."""
+    if shutil.which("etcd") is None or shutil.which("openssl") is None:
+        pytest.skip("etcd-server or openssl is not installed")
+    server = EtcdServer(tls=TlsFiles.generate(tmp_path_factory.mktemp("hB-tls")))
+    server.start()
+    try:
+        server.etcdctl("user", "add", f"root:{TLS_ROOT_PASSWORD}")
+        server.etcdctl("auth", "enable")
+        yield server
+    finally:
+        server.destroy()

@@ -5,7 +5,8 @@ Rules:
 2. Each server has its own temporary data dir; ``stop``/``kill`` keep it, so ``start`` again
    resumes the same data on the same ports (an etcd restart). ``start(client_port=...)`` can
    bring the same member up on another client port, which a watcher does not know about: the
-   writes made there are "writes while the watcher was disconnected".
+   writes made there are "writes while the watcher was disconnected". ``pause``/``resume``
+   freeze and thaw the process (a hung etcd); ``kill`` also ends a frozen one.
 3. The child gets no ``ETCD_*`` variable from our environment (etcd reads them as flags).
 4. ``start`` returns only when ``/health`` answers ``true``; a server that does not become healthy
    is killed and its log tail is in the error.
@@ -30,6 +31,7 @@ from pathlib import Path
 ETCD_BINARY = "/usr/bin/etcd"
 ETCDCTL_BINARY = "/usr/bin/etcdctl"
 HEALTH_TIMEOUT = 30.0
+TLS_ROOT_PASSWORD = "hB-root-pw"  # the root user of the TLS/auth server fixture
 
 
 def free_port() -> int:
@@ -172,6 +174,15 @@ class EtcdServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open but nothing answers."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.kill()

@@ -1,0 +1,358 @@
+"""Golden error cases: one per RFC 4271 §6 error the codec detects, one per RFC 7606 rule.
+
+Each case is raw octets in, and either the exact NOTIFICATION (code, subcode, data) out, or the
+RFC 7606 action applied to the UPDATE. OPEN errors that need session context (bad peer AS,
+unsupported required capability, our own BGP identifier) belong to the session FSM's tests.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from bgpd.wire.attributes import AttributeCache
+from bgpd.wire.codec import decode_message
+from bgpd.wire.constants import MARKER, AttrType
+from bgpd.wire.errors import ErrorAction, MessageError
+from bgpd.wire.framer import Framer
+from bgpd.wire.negotiated import Negotiated
+from bgpd.wire.types import IPV4_UNICAST, IPV6_UNICAST, prefix_from_str
+
+V4_NLRI = prefix_from_str("10.1.0.0/24")
+IBGP = Negotiated(asn4=True, families=frozenset({IPV4_UNICAST, IPV6_UNICAST}))
+EBGP = Negotiated(asn4=True, families=frozenset({IPV4_UNICAST, IPV6_UNICAST}), external=True)
+TWO_OCTET = Negotiated(asn4=False)
+
+
+def attr(flags: int, code: int, value: bytes) -> bytes:
+    if flags & 0x10:
+        return struct.pack("!BBH", flags, code, len(value)) + value
+    return struct.pack("!BBB", flags, code, len(value)) + value
+
+
+ORIGIN = attr(0x40, 1, b"\x00")
+AS_PATH = attr(0x40, 2, b"\x02\x01" + struct.pack("!I", 64512))
+NEXT_HOP = attr(0x40, 3, bytes([10, 0, 0, 1]))
+MANDATORY = ORIGIN + AS_PATH + NEXT_HOP
+
+
+def update_body(attrs: bytes = b"", nlri: bytes = V4_NLRI, withdrawn: bytes = b"") -> bytes:
+    return (
+        struct.pack("!H", len(withdrawn)) + withdrawn + struct.pack("!H", len(attrs)) + attrs + nlri
+    )
+
+
+def header(length: int, msg_type: int) -> bytes:
+    return MARKER + struct.pack("!HB", length, msg_type)
+
+
+# --- RFC 4271 §6.1: message header errors (the framer) -------------------------------------
+HEADER_CASES = [
+    ("marker", b"\x00" * 16 + struct.pack("!HB", 19, 4), (1, 1, b"")),
+    ("length-below-19", header(18, 4), (1, 2, b"\x00\x12")),
+    ("length-above-4096", header(4097, 2), (1, 2, b"\x10\x01")),
+    ("open-too-short", header(28, 1) + b"\0" * 9, (1, 2, b"\x00\x1c")),
+    ("keepalive-with-body", header(20, 4) + b"\0", (1, 2, b"\x00\x14")),
+    ("update-too-short", header(22, 2) + b"\0" * 3, (1, 2, b"\x00\x16")),
+    ("notification-too-short", header(20, 3) + b"\0", (1, 2, b"\x00\x14")),
+    ("bad-type", header(19, 9), (1, 3, b"\x09")),
+    ("open-over-4096-with-extended", header(5000, 1), (1, 2, b"\x13\x88")),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"), HEADER_CASES, ids=[c[0] for c in HEADER_CASES]
+)
+def test_header_errors(name: str, data: bytes, expected: tuple[int, int, bytes]) -> None:
+    framer = Framer(max_length=65535 if "extended" in name else 4096)
+    with pytest.raises(MessageError) as err:
+        framer.feed(data)
+    assert (err.value.code, err.value.subcode, err.value.data) == expected
+
+
+# --- RFC 4271 §6.2: OPEN message errors (context-free ones) ---------------------------------
+def open_body(
+    version: int = 4,
+    asn: int = 64512,
+    hold: int = 90,
+    bgp_id: int = 0x0A000001,
+    params: bytes = b"",
+) -> bytes:
+    return struct.pack("!BHHIB", version, asn, hold, bgp_id, len(params)) + params
+
+
+OPEN_CASES = [
+    ("unsupported-version", open_body(version=3), (2, 1, b"\x00\x04")),
+    ("hold-time-1", open_body(hold=1), (2, 6, b"")),
+    ("hold-time-2", open_body(hold=2), (2, 6, b"")),
+    ("bgp-identifier-zero", open_body(bgp_id=0), (2, 3, b"")),
+    ("unsupported-optional-parameter", open_body(params=b"\x01\x02\x00\x00"), (2, 4, b"")),
+    ("optional-parameters-overrun", open_body(params=b"\x02\x05\x01\x04"), (2, 0, b"")),
+    ("capability-overrun", open_body(params=b"\x02\x02\x41\x04"), (2, 0, b"\x41\x04")),
+    (
+        "four-octet-as-bad-length",
+        open_body(params=b"\x02\x04\x41\x02\x00\x01"),
+        (2, 0, b"\x41\x02\x00\x01"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "expected"), OPEN_CASES, ids=[c[0] for c in OPEN_CASES])
+def test_open_errors(name: str, body: bytes, expected: tuple[int, int, bytes]) -> None:
+    with pytest.raises(MessageError) as err:
+        decode_message(1, body, IBGP, AttributeCache())
+    assert (err.value.code, err.value.subcode) == expected[:2]
+    if expected[2]:
+        assert err.value.data == expected[2]
+
+
+# --- RFC 4271 §6.3 / RFC 7606: UPDATE errors that reset the session -------------------------
+RESET_CASES = [
+    ("withdrawn-length-overruns", b"\x00\x10\x00\x00", (3, 1)),
+    ("attribute-length-overruns", b"\x00\x00\x00\x40" + MANDATORY, (3, 1)),
+    ("nlri-prefix-too-long", update_body(MANDATORY, nlri=b"\x21\x0a\x00\x00\x00\x00"), (3, 10)),
+    ("nlri-truncated", update_body(MANDATORY, nlri=b"\x18\x0a\x00"), (3, 10)),
+    (
+        "withdrawn-prefix-too-long",
+        update_body(b"", b"", withdrawn=b"\x28\x0a\x00\x00\x00\x00"),
+        (3, 10),
+    ),
+    ("unrecognized-well-known", update_body(MANDATORY + attr(0x40, 99, b"x")), (3, 2)),
+    (
+        "mp-reach-repeated",
+        update_body(
+            MANDATORY
+            + attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00")
+            + attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00"),
+            nlri=b"",
+        ),
+        (3, 1),
+    ),
+    (
+        "mp-reach-next-hop-length",  # RFC 7606 §7.11
+        update_body(
+            ORIGIN + AS_PATH + attr(0x90, 14, b"\x00\x02\x01\x05" + bytes(5) + b"\x00"), b""
+        ),
+        (3, 9),
+    ),
+    (
+        "mp-reach-nlri-malformed",
+        update_body(
+            ORIGIN + AS_PATH + attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00\x81"), b""
+        ),
+        (3, 10),
+    ),
+    (
+        "mp-unreach-flags",
+        update_body(attr(0x40, 15, b"\x00\x02\x01"), nlri=b""),
+        (3, 4),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "expected"), RESET_CASES, ids=[c[0] for c in RESET_CASES])
+def test_update_session_reset(name: str, body: bytes, expected: tuple[int, int]) -> None:
+    with pytest.raises(MessageError) as err:
+        decode_message(2, body, IBGP, AttributeCache())
+    assert (err.value.code, err.value.subcode) == expected
+
+
+def test_unrecognized_well_known_carries_the_attribute_as_data() -> None:
+    bad = attr(0x40, 99, b"x")
+    with pytest.raises(MessageError) as err:
+        decode_message(2, update_body(MANDATORY + bad), IBGP, AttributeCache())
+    assert err.value.data == bad  # RFC 4271 §6.3: data is the unrecognised attribute
+
+
+# --- RFC 7606: treat-as-withdraw and attribute-discard -------------------------------------
+TAW = ErrorAction.TREAT_AS_WITHDRAW
+DISCARD = ErrorAction.ATTRIBUTE_DISCARD
+
+
+def replace_attr(code: int, new: bytes) -> bytes:
+    parts = {1: ORIGIN, 2: AS_PATH, 3: NEXT_HOP}
+    parts[code] = new
+    return b"".join(parts[c] for c in (1, 2, 3) if parts[c])
+
+
+SOFT_CASES = [
+    # (name, attributes, negotiated, expected action, attribute code)
+    ("7.1-origin-value", replace_attr(1, attr(0x40, 1, b"\x03")), IBGP, TAW, 1),
+    ("7.1-origin-length", replace_attr(1, attr(0x40, 1, b"\x00\x00")), IBGP, TAW, 1),
+    (
+        "7.2-as-path-segment-type",
+        replace_attr(2, attr(0x40, 2, b"\x07\x01\x00\x00\xfc\x00")),
+        IBGP,
+        TAW,
+        2,
+    ),
+    ("7.2-as-path-zero-length-segment", replace_attr(2, attr(0x40, 2, b"\x02\x00")), IBGP, TAW, 2),
+    (
+        "7.2-as-path-overrun",
+        replace_attr(2, attr(0x40, 2, b"\x02\x02\x00\x00\xfc\x00")),
+        IBGP,
+        TAW,
+        2,
+    ),
+    ("7.3-next-hop-length", replace_attr(3, attr(0x40, 3, b"\x0a\x00\x00")), IBGP, TAW, 3),
+    ("7.3-next-hop-zero", replace_attr(3, attr(0x40, 3, b"\x00\x00\x00\x00")), IBGP, TAW, 3),
+    ("7.3-next-hop-multicast", replace_attr(3, attr(0x40, 3, b"\xe0\x00\x00\x05")), IBGP, TAW, 3),
+    ("7.4-med-length", MANDATORY + attr(0x80, 4, b"\x00\x01"), IBGP, TAW, 4),
+    ("7.5-local-pref-length", MANDATORY + attr(0x40, 5, b"\x00"), IBGP, TAW, 5),
+    ("7.5-local-pref-from-ebgp", MANDATORY + attr(0x40, 5, b"\x00\x00\x00\x64"), EBGP, DISCARD, 5),
+    ("7.6-atomic-aggregate-length", MANDATORY + attr(0x40, 6, b"\x01"), IBGP, DISCARD, 6),
+    ("7.7-aggregator-length", MANDATORY + attr(0xC0, 7, b"\x00\x01\x0a"), IBGP, DISCARD, 7),
+    ("7.8-communities-length", MANDATORY + attr(0xC0, 8, b"\x00\x01\x00"), IBGP, TAW, 8),
+    ("7.8-communities-empty", MANDATORY + attr(0xC0, 8, b""), IBGP, TAW, 8),
+    ("7.9-originator-id-length", MANDATORY + attr(0x80, 9, b"\x0a"), IBGP, TAW, 9),
+    ("7.10-cluster-list-length", MANDATORY + attr(0x80, 10, b"\x0a\x00"), IBGP, TAW, 10),
+    ("7.14-extended-communities-length", MANDATORY + attr(0xC0, 16, b"\x00" * 7), IBGP, TAW, 16),
+    ("rfc8092-large-community-length", MANDATORY + attr(0xC0, 32, b"\x00" * 11), IBGP, TAW, 32),
+    ("3c-flags-conflict-well-known", replace_attr(1, attr(0xC0, 1, b"\x00")), IBGP, TAW, 1),
+    ("3c-flags-conflict-optional", MANDATORY + attr(0x40, 4, b"\x00\x00\x00\x01"), IBGP, TAW, 4),
+    ("3d-missing-origin", replace_attr(1, b""), IBGP, TAW, 0),
+    ("3d-missing-as-path", replace_attr(2, b""), IBGP, TAW, 0),
+    ("3d-missing-next-hop", replace_attr(3, b""), IBGP, TAW, 0),
+    (
+        "3g-repeated-attribute",
+        MANDATORY + attr(0x80, 4, b"\0\0\0\1") + attr(0x80, 4, b"\0\0\0\2"),
+        IBGP,
+        DISCARD,
+        4,
+    ),
+    ("4-attribute-overruns-list", MANDATORY + b"\x80\x04\x09\x00", IBGP, TAW, 0),
+    (
+        "6793-as4-path-on-asn4-session",
+        MANDATORY + attr(0xC0, 17, b"\x02\x01\x00\x00\xfc\x00"),
+        IBGP,
+        DISCARD,
+        17,
+    ),
+    (
+        "6793-as4-aggregator-length",
+        replace_attr(2, attr(0x40, 2, b"\x02\x01\xfc\x00")) + attr(0xC0, 18, b"\x00"),
+        TWO_OCTET,
+        DISCARD,
+        18,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "attrs", "negotiated", "action", "code"), SOFT_CASES, ids=[c[0] for c in SOFT_CASES]
+)
+def test_update_rfc7606_actions(
+    name: str, attrs: bytes, negotiated: Negotiated, action: ErrorAction, code: int
+) -> None:
+    update = decode_message(2, update_body(attrs), negotiated, AttributeCache())
+    assert update.issues, "an issue must be reported"
+    strongest = max(i.action for i in update.issues)
+    assert strongest == action
+    assert any(i.attr_code == code and i.action == action for i in update.issues)
+    if action == TAW:
+        assert update.treat_as_withdraw
+        assert not update.announced
+        assert [p for w in update.withdrawn for p in w.prefixes] == [V4_NLRI]
+    else:
+        assert not update.treat_as_withdraw
+        assert [p for a in update.announced for p in a.prefixes] == [V4_NLRI]
+
+
+def test_discarded_local_pref_is_absent_and_route_kept() -> None:
+    body = update_body(MANDATORY + attr(0x40, 5, b"\x00\x00\x00\x64"))
+    update = decode_message(2, body, EBGP, AttributeCache())
+    assert update.announced[0].attributes.local_pref is None
+
+
+def test_first_of_repeated_attributes_wins() -> None:
+    body = update_body(MANDATORY + attr(0x80, 4, b"\0\0\0\1") + attr(0x80, 4, b"\0\0\0\2"))
+    update = decode_message(2, body, IBGP, AttributeCache())
+    assert update.announced[0].attributes.med == 1
+
+
+def test_strongest_action_wins_when_several_attributes_are_bad() -> None:
+    attrs = MANDATORY + attr(0x40, 6, b"\x01") + attr(0xC0, 8, b"\x00")  # discard + withdraw
+    update = decode_message(2, update_body(attrs), IBGP, AttributeCache())
+    assert {i.action for i in update.issues} == {DISCARD, TAW}
+    assert update.treat_as_withdraw
+
+
+def test_unknown_optional_transitive_kept_with_partial_bit() -> None:
+    update = decode_message(
+        2, update_body(MANDATORY + attr(0xC0, 200, b"abc")), IBGP, AttributeCache()
+    )
+    (unknown,) = update.announced[0].attributes.unknown
+    assert (unknown.code, unknown.value, unknown.flags & 0x20) == (200, b"abc", 0x20)
+
+
+def test_unknown_optional_non_transitive_dropped() -> None:
+    update = decode_message(
+        2, update_body(MANDATORY + attr(0x80, 201, b"abc")), IBGP, AttributeCache()
+    )
+    assert update.announced[0].attributes.unknown == ()
+    assert not update.issues
+
+
+def test_withdraw_only_update_needs_no_attributes() -> None:
+    update = decode_message(2, update_body(b"", b"", withdrawn=V4_NLRI), IBGP, AttributeCache())
+    assert not update.issues and update.withdrawn[0].prefixes == [V4_NLRI]
+
+
+def test_as4_path_reconstruction_rfc6793() -> None:
+    # 2-octet session: AS_PATH 64512 23456 23456, AS4_PATH 4200000001 4200000002.
+    as_path = attr(0x40, 2, b"\x02\x03" + struct.pack("!HHH", 64512, 23456, 23456))
+    as4 = attr(0xC0, 17, b"\x02\x02" + struct.pack("!II", 4200000001, 4200000002))
+    body = update_body(ORIGIN + as_path + NEXT_HOP + as4)
+    update = decode_message(2, body, TWO_OCTET, AttributeCache())
+    (seg,) = update.announced[0].attributes.as_path
+    assert seg.asns == (64512, 4200000001, 4200000002)
+
+
+def test_as4_path_ignored_when_both_aggregators_and_aggregator_is_not_as_trans() -> None:
+    as_path = attr(0x40, 2, b"\x02\x02" + struct.pack("!HH", 64512, 23456))
+    aggregator = attr(0xC0, 7, struct.pack("!H", 64999) + bytes([10, 0, 0, 9]))
+    as4agg = attr(0xC0, 18, struct.pack("!I", 4200000009) + bytes([10, 0, 0, 9]))
+    as4 = attr(0xC0, 17, b"\x02\x01" + struct.pack("!I", 4200000001))
+    body = update_body(ORIGIN + as_path + NEXT_HOP + aggregator + as4 + as4agg)
+    attrs = decode_message(2, body, TWO_OCTET, AttributeCache()).announced[0].attributes
+    assert attrs.as_path[0].asns == (64512, 23456)
+    assert attrs.aggregator == (64999, bytes([10, 0, 0, 9]))
+
+
+def test_as4_path_applies_with_a_two_octet_aggregator_alone() -> None:
+    # RFC 6793 §4.2.3 ignores AS4_PATH only when AGGREGATOR and AS4_AGGREGATOR are both present.
+    as_path = attr(0x40, 2, b"\x02\x02" + struct.pack("!HH", 64512, 23456))
+    aggregator = attr(0xC0, 7, struct.pack("!H", 64999) + bytes([10, 0, 0, 9]))
+    as4 = attr(0xC0, 17, b"\x02\x01" + struct.pack("!I", 4200000001))
+    body = update_body(ORIGIN + as_path + NEXT_HOP + aggregator + as4)
+    attrs = decode_message(2, body, TWO_OCTET, AttributeCache()).announced[0].attributes
+    assert attrs.as_path[0].asns == (64512, 4200000001)
+
+
+def test_as4_aggregator_replaces_as_trans_aggregator() -> None:
+    aggregator = attr(0xC0, 7, struct.pack("!H", 23456) + bytes([10, 0, 0, 9]))
+    as4agg = attr(0xC0, 18, struct.pack("!I", 4200000009) + bytes([10, 0, 0, 9]))
+    body = update_body(
+        MANDATORY.replace(AS_PATH, attr(0x40, 2, b"\x02\x01\xfc\x00")) + aggregator + as4agg
+    )
+    update = decode_message(2, body, TWO_OCTET, AttributeCache())
+    assert update.announced[0].attributes.aggregator == (4200000009, bytes([10, 0, 0, 9]))
+
+
+def test_route_refresh_length_rfc7313() -> None:
+    enhanced = Negotiated(enhanced_route_refresh=True)
+    with pytest.raises(MessageError) as err:
+        decode_message(5, b"\x00\x01\x00\x01\x00", enhanced, AttributeCache())
+    assert (err.value.code, err.value.subcode) == (7, 1)
+    with pytest.raises(MessageError) as err:
+        decode_message(5, b"\x00\x01\x00\x01\x00", Negotiated(), AttributeCache())
+    assert (err.value.code, err.value.subcode) == (1, 2)
+
+
+def test_attribute_types_in_table_cover_rfc7606_section_7() -> None:
+    from bgpd.wire.attributes import ATTRIBUTES
+
+    required = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 17, 18, 32}
+    assert required <= set(ATTRIBUTES)
+    assert AttrType.MP_REACH_NLRI not in ATTRIBUTES  # handled by the UPDATE decoder itself

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from bgpd.control.commands import register as register_control_commands
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.codec import decode_message
 from bgpd.wire.errors import MessageError
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--external", action="store_true", help="the peer is external (eBGP: LOCAL_PREF discarded)"
     )
     decode.set_defaults(handler=cmd_decode)
+    register_control_commands(sub)
     return parser
 
 

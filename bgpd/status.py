@@ -1,0 +1,87 @@
+"""Read-only views of the running daemon, shared by the control socket, the CLI, health and
+metrics.
+
+Rules:
+1. Values only: frozen dataclasses built by the daemon on request; readers never see live state.
+2. ``StatusProvider`` is the one interface the control socket and HTTP endpoints depend on, so
+   they can be tested against a fake and the daemon can change inside.
+3. Times are seconds since the epoch (wall clock, supplied by the daemon), so "since" columns
+   mean the same thing in every process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """One BGP session, as ``show protocols`` and ``bgpd show peers`` present it."""
+
+    name: str  # Calico's session name: Mesh_10_0_0_2, Node_..., Global_...
+    peer_ip: str
+    peer_as: int
+    local_as: int
+    state: str  # RFC 4271 state name: Idle, Connect, Active, OpenSent, OpenConfirm, Established
+    since: float  # when the state was entered (epoch seconds)
+    passive: bool = False
+    family: str = "ipv4"
+    last_error: str = ""  # stable reason token of the last fall to Idle
+    router_id: str = ""
+    hold_time: int = 0
+    keepalive_time: int = 0
+    prefixes_received: int = 0
+    prefixes_accepted: int = 0
+    prefixes_advertised: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    updates_in: int = 0
+    updates_out: int = 0
+    graceful_restart: str = ""  # "", "helper", "restarting"
+    capabilities: tuple[str, ...] = ()
+    source_address: str = ""
+    port: int = 179
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStatus:
+    """One route in the Loc-RIB (best or not), as ``show route`` presents it."""
+
+    prefix: str
+    next_hop: str
+    as_path: tuple[int, ...]
+    best: bool
+    peer: str  # session name, or "local" for routes this node originates
+    peer_ip: str = ""
+    origin: str = "igp"
+    local_pref: int | None = None
+    med: int | None = None
+    communities: tuple[str, ...] = ()
+    large_communities: tuple[str, ...] = ()
+    since: float = 0.0
+    blackhole: bool = False
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStatus:
+    """``show status``: identity and the recovery state that readiness depends on."""
+
+    version: str
+    router_id: str
+    node: str
+    started: float
+    last_reconfigured: float
+    graceful_restart_recovering: bool = False
+    datastore_in_sync: bool = False
+    kernel_routes: int = 0
+    problems: tuple[str, ...] = field(default=())
+
+
+class StatusProvider(Protocol):
+    def daemon_status(self) -> DaemonStatus: ...
+
+    def peer_statuses(self) -> list[PeerStatus]: ...
+
+    def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]: ...

@@ -1,0 +1,195 @@
+"""An in-memory network of ``Speaker`` cores with one fake clock (design/style-anchors.md §9.5).
+
+Sessions are modelled as simply Established: each side's ``Negotiated`` comes from
+``bgpd.wire.negotiated.negotiate`` over the two OPENs the nodes would send, and every
+``SendToPeer`` is framed, decoded with the receiver's codec context and fed to the receiver, so
+the wire format is exercised end to end. Each node's kernel view is the last ``BestChanged``
+per prefix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from bgpd.rib.graceful_restart import SelectionDeferral, local_capability
+from bgpd.rib.route import NextHopMode, Path
+from bgpd.speaker import (
+    BestChanged,
+    PeerSettings,
+    RibConverged,
+    SendToPeer,
+    Speaker,
+    SpeakerConfig,
+)
+from bgpd.wire.attributes import AttributeCache
+from bgpd.wire.capabilities import (
+    EnhancedRouteRefresh,
+    FourOctetAs,
+    Multiprotocol,
+    RouteRefresh,
+)
+from bgpd.wire.codec import decode_message
+from bgpd.wire.constants import MessageType
+from bgpd.wire.framer import Framer
+from bgpd.wire.messages import Open, Update
+from bgpd.wire.messages import RouteRefresh as RouteRefreshMessage
+from bgpd.wire.negotiated import Negotiated, negotiate, two_octet_as
+from bgpd.wire.types import IPV4_UNICAST, Family, PathAttributes, Prefix, prefix_from_str
+
+
+@dataclass
+class Node:
+    name: str
+    address: ipaddress.IPv4Address
+    asn: int
+    speaker: Speaker
+    cache: AttributeCache
+    kernel: dict[tuple[Family, Prefix], tuple[Path, ...]] = field(default_factory=dict)
+    converged: int = 0
+    received: list[bytes] = field(default_factory=list)
+
+    @property
+    def router_id(self) -> int:
+        return int(self.address)
+
+    def open_message(self, graceful_restart: bool, restarting: bool = False) -> Open:
+        caps: list[object] = [
+            Multiprotocol(IPV4_UNICAST),
+            RouteRefresh(),
+            EnhancedRouteRefresh(),
+            FourOctetAs(self.asn),
+        ]
+        if graceful_restart:
+            caps.append(local_capability([IPV4_UNICAST], 120, restarting, True))
+        return Open(two_octet_as(self.asn), 90, self.router_id, tuple(caps))  # type: ignore[arg-type]
+
+    def best(self, prefix: str) -> Path | None:
+        return self.speaker.loc_rib(IPV4_UNICAST).best(prefix_from_str(prefix))
+
+    def installed(self, prefix: str) -> tuple[Path, ...]:
+        return self.kernel.get((IPV4_UNICAST, prefix_from_str(prefix)), ())
+
+    def originate(self, *prefixes: str, now: float = 0.0, **attrs: object) -> None:
+        routes = {prefix_from_str(p): PathAttributes(**attrs) for p in prefixes}  # type: ignore[arg-type]
+        self.speaker.set_local_routes({IPV4_UNICAST: routes}, now)
+
+
+@dataclass
+class Link:
+    a: str
+    b: str
+    negotiated: dict[str, Negotiated]
+
+
+class SpeakerNet:
+    """Nodes, links, a fake clock, and a pump that moves messages until nothing moves."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.links: dict[frozenset[str], Link] = {}
+        self.now = 0.0
+
+    def add(
+        self,
+        name: str,
+        address: str,
+        asn: int = 64512,
+        cluster_id: int | None = None,
+        restarting: SelectionDeferral | None = None,
+    ) -> Node:
+        addr = ipaddress.IPv4Address(address)
+        cache = AttributeCache()
+        config = SpeakerConfig(router_id=int(addr), local_as=asn, cluster_id=cluster_id)
+        node = Node(name, addr, asn, Speaker(config, cache, restarting), cache)
+        self.nodes[name] = node
+        return node
+
+    def connect(
+        self,
+        a: str,
+        b: str,
+        client_of: str | None = None,
+        graceful_restart: bool = True,
+        next_hop_mode: NextHopMode = NextHopMode.AUTO,
+    ) -> None:
+        """Bring up a session; ``client_of`` names the side for which the other is an RR
+        client."""
+        na, nb = self.nodes[a], self.nodes[b]
+        open_a, open_b = na.open_message(graceful_restart), nb.open_message(graceful_restart)
+        negotiated = {a: negotiate(open_a, open_b), b: negotiate(open_b, open_a)}
+        self.links[frozenset((a, b))] = Link(a, b, negotiated)
+        for me, other in ((na, nb), (nb, na)):
+            settings = PeerSettings(
+                address=other.address,
+                peer_as=other.asn,
+                rr_client=client_of == me.name,
+                next_hop_mode=next_hop_mode,
+                next_hop_self={IPV4_UNICAST: me.address.packed},
+            )
+            me.speaker.peer_up(other.name, settings, negotiated[me.name], self.now)
+
+    def disconnect(self, a: str, b: str, graceful: bool = False) -> None:
+        del self.links[frozenset((a, b))]
+        self.nodes[a].speaker.peer_down(b, graceful, self.now)
+        self.nodes[b].speaker.peer_down(a, graceful, self.now)
+
+    def crash(self, name: str) -> None:
+        """``name`` stops without a NOTIFICATION: its neighbours see a graceful peer down."""
+        for key in [k for k in self.links if name in k]:
+            (other,) = key - {name}
+            del self.links[key]
+            self.nodes[other].speaker.peer_down(name, True, self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for node in self.nodes.values():
+            node.speaker.timer(self.now)
+        self.run()
+
+    def run(self, max_rounds: int = 50) -> int:
+        """Pump until quiet; returns the number of messages delivered."""
+        delivered = 0
+        for _ in range(max_rounds):
+            moved = 0
+            for node in list(self.nodes.values()):
+                for output in node.speaker.drain():
+                    if isinstance(output, BestChanged):
+                        key = (output.family, output.prefix)
+                        if output.best is None:
+                            node.kernel.pop(key, None)
+                        else:
+                            node.kernel[key] = output.ecmp
+                    elif isinstance(output, RibConverged):
+                        node.converged += 1
+                    elif isinstance(output, SendToPeer):
+                        moved += len(output.messages)
+                        self._deliver(node.name, output.peer_id, output.messages)
+            delivered += moved
+            if not moved:
+                return delivered
+        raise AssertionError("network did not settle")
+
+    def _deliver(self, sender: str, receiver: str, messages: list[bytes]) -> None:
+        link = self.links.get(frozenset((sender, receiver)))
+        if link is None:
+            return
+        node = self.nodes[receiver]
+        negotiated = link.negotiated[receiver]
+        framer = Framer(max_length=negotiated.max_message_len)
+        for msg_type, body in framer.feed(b"".join(messages)):
+            node.received.append(body)
+            message = decode_message(msg_type, body, negotiated, node.cache)
+            if msg_type == MessageType.UPDATE:
+                assert isinstance(message, Update)
+                node.speaker.update_received(sender, message, self.now)
+            elif msg_type == MessageType.ROUTE_REFRESH:
+                assert isinstance(message, RouteRefreshMessage)
+                node.speaker.route_refresh_received(sender, message, self.now)
+
+    def restart(self, name: str, deferral: SelectionDeferral | None = None) -> Node:
+        """Replace ``name``'s core by a fresh one, as after a daemon restart (links stay down)."""
+        old = self.nodes[name]
+        fresh = self.add(name, str(old.address), old.asn, old.speaker.config.cluster_id, deferral)
+        fresh.kernel = old.kernel  # the kernel keeps what was installed before the restart
+        return fresh

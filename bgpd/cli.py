@@ -86,9 +86,67 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    import socket
+
+    from bgpd.config import NODENAME_FILE, ConfigError, build_config
+    from bgpd.daemon import Daemon
+    from bgpd.log import configure_logging
+
+    try:
+        nodename_file = open(NODENAME_FILE).read()
+    except OSError:
+        nodename_file = None
+    try:
+        config = build_config(
+            node=args.node,
+            datastore=args.datastore,
+            control_socket=args.control_socket,
+            metrics_listen=args.metrics_listen,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            environ=os.environ,
+            nodename_file=nodename_file,
+            hostname=socket.gethostname(),
+            program_kernel=not args.no_kernel,
+            program_vxlan=args.program_vxlan,
+        )
+    except ConfigError as exc:
+        print(f"bgpd: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    return asyncio.run(Daemon(config).run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bgpd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run bgpd: read the datastore, keep the BGP sessions, advertise this node's "
+        "routes and program learned routes into the kernel. Flags win over calico-node's "
+        "environment (NODENAME, DATASTORE_TYPE, ETCD_*, CALICO_ROUTER_ID, BGP_LOGSEVERITYSCREEN).",
+    )
+    run.add_argument("--node", help="this node's name (default: NODENAME, nodename file, host)")
+    run.add_argument(
+        "--datastore",
+        help="file:PATH or etcd://HOST:PORT[,HOST:PORT...] (default: DATASTORE_TYPE/ETCD_* "
+        "or the embedded default file)",
+    )
+    run.add_argument("--control-socket", help="BIRD-compatible control socket path")
+    run.add_argument("--metrics-listen", help="HOST:PORT for /metrics, /readyz, /livez, or none")
+    run.add_argument("--log-level", help="debug, info, warning, error or none")
+    run.add_argument("--log-format", help="json (default) or console")
+    run.add_argument("--no-kernel", action="store_true", help="do not program kernel routes")
+    run.add_argument(
+        "--program-vxlan",
+        action="store_true",
+        help="also program VXLAN pools' routes (standalone use without Felix)",
+    )
+    run.set_defaults(handler=cmd_run)
     decode = sub.add_parser(
         "decode",
         help="decode raw BGP messages to one JSON object per line",

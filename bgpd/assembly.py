@@ -1,0 +1,342 @@
+"""Pure glue between the parts: Calico's session specs become session configs, RIB peer
+settings and policies; originated routes become local RIB routes; best-path changes become
+kernel routes; RIB state becomes status values.
+
+Rules:
+1. Every function here is a pure translation of values; the daemon owns all state and IO.
+2. Export towards every session runs Calico's export filter (calico-bgp.md §2.8 item 6: the
+   priority normalisation, the session's BGPFilters, ``calico_export_to_bgp_peers``); import runs
+   the session's BGPFilters and the priority rule (§2.8 item 5, §2.10).
+3. Routes we originate carry ORIGIN IGP, an empty AS_PATH, our address as next hop, and
+   LOCAL_PREF from the priority encoding (§2.10); the RIB's export rules do the rest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from bgpd.kernel.plan import BestRoute, PlanConfig
+from bgpd.origin import (
+    Origination,
+    RouteContext,
+    bird_programs_pool,
+    session_export,
+    session_import,
+)
+from bgpd.rib.policy import ACCEPT_ALL, Policy, PolicyContext, SourceKind
+from bgpd.rib.route import NextHopMode as RibNextHopMode
+from bgpd.rib.route import Path
+from bgpd.session.config import PeerKey, SessionConfig
+from bgpd.speaker import PeerSettings
+from bgpd.status import RouteStatus
+from bgpd.wire.constants import Origin, SegmentType
+from bgpd.wire.types import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    AsPathSegment,
+    Family,
+    IPAddress,
+    PathAttributes,
+    Prefix,
+    next_hop_to_str,
+    prefix_from_network,
+    prefix_to_network,
+)
+from encap.model import EncapMode, PoolSpec
+from peers.bgpfilter import RouteSource as CalicoSource
+from peers.bgpfilter import RouteView
+from peers.model import BGPFilter, IPNetwork, Snapshot
+from peers.resolve import NodePeering
+from peers.spec import SessionSpec
+
+NORMAL_PRIORITY = 1024
+FAMILY_OF_VERSION = {4: IPV4_UNICAST, 6: IPV6_UNICAST}
+_NEXT_HOP_MODES = {
+    "Auto": RibNextHopMode.AUTO,
+    "Self": RibNextHopMode.SELF,
+    "Keep": RibNextHopMode.KEEP,
+}
+
+
+def session_key(spec: SessionSpec) -> PeerKey:
+    return PeerKey(spec.peer_ip, spec.port)
+
+
+def session_config(
+    spec: SessionSpec,
+    peering: NodePeering,
+    *,
+    restarting: bool,
+    graceful_restart_time: int,
+) -> SessionConfig:
+    """One Calico session as the FSM runs it: multihop, GR and ADD-PATH on, Calico's short
+    connect timers (calico-bgp.md §2.7), passive side and TTL security per §2.8."""
+    assert peering.router_id is not None
+    family = FAMILY_OF_VERSION[spec.family]
+    return SessionConfig(
+        local_as=spec.local_as,
+        peer_as=spec.peer_as,
+        router_id=peering.router_id,
+        peer_address=spec.peer_ip,
+        port=spec.port,
+        keepalive_time=spec.keepalive_time,
+        connect_retry_time=5.0,
+        connect_delay_time=2.0,
+        error_wait_min=5.0,
+        error_wait_max=30.0,
+        passive=spec.passive,
+        families=(family,),
+        add_path=3,
+        graceful_restart_time=spec.restart_time or graceful_restart_time,
+        graceful_restart_restarting=restarting,
+        graceful_restart_forwarding=True,
+        md5_password=spec.password,
+        ttl_security=spec.ttl_security,
+        multihop_ttl=None if spec.ttl_security else 255,
+        source_address=spec.source_address,
+        name=spec.name,
+    )
+
+
+def peer_settings(
+    spec: SessionSpec, own_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+) -> PeerSettings:
+    family = FAMILY_OF_VERSION[spec.family]
+    mode = _NEXT_HOP_MODES.get(str(spec.next_hop_mode.value), RibNextHopMode.AUTO)
+    return PeerSettings(
+        address=spec.peer_ip,
+        peer_as=spec.peer_as,
+        local_as=spec.local_as,
+        rr_client=spec.rr_client,
+        next_hop_mode=mode,
+        next_hop_self={family: own_address.packed} if own_address is not None else {},
+        allow_own_as=spec.num_allowed_local_as,
+    )
+
+
+def _flat_path(attrs: PathAttributes) -> tuple[int, ...]:
+    return tuple(
+        asn
+        for seg in attrs.as_path
+        if seg.type in (SegmentType.AS_SEQUENCE, SegmentType.AS_SET)
+        for asn in seg.asns
+    )
+
+
+def _view(attrs: PathAttributes, source: CalicoSource) -> RouteView:
+    return RouteView(
+        source=source,
+        communities=attrs.communities,
+        large_communities=attrs.large_communities,
+        as_path=_flat_path(attrs),
+    )
+
+
+def session_policies(
+    spec: SessionSpec,
+    origination: Origination,
+    filters: Mapping[str, BGPFilter],
+) -> tuple[Policy, Policy]:
+    """(import, export) policies of one session (rule 2)."""
+    export_policy = origination.policy
+
+    def export_hook(
+        family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> PathAttributes | None:
+        source = CalicoSource.STATIC if ctx.source is SourceKind.LOCAL else CalicoSource.BGP
+        network = prefix_to_network(prefix, family)
+        route = RouteContext(source=source, internal_peer=spec.is_ibgp, local_pref=attrs.local_pref)
+        decision = session_export(
+            network, export_policy, route, spec, filters, _view(attrs, source)
+        )
+        if not decision.accept:
+            return None
+        communities = attrs.communities + tuple(
+            c for c in decision.communities if c not in attrs.communities
+        )
+        large = attrs.large_communities + tuple(
+            c for c in decision.large_communities if c not in attrs.large_communities
+        )
+        out = replace(
+            attrs,
+            communities=communities,
+            large_communities=large,
+            local_pref=decision.local_pref if decision.local_pref is not None else attrs.local_pref,
+        )
+        if decision.as_path_prepend:
+            out = replace(
+                out,
+                as_path=(AsPathSegment(SegmentType.AS_SEQUENCE, decision.as_path_prepend),)
+                + out.as_path,
+            )
+        return out
+
+    if not spec.filters:
+        import_policy = ACCEPT_ALL
+    else:
+
+        def import_hook(
+            family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+        ) -> PathAttributes | None:
+            network = prefix_to_network(prefix, family)
+            decision = session_import(
+                network,
+                spec.family,
+                _view(attrs, CalicoSource.BGP),
+                attrs.local_pref,
+                spec,
+                filters,
+                export_policy.normal_priority,
+            )
+            if not decision.accept:
+                return None
+            view = decision.view
+            return replace(
+                attrs,
+                communities=view.communities,
+                large_communities=view.large_communities,
+                local_pref=(2147483647 - view.priority)
+                if view.priority is not None
+                else attrs.local_pref,
+            )
+
+        import_policy = Policy(hook=import_hook)
+    return import_policy, Policy(hook=export_hook)
+
+
+def local_routes(
+    originations: Iterable[Origination], own_addresses: Mapping[int, bytes]
+) -> dict[Family, dict[Prefix, PathAttributes]]:
+    """The routes we originate, as RIB routes (rule 3); only the advertised ones."""
+    out: dict[Family, dict[Prefix, PathAttributes]] = {}
+    for origination in originations:
+        family = FAMILY_OF_VERSION[origination.version]
+        table = out.setdefault(family, {})
+        for route in origination.routes:
+            if not (route.advertise or route.install_blackhole):
+                continue
+            table[prefix_from_network(route.network)] = PathAttributes(
+                origin=Origin.IGP,
+                as_path=(),
+                next_hop=own_addresses.get(origination.version, b""),
+                local_pref=route.local_pref,
+                communities=route.communities,
+                large_communities=route.large_communities,
+            )
+    return out
+
+
+def pool_specs(snapshot: Snapshot) -> tuple[PoolSpec, ...]:
+    return tuple(
+        PoolSpec(
+            cidr=p.cidr,
+            ipip_mode=EncapMode(p.ipip_mode.value),
+            vxlan_mode=EncapMode(p.vxlan_mode.value),
+            name=p.name,
+        )
+        for p in snapshot.pools.values()
+        if not p.disabled
+    )
+
+
+def plan_config(
+    snapshot: Snapshot,
+    node: str,
+    originations: Iterable[Origination],
+    *,
+    protocol: int,
+    program_vxlan: bool,
+) -> PlanConfig:
+    """What the kernel programmer needs from the datastore (calico-bgp.md §2.11)."""
+    config = snapshot.configs.get("default")
+    owned = frozenset(p.cidr for p in snapshot.pools.values() if bird_programs_pool(p, config))
+    reject: list[IPNetwork] = []
+    for origination in originations:
+        reject += origination.reject.networks
+    me = snapshot.nodes.get(node)
+    local_networks: list[IPNetwork] = []
+    if me is not None:
+        for version in (4, 6):
+            address = me.address(version)
+            if address is not None:
+                local_networks.append(address.network)
+    vteps: dict[IPAddress, IPAddress] = {
+        n.ipv4_address.ip: n.ipv4_vxlan_tunnel_addr
+        for n in snapshot.nodes.values()
+        if n.ipv4_address is not None and n.ipv4_vxlan_tunnel_addr is not None
+    }
+    return PlanConfig(
+        protocol=protocol,
+        owned_pools=owned,
+        reject_cidrs=tuple(reject),
+        program_vxlan=program_vxlan,
+        local_networks=tuple(local_networks),
+        vteps=vteps,
+    )
+
+
+def pool_of(network: IPNetwork, pools: Iterable[PoolSpec]) -> PoolSpec | None:
+    for pool in pools:
+        if network.version == pool.cidr.version and network.subnet_of(pool.cidr):  # type: ignore[arg-type]
+            return pool
+    return None
+
+
+def best_route(
+    family: Family,
+    prefix: Prefix,
+    best: Path | None,
+    ecmp: tuple[Path, ...],
+    blackholes: frozenset[IPNetwork],
+    pools: Iterable[PoolSpec],
+) -> BestRoute | None:
+    """The kernel's view of a best-path change; None when nothing should be installed."""
+    if best is None:
+        return None
+    network = prefix_to_network(prefix, family)
+    if best.source.local:
+        if network in blackholes:
+            return BestRoute(network, local_blackhole=True, pool=pool_of(network, pools))
+        return None
+    hops: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for path in ecmp or (best,):
+        if path.source.local:
+            continue
+        raw = path.attrs.next_hop
+        if len(raw) in (4, 16):
+            hop = ipaddress.ip_address(raw)
+        elif len(raw) == 32:
+            hop = ipaddress.IPv6Address(raw[:16])
+        else:
+            continue
+        if hop not in hops:
+            hops.append(hop)
+    if not hops:
+        return None
+    return BestRoute(
+        network,
+        next_hops=tuple(hops),
+        local_pref=best.attrs.local_pref,
+        pool=pool_of(network, pools),
+    )
+
+
+def route_status(
+    family: Family, prefix: Prefix, path: Path, best: bool, names: Mapping[str, str]
+) -> RouteStatus:
+    attrs = path.attrs
+    return RouteStatus(
+        prefix=str(prefix_to_network(prefix, family)),
+        next_hop=next_hop_to_str(attrs.next_hop) if attrs.next_hop else "",
+        as_path=_flat_path(attrs),
+        best=best,
+        peer="local" if path.source.local else names.get(path.source.peer_id, path.source.peer_id),
+        peer_ip="" if path.source.local else str(path.source.address),
+        origin=Origin(attrs.origin).name.lower(),
+        local_pref=attrs.local_pref,
+        med=attrs.med,
+        communities=tuple(f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities),
+        large_communities=tuple(f"{a}:{b}:{c}" for a, b, c in attrs.large_communities),
+    )

@@ -1,0 +1,169 @@
+"""The daemon's own configuration: command-line flags over calico-node's environment.
+
+Rules:
+1. Flags win over environment; environment wins over defaults (calico-node compatibility:
+   ``NODENAME``, ``DATASTORE_TYPE``, ``ETCD_*``, ``CALICO_ROUTER_ID``, ``BGP_LOGSEVERITYSCREEN``).
+2. A bad value fails at start with one ``ConfigError`` naming the field and the bad value.
+3. Pure: the environment, the host name and the nodename file's content are passed in.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bgpd.datastore.etcd import ConfigError as EtcdConfigError
+from bgpd.datastore.etcd import EtcdSettings
+from bgpd.datastore.file import DEFAULT_DATASTORE
+
+DEFAULT_CONTROL_SOCKET = "/var/run/calico/bird.ctl"
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9179"
+NODENAME_FILE = "/var/lib/calico/nodename"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "none")
+LOG_FORMATS = ("json", "console")
+# BIRD/Calico severities (calico-bgp.md §2.3) mapped onto ours.
+_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical", "panic": "critical"}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid: names the field and the value."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        super().__init__(f"invalid {name} {value!r}: {reason}")
+        self.name = name
+        self.value = value
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    path: Path
+    embedded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdSource:
+    settings: EtcdSettings
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    node: str
+    datastore: FileSource | EtcdSource
+    control_socket: str = DEFAULT_CONTROL_SOCKET
+    metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9179)
+    log_level: str = "info"
+    log_format: str = "json"
+    router_id: str = ""  # CALICO_ROUTER_ID: "", a dotted quad, or "hash"
+    kernel_protocol: int = 12  # RTPROT_BIRD, as BIRD installs (calico-bgp.md §3.4)
+    program_kernel: bool = True
+    program_vxlan: bool = False
+    graceful_restart_time: int = 120
+    restart_deadline: float = 120.0  # how long a restart waits for peers' End-of-RIB
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = _LEVEL_ALIASES.get(raw.strip().lower(), raw.strip().lower())
+    if level not in LOG_LEVELS:
+        raise ConfigError(name, raw, f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _listen(name: str, raw: str) -> tuple[str, int] | None:
+    if raw.lower() in ("", "none", "off", "disabled"):
+        return None
+    host, sep, port_text = raw.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(name, raw, "must be HOST:PORT with an IP address, or none") from None
+    if not sep or not 0 < port < 65536:
+        raise ConfigError(name, raw, "port must be 1-65535")
+    return host, port
+
+
+def _datastore(flag: str | None, environ: Mapping[str, str]) -> FileSource | EtcdSource:
+    try:
+        if flag:
+            if flag.startswith("file:"):
+                path = Path(flag[len("file:") :])
+                if not path.is_file():
+                    raise ConfigError("--datastore", flag, "no such file")
+                return FileSource(path)
+            if flag.startswith(("etcd://", "etcds://")):
+                return EtcdSource(EtcdSettings.from_url(flag))
+            raise ConfigError("--datastore", flag, "must be file:PATH or etcd://HOST:PORT[,...]")
+        kind = environ.get("DATASTORE_TYPE", "").strip()
+        if kind == "etcdv3":
+            return EtcdSource(EtcdSettings.from_env(environ))
+        if kind not in ("", "file"):
+            raise ConfigError(
+                "DATASTORE_TYPE", kind, "supported: etcdv3 (or --datastore file:PATH)"
+            )
+    except EtcdConfigError as exc:
+        raise ConfigError("datastore", flag or environ.get("ETCD_ENDPOINTS", ""), str(exc)) from exc
+    return FileSource(DEFAULT_DATASTORE, embedded=True)
+
+
+def node_name(
+    flag: str | None, environ: Mapping[str, str], nodename_file: str | None, hostname: str
+) -> str:
+    """``--node``, else ``NODENAME``, else /var/lib/calico/nodename, else the host name."""
+    for candidate in (flag, environ.get("NODENAME"), nodename_file, hostname):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    raise ConfigError("--node", "", "no node name (set --node or NODENAME)")
+
+
+def build_config(
+    *,
+    node: str | None,
+    datastore: str | None,
+    control_socket: str | None,
+    metrics_listen: str | None,
+    log_level: str | None,
+    log_format: str | None,
+    environ: Mapping[str, str],
+    nodename_file: str | None,
+    hostname: str,
+    program_kernel: bool = True,
+    program_vxlan: bool = False,
+) -> DaemonConfig:
+    level_source, level_raw = (
+        ("--log-level", log_level)
+        if log_level
+        else (
+            "BGP_LOGSEVERITYSCREEN",
+            environ.get("BGP_LOGSEVERITYSCREEN", "info"),
+        )
+    )
+    fmt = (log_format or "json").lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError("--log-format", log_format, "must be json or console")
+    router_id = environ.get("CALICO_ROUTER_ID", "").strip()
+    if router_id and router_id != "hash":
+        try:
+            ipaddress.IPv4Address(router_id)
+        except ValueError:
+            raise ConfigError(
+                "CALICO_ROUTER_ID", router_id, "must be an IPv4 address or hash"
+            ) from None
+    socket_path = control_socket or DEFAULT_CONTROL_SOCKET
+    if not socket_path.startswith("/") and not socket_path.startswith("."):
+        raise ConfigError("--control-socket", socket_path, "must be a path")
+    return DaemonConfig(
+        node=node_name(node, environ, nodename_file, hostname),
+        datastore=_datastore(datastore, environ),
+        control_socket=socket_path,
+        metrics_listen=_listen("--metrics-listen", metrics_listen or DEFAULT_METRICS_LISTEN),
+        log_level=_log_level(level_source, level_raw),
+        log_format=fmt,
+        router_id=router_id,
+        program_kernel=program_kernel,
+        program_vxlan=program_vxlan,
+        environ=dict(environ),
+    )

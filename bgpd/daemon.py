@@ -1,0 +1,559 @@
+"""The composition root: ``bgpd run``. One supervising TaskGroup owns every task.
+
+Data flows (../shared/design/architecture.md §3):
+  datastore (file | etcd) -> Snapshot -> peers.resolve -> Supervisor.apply (sessions)
+                                      -> bgpd.origin -> Speaker.set_local_routes + blackholes
+  session events -> Speaker (the one owner of routing state) -> per-peer outboxes -> sessions
+                                                             -> BestChanged -> kernel programmer
+
+Rules:
+1. Only the routing loop touches the Speaker; session events arrive in order per peer through
+   ``peer_event`` and never wait for another peer (sends go through per-peer outboxes).
+2. Nothing is advertised, withdrawn or programmed before the first complete snapshot (confd's
+   in-sync rule); a datastore outage keeps the last snapshot.
+3. Kernel routes are levels: the programmer keeps our protocol's routes equal to the desired
+   set; on start it keeps what a previous run installed until the RIB converges (RFC 4724 §4.1
+   restarting speaker), then sweeps the rest.
+4. SIGHUP reloads the datastore; SIGTERM stops while preserving forwarding (transports close
+   without a NOTIFICATION, kernel routes stay); ``stop --withdraw`` ends sessions with
+   Cease/Administrative Shutdown and removes our kernel routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+
+from bgpd import __version__
+from bgpd.assembly import (
+    FAMILY_OF_VERSION,
+    best_route,
+    local_routes,
+    peer_settings,
+    plan_config,
+    pool_specs,
+    route_status,
+    session_config,
+    session_key,
+    session_policies,
+)
+from bgpd.config import DaemonConfig, EtcdSource, FileSource
+from bgpd.datastore.cache import Cache
+from bgpd.datastore.etcd import Changes, EtcdWatcher, EventKind, Resync, calico_watch_keys
+from bgpd.datastore.file import FileDatastore
+from bgpd.kernel.netlink import KernelProgrammer
+from bgpd.kernel.plan import KernelRoute, PlanConfig, plan_route
+from bgpd.net.supervisor import Supervisor
+from bgpd.net.transport import PeerEvent
+from bgpd.origin import Origination, originate
+from bgpd.rib.graceful_restart import SelectionDeferral
+from bgpd.session.config import PeerKey, SessionConfig
+from bgpd.session.events import Down, Established, RouteRefreshReceived, UpdateReceived
+from bgpd.speaker import BestChanged, RibConverged, SendToPeer, Speaker, SpeakerConfig
+from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
+from bgpd.wire.attributes import AttributeCache
+from bgpd.wire.types import Family, Prefix, prefix_from_str
+from encap.model import PoolSpec
+from peers.model import IPNetwork, Snapshot
+from peers.resolve import Environment, NodePeering, environ_secret_lookup, resolve_node
+from peers.spec import SessionSpec
+
+log = structlog.get_logger("bgpd.daemon")
+
+KERNEL_RECONCILE_INTERVAL = 30.0
+KERNEL_BATCH_DELAY = 0.005
+
+
+@dataclass
+class _Routing:
+    """Everything derived from one snapshot (rebuilt on every snapshot)."""
+
+    snapshot: Snapshot
+    peering: NodePeering
+    originations: tuple[Origination, ...]
+    plan: PlanConfig
+    pools: tuple[PoolSpec, ...]
+    blackholes: frozenset[IPNetwork]
+    sessions: dict[str, SessionSpec] = field(default_factory=dict)
+    keys: dict[PeerKey, str] = field(default_factory=dict)
+
+
+class Daemon:
+    """``bgpd run``: composes datastore, sessions, RIB, kernel and the control surface."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.started = time.time()
+        self.last_reconfigured = self.started
+        self.cache = AttributeCache()
+        self.speaker: Speaker | None = None
+        self.supervisor: Supervisor | None = None
+        self.kernel: KernelProgrammer | None = None
+        self.routing: _Routing | None = None
+        self.restarting = False
+        self.in_sync = False
+        self.datastore_rejected = 0
+        self.kernel_errors = 0
+        self._loop = asyncio.get_event_loop()
+        self._wake = asyncio.Event()
+        self._kernel_wake = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._stop_mode = "graceful"
+        self._snapshot: Snapshot | None = None
+        self._snapshot_wake = asyncio.Event()
+        self._outboxes: dict[str, asyncio.Queue[list[bytes]]] = {}
+        self._desired_kernel: dict[tuple[Family, Prefix], KernelRoute] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._file: FileDatastore | None = None
+
+    # -- the routing core, as the supervisor sees it ----------------------------------------
+
+    async def peer_event(self, peer: PeerKey, event: PeerEvent) -> None:
+        """Session events, in order per peer (rule 1). Never blocks on another peer."""
+        routing, speaker = self.routing, self.speaker
+        if routing is None or speaker is None:
+            return
+        name = routing.keys.get(peer)
+        spec = routing.sessions.get(name) if name else None
+        if name is None or spec is None:
+            return
+        now = self._loop.time()
+        if isinstance(event, Established):
+            own = self._own_address(spec.family)
+            speaker.peer_up(name, peer_settings(spec, own), event.negotiated, now)
+            import_policy, export_policy = session_policies(
+                spec, routing.originations[0 if spec.family == 4 else -1], routing.snapshot.filters
+            )
+            speaker.set_policy(name, import_policy, export_policy, now)
+        elif isinstance(event, Down):
+            if event.was_established:
+                speaker.peer_down(name, graceful=event.notification is None, now=now)
+        elif isinstance(event, UpdateReceived):
+            speaker.update_received(name, event.update, now)
+        elif isinstance(event, RouteRefreshReceived):
+            speaker.route_refresh_received(name, event.refresh, now)
+        self._wake.set()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _own_address(self, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        if self.routing is None:
+            return None
+        node = self.routing.snapshot.nodes.get(self.config.node)
+        return node.ip(version) if node is not None else None
+
+    def _origination_for(self, version: int) -> Origination | None:
+        if self.routing is None:
+            return None
+        for origination in self.routing.originations:
+            if origination.version == version:
+                return origination
+        return None
+
+    # -- datastore ------------------------------------------------------------------------
+
+    async def _snapshots(self) -> AsyncIterator[Snapshot]:
+        source = self.config.datastore
+        if isinstance(source, FileSource):
+            self._file = FileDatastore(source.path)
+            async for snapshot in self._file.watch():
+                self.datastore_rejected = self._file.rejected
+                yield snapshot
+            return
+        assert isinstance(source, EtcdSource)
+        cache = Cache()
+        async with EtcdWatcher(source.settings, calico_watch_keys(self.config.node)) as watcher:
+            async for batch in watcher:
+                if isinstance(batch, Resync):
+                    snapshot = cache.load(batch.pairs, batch.revision)
+                else:
+                    assert isinstance(batch, Changes)
+                    for ev in batch.events:
+                        if ev.kind == EventKind.DELETE:
+                            cache.delete(ev.key, ev.mod_revision)
+                        elif ev.value is not None:
+                            cache.put(ev.key, ev.value, ev.mod_revision)
+                    snapshot = cache.snapshot()
+                self.datastore_rejected = cache.rejected
+                yield snapshot
+
+    async def _datastore_task(self) -> None:
+        async for snapshot in self._snapshots():
+            self._snapshot = snapshot
+            self.in_sync = True
+            self._snapshot_wake.set()
+
+    # -- applying a snapshot ----------------------------------------------------------------
+
+    def _derive(self, snapshot: Snapshot) -> _Routing:
+        env = Environment(
+            router_id=self.config.router_id, secrets=environ_secret_lookup(self.config.environ)
+        )
+        peering = resolve_node(self.config.node, snapshot, env)
+        originations = tuple(
+            originate(self.config.node, snapshot, version, peering.sessions.values())
+            for version in (4, 6)
+        )
+        plan = plan_config(
+            snapshot,
+            self.config.node,
+            originations,
+            protocol=self.config.kernel_protocol,
+            program_vxlan=self.config.program_vxlan,
+        )
+        blackholes = frozenset(net for o in originations for net in o.blackholes())
+        routing = _Routing(snapshot, peering, originations, plan, pool_specs(snapshot), blackholes)
+        for name, spec in sorted(peering.sessions.items()):
+            key = session_key(spec)
+            if key in routing.keys:
+                log.warning("duplicate session address", session=name, kept=routing.keys[key])
+                continue
+            routing.sessions[name] = spec
+            routing.keys[key] = name
+        return routing
+
+    async def _apply_snapshot(self, snapshot: Snapshot) -> None:
+        routing = self._derive(snapshot)
+        for problem in routing.peering.problems:
+            log.warning("datastore problem", problem=problem)
+        if routing.peering.router_id is None:
+            log.error("no router id: the node has no IPv4 address; set CALICO_ROUTER_ID")
+            return
+        previous = self.routing
+        self.routing = routing
+        self.last_reconfigured = time.time()
+        now = self._loop.time()
+        if self.speaker is None or (
+            previous is not None
+            and (
+                previous.peering.router_id != routing.peering.router_id
+                or previous.peering.local_as != routing.peering.local_as
+            )
+        ):
+            deferral = (
+                SelectionDeferral(now + self.config.restart_deadline, frozenset(routing.sessions))
+                if self.restarting
+                else None
+            )
+            self.speaker = Speaker(
+                SpeakerConfig(
+                    router_id=int(routing.peering.router_id),
+                    local_as=routing.peering.local_as,
+                    cluster_id=self._cluster_id(snapshot),
+                ),
+                self.cache,
+                restarting=deferral,
+            )
+        speaker = self.speaker
+        own = {v: a.packed for v in (4, 6) if (a := self._own_address(v)) is not None}
+        speaker.set_local_routes(local_routes(routing.originations, own), now)
+        if previous is not None:
+            for name, spec in routing.sessions.items():
+                old = previous.sessions.get(name)
+                if old is not None and old != spec and name in speaker.peers():
+                    import_policy, export_policy = session_policies(
+                        spec, routing.originations[0 if spec.family == 4 else -1], snapshot.filters
+                    )
+                    speaker.set_policy(name, import_policy, export_policy, now)
+        desired: dict[PeerKey, SessionConfig] = {}
+        for spec in routing.sessions.values():
+            desired[session_key(spec)] = session_config(
+                spec,
+                routing.peering,
+                restarting=self.restarting,
+                graceful_restart_time=self.config.graceful_restart_time,
+            )
+        if self.supervisor is not None:
+            await self.supervisor.apply(desired)
+        self._refresh_kernel_all()
+        self._wake.set()
+
+    def _cluster_id(self, snapshot: Snapshot) -> int | None:
+        node = snapshot.nodes.get(self.config.node)
+        if node is None or not node.rr_cluster_id:
+            return None
+        return int(ipaddress.IPv4Address(node.rr_cluster_id))
+
+    # -- the routing loop (rule 1) --------------------------------------------------------
+
+    async def _routing_task(self) -> None:
+        while True:
+            speaker = self.speaker
+            deadline = speaker.next_deadline() if speaker is not None else None
+            timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            speaker = self.speaker
+            if speaker is None:
+                continue
+            speaker.timer(self._loop.time())
+            for output in speaker.drain():
+                if isinstance(output, SendToPeer):
+                    self._outbox(output.peer_id).put_nowait(output.messages)
+                elif isinstance(output, BestChanged):
+                    self._best_changed(output)
+                elif isinstance(output, RibConverged):
+                    self._converged()
+
+    def _outbox(self, name: str) -> asyncio.Queue[list[bytes]]:
+        box = self._outboxes.get(name)
+        if box is None:
+            box = self._outboxes[name] = asyncio.Queue()
+            assert self._group is not None
+            self._tasks.append(
+                self._group.create_task(self._sender(name, box), name=f"send {name}")
+            )
+        return box
+
+    async def _sender(self, name: str, box: asyncio.Queue[list[bytes]]) -> None:
+        while True:
+            messages = await box.get()
+            routing, supervisor = self.routing, self.supervisor
+            if routing is None or supervisor is None:
+                continue
+            spec = routing.sessions.get(name)
+            if spec is not None:
+                await supervisor.send(session_key(spec), messages)
+
+    def _best_changed(self, change: BestChanged) -> None:
+        routing = self.routing
+        if routing is None:
+            return
+        key = (change.family, change.prefix)
+        best = best_route(
+            change.family,
+            change.prefix,
+            change.best,
+            change.ecmp,
+            routing.blackholes,
+            routing.pools,
+        )
+        planned = plan_route(best, routing.plan) if best is not None else None
+        if isinstance(planned, KernelRoute):
+            self._desired_kernel[key] = planned
+        else:
+            self._desired_kernel.pop(key, None)
+        self._kernel_wake.set()
+
+    def _refresh_kernel_all(self) -> None:
+        """Re-plan every installed route after a snapshot (pools, rejects, encap may change)."""
+        speaker, routing = self.speaker, self.routing
+        if speaker is None or routing is None:
+            return
+        self._desired_kernel.clear()
+        for family, loc in speaker.loc_ribs.items():
+            for prefix in loc.prefixes():
+                best = loc.best(prefix)
+                self._best_changed(BestChanged(family, prefix, best, loc.ecmp(prefix)))
+        self._kernel_wake.set()
+
+    def _converged(self) -> None:
+        log.info("routing converged after restart", reason="end-of-rib")
+        self.restarting = False
+        self._kernel_wake.set()
+        self._sweep_pending = True
+
+    _sweep_pending = False
+
+    # -- the kernel (rule 3) --------------------------------------------------------------
+
+    async def _kernel_task(self) -> None:
+        kernel = self.kernel
+        assert kernel is not None
+        last_reconcile = self._loop.time()
+        while True:
+            timeout = KERNEL_RECONCILE_INTERVAL - (self._loop.time() - last_reconcile)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kernel_wake.wait(), max(0.0, timeout))
+            await asyncio.sleep(KERNEL_BATCH_DELAY)
+            self._kernel_wake.clear()
+            if not self.in_sync or self.routing is None:
+                continue
+            result = await kernel.apply(list(self._desired_kernel.values()))
+            if self._sweep_pending and not self.restarting:
+                self._sweep_pending = False
+                result = result + await kernel.sweep_stale()
+            if self._loop.time() - last_reconcile >= KERNEL_RECONCILE_INTERVAL:
+                last_reconcile = self._loop.time()
+                result = result + await kernel.reconcile()
+            for error in result.errors:
+                self.kernel_errors += 1
+                log.warning("kernel route failed", error=str(error))
+
+    # -- status ---------------------------------------------------------------------------
+
+    def daemon_status(self) -> DaemonStatus:
+        routing = self.routing
+        router_id = str(routing.peering.router_id) if routing and routing.peering.router_id else ""
+        return DaemonStatus(
+            version=__version__,
+            router_id=router_id,
+            node=self.config.node,
+            started=self.started,
+            last_reconfigured=self.last_reconfigured,
+            graceful_restart_recovering=self.restarting,
+            datastore_in_sync=self.in_sync,
+            kernel_routes=len(self._desired_kernel),
+            problems=routing.peering.problems if routing else (),
+        )
+
+    def peer_statuses(self) -> list[PeerStatus]:
+        routing, supervisor = self.routing, self.supervisor
+        if routing is None or supervisor is None:
+            return []
+        stats = supervisor.statistics()
+        out: list[PeerStatus] = []
+        for key, name in sorted(routing.keys.items(), key=lambda kv: kv[1]):
+            spec = routing.sessions[name]
+            st = stats.get(key)
+            out.append(
+                PeerStatus(
+                    name=name,
+                    peer_ip=str(spec.peer_ip),
+                    peer_as=spec.peer_as,
+                    local_as=spec.local_as,
+                    state=st.state.value if st is not None else "Idle",
+                    since=st.since if st is not None else self.started,
+                    passive=spec.passive,
+                    family=f"ipv{spec.family}",
+                    last_error=(st.last_error or "") if st is not None else "",
+                    router_id=str(routing.peering.router_id),
+                    prefixes_received=st.prefixes_in if st is not None else 0,
+                    prefixes_advertised=st.prefixes_out if st is not None else 0,
+                    messages_in=st.messages_in if st is not None else 0,
+                    messages_out=st.messages_out if st is not None else 0,
+                    updates_in=st.updates_in if st is not None else 0,
+                    updates_out=st.updates_out if st is not None else 0,
+                    source_address=str(spec.source_address or ""),
+                    port=spec.port,
+                )
+            )
+        return out
+
+    def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
+        speaker, routing = self.speaker, self.routing
+        if speaker is None or routing is None:
+            return []
+        names = {name: name for name in routing.sessions}
+        out: list[RouteStatus] = []
+        wanted = prefix_from_str(prefix) if prefix else None
+        for family, loc in speaker.loc_ribs.items():
+            if wanted is not None and family != FAMILY_OF_VERSION.get(
+                ipaddress.ip_network(prefix or "", strict=False).version
+            ):
+                continue
+            for key in [wanted] if wanted is not None else loc.prefixes():
+                best = loc.best(key)
+                for path in loc.candidates(key):
+                    out.append(route_status(family, key, path, path is best, names))
+        return out
+
+    # -- control actions ------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def request_stop(self, withdraw: bool = False, message: str = "") -> None:
+        self._stop_mode = "withdraw" if withdraw else "graceful"
+        self._stop_message = message
+        self._stop.set()
+
+    _stop_message = ""
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = self._loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        log.info("starting", node=self.config.node, version=__version__)
+        if self.config.program_kernel:
+            self.kernel = KernelProgrammer(protocol=self.config.kernel_protocol)
+            await self.kernel.start()
+            self.restarting = bool(self.kernel.known)
+            if self.restarting:
+                log.info(
+                    "kept kernel routes from a previous run",
+                    routes=len(self.kernel.known),
+                    reason="graceful-restart",
+                )
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._tasks.append(group.create_task(self._datastore_task(), name="datastore"))
+                await self._snapshot_wake.wait()
+                assert self._snapshot is not None
+                first = self._derive(self._snapshot)
+                supervisor = Supervisor(
+                    self,
+                    listen_address=str(first.peering.listen_addresses[0])
+                    if first.peering.listen_addresses
+                    else None,
+                    listen_port=first.peering.listen_port,
+                    cache=self.cache,
+                )
+                async with supervisor:
+                    self.supervisor = supervisor
+                    self._tasks.append(group.create_task(self._routing_task(), name="routing"))
+                    if self.kernel is not None:
+                        self._tasks.append(group.create_task(self._kernel_task(), name="kernel"))
+                    await self._main_loop()
+                    await self._shutdown()
+        except* asyncio.CancelledError:
+            pass
+        finally:
+            if self.kernel is not None:
+                await self.kernel.close()
+        return 0
+
+    async def _main_loop(self) -> None:
+        applied: Snapshot | None = None
+        while not self._stop.is_set():
+            waiters = [
+                asyncio.ensure_future(self._snapshot_wake.wait()),
+                asyncio.ensure_future(self._reload.wait()),
+                asyncio.ensure_future(self._stop.wait()),
+            ]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if self._reload.is_set():
+                self._reload.clear()
+                log.info("reload requested", reason="sighup")
+                if self._file is not None:
+                    snapshot = self._file.reload()
+                    if snapshot is not None:
+                        self._snapshot = snapshot
+                applied = None
+            self._snapshot_wake.clear()
+            if self._snapshot is not None and self._snapshot is not applied:
+                applied = self._snapshot
+                await self._apply_snapshot(applied)
+
+    async def _shutdown(self) -> None:
+        if self._stop_mode == "withdraw":
+            log.info("stopping", reason="administrative-shutdown", withdraw=True)
+            if self.supervisor is not None:
+                await self.supervisor.apply({})
+            if self.kernel is not None:
+                await self.kernel.apply([])
+        else:
+            log.info("stopping", reason="graceful-restart", withdraw=False)
+            # Rule 4: no NOTIFICATION, kernel routes stay; peers keep our routes as stale.
+            os._exit(0)
+        for task in self._tasks:
+            task.cancel()

@@ -1,0 +1,147 @@
+"""The set of BGP sessions, kept equal to the desired set of peers.
+
+Rules:
+1. ``apply(desired)`` diffs the desired configs against the running ones: new peers start, gone
+   peers stop with Cease/Peer De-configured, changed peers reset with Cease/Other Configuration
+   Change (RFC 4486 §4). Equal configs are left alone.
+2. The routing core sees peers only through ``RoutingCore`` (events in) and ``send`` (encoded
+   UPDATEs out); it never touches a session or a socket.
+3. Each peer runs in its own task of the supervisor's TaskGroup; a peer task does not end on a
+   peer's error (the runner resets itself), so one peer never takes down another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Protocol
+
+import structlog
+
+from bgpd.net.listener import Listener
+from bgpd.net.transport import PeerEvent, PeerRunner, PeerStatistics
+from bgpd.session.config import BGP_PORT, IPAddress, PeerKey, SessionConfig
+from bgpd.wire.attributes import AttributeCache
+from bgpd.wire.constants import CeaseSubcode
+
+log = structlog.get_logger("bgpd.net")
+
+
+class RoutingCore(Protocol):
+    """What the supervisor needs from the speaker: one coroutine that takes peer events
+    (Established, Down, UpdateReceived, RouteRefreshReceived), in order per peer."""
+
+    async def peer_event(self, peer: PeerKey, event: PeerEvent) -> None: ...
+
+
+class Supervisor:
+    """Use as ``async with Supervisor(core, listen_port=...) as peers: await peers.apply(...)``."""
+
+    def __init__(
+        self,
+        core: RoutingCore,
+        *,
+        listen_address: str | None = None,
+        listen_port: int | None = BGP_PORT,
+        cache: AttributeCache | None = None,
+    ) -> None:
+        self._core = core
+        self._cache = cache if cache is not None else AttributeCache()
+        self._listener = (
+            Listener(self._handoff, listen_address, listen_port)
+            if listen_port is not None
+            else None
+        )
+        self._runners: dict[PeerKey, PeerRunner] = {}
+        self._tasks: dict[PeerKey, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
+
+    @property
+    def listener(self) -> Listener | None:
+        return self._listener
+
+    async def __aenter__(self) -> Supervisor:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        if self._listener is not None:
+            await self._listener.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._listener is not None:
+                await self._listener.close()
+            await asyncio.shield(self.apply({}))
+        finally:
+            assert self._group is not None
+            for task in self._tasks.values():
+                task.cancel()
+            await self._group.__aexit__(exc_type, exc, tb)
+
+    # ---- desired state ----
+
+    async def apply(self, desired: Mapping[PeerKey, SessionConfig]) -> None:
+        """Start, stop or reset sessions so that exactly ``desired`` runs."""
+        for key in [k for k in self._runners if k not in desired]:
+            await self._remove(key, CeaseSubcode.PEER_DECONFIGURED)
+        for key, config in desired.items():
+            running = self._runners.get(key)
+            if running is not None and running.config == config:
+                continue
+            if running is not None:
+                await self._remove(key, CeaseSubcode.OTHER_CONFIGURATION_CHANGE)
+            self._add(config)
+
+    def _add(self, config: SessionConfig) -> None:
+        assert self._group is not None, "use the supervisor as an async context manager"
+        runner = PeerRunner(config, self._core.peer_event, cache=self._cache)
+        self._runners[config.key] = runner
+        if self._listener is not None:
+            self._listener.set_password(config.peer_address, config.md5_password)
+        self._tasks[config.key] = self._group.create_task(runner.run(), name=f"peer {config.key}")
+        log.info("peer added", peer=str(config.key), name=config.name or None)
+
+    async def _remove(self, key: PeerKey, subcode: int) -> None:
+        runner = self._runners.pop(key)
+        task = self._tasks.pop(key)
+        try:
+            await asyncio.wait_for(runner.stop(subcode), 5.0)
+        except TimeoutError:
+            log.warning("peer did not stop in time", peer=str(key))
+        task.cancel()
+        if self._listener is not None and not any(
+            r.config.peer_address == key.address for r in self._runners.values()
+        ):
+            self._listener.set_password(key.address, None)
+        log.info("peer removed", peer=str(key))
+
+    # ---- for the routing core and show commands ----
+
+    async def send(self, peer: PeerKey, messages: list[bytes], prefixes: int = 0) -> bool:
+        """Send encoded UPDATEs to ``peer``; False when it is not Established (or unknown)."""
+        runner = self._runners.get(peer)
+        if runner is None:
+            return False
+        return await runner.send(messages, prefixes)
+
+    async def reset(self, peer: PeerKey, message: str = "") -> None:
+        """Administrative reset (Cease/Administrative Reset, RFC 4486; RFC 9003 text)."""
+        await self._runners[peer].reset(CeaseSubcode.ADMINISTRATIVE_RESET, message)
+
+    def statistics(self) -> dict[PeerKey, PeerStatistics]:
+        return {key: runner.statistics() for key, runner in self._runners.items()}
+
+    def _handoff(
+        self, address: IPAddress, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        for runner in self._runners.values():
+            if runner.config.peer_address == address:
+                runner.accept(reader, writer)
+                return True
+        return False

@@ -1,0 +1,28 @@
+"""Fixtures for the real-peer tests: a namespace pair per test.
+
+Rules:
+1. Everything here needs root; without it the tests skip.
+2. Namespaces are named with this suite's prefix (``hD-``) and deleted after each test, also on
+   failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from netns import Pair, have_root, make_pair
+
+PREFIX = "hD-"
+SUBNET = "10.213.0.0/30"
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    if not have_root():
+        pytest.skip("needs root and iproute2")
+    topology = make_pair(PREFIX, SUBNET)
+    try:
+        yield topology
+    finally:
+        topology.delete()

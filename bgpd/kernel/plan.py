@@ -42,6 +42,7 @@ PRIORITY_BASE = 2_147_483_647
 class RouteKind(StrEnum):
     UNICAST = "unicast"
     BLACKHOLE = "blackhole"
+    OTHER = "other"  # a route type we never install (unreachable, prohibit...), seen in dumps
 
 
 class NextHop(NamedTuple):
@@ -52,12 +53,17 @@ class NextHop(NamedTuple):
     onlink: bool = False
 
 
-RouteIdentity = tuple[int, IPNetwork, int]
+# (table, IP version, destination address as int, prefix length, metric): the kernel's key.
+RouteIdentity = tuple[int, int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
 class KernelRoute:
-    """A route as the kernel holds it (one ``ip route`` line)."""
+    """A route as the kernel holds it (one ``ip route`` line).
+
+    ``identity`` (rule 8) is computed once, from C-hashable parts, because diffs of a million
+    routes hash it several times per route.
+    """
 
     dst: IPNetwork
     kind: RouteKind = RouteKind.UNICAST
@@ -65,11 +71,12 @@ class KernelRoute:
     metric: int = DEFAULT_METRIC
     protocol: int = RTPROT_BIRD
     table: int = MAIN_TABLE
+    identity: RouteIdentity = field(init=False, repr=False, compare=False)
 
-    @property
-    def identity(self) -> RouteIdentity:
-        """Rule 8: what the kernel keys a route by (``NLM_F_REPLACE`` replaces this one)."""
-        return (self.table, self.dst, self.metric)
+    def __post_init__(self) -> None:
+        dst = self.dst
+        key = (self.table, dst.version, int(dst.network_address), dst.prefixlen, self.metric)
+        object.__setattr__(self, "identity", key)
 
     def __str__(self) -> str:
         head = f"blackhole {self.dst}" if self.kind is RouteKind.BLACKHOLE else str(self.dst)
@@ -237,12 +244,22 @@ def _hop_satisfies(have: NextHop, want: NextHop) -> bool:
     )
 
 
+def index_routes(routes: Iterable[KernelRoute]) -> dict[RouteIdentity, KernelRoute]:
+    """Routes by kernel identity (rule 8); a later route replaces an earlier one."""
+    return {route.identity: route for route in routes}
+
+
+def diff_indexed(
+    have: Mapping[RouteIdentity, KernelRoute], wanted: Mapping[RouteIdentity, KernelRoute]
+) -> tuple[list[KernelRoute], list[KernelRoute]]:
+    """Rule 8 on indexed tables: ``(to_replace, to_delete)``."""
+    to_replace = [route for key, route in wanted.items() if not satisfies(have.get(key), route)]
+    to_delete = [route for key, route in have.items() if key not in wanted]
+    return to_replace, to_delete
+
+
 def diff(
     current: Iterable[KernelRoute], desired: Iterable[KernelRoute]
 ) -> tuple[list[KernelRoute], list[KernelRoute]]:
     """Rule 8: ``(to_replace, to_delete)`` turning ``current`` into ``desired``."""
-    wanted = {route.identity: route for route in desired}
-    have = {route.identity: route for route in current}
-    to_replace = [route for key, route in wanted.items() if not satisfies(have.get(key), route)]
-    to_delete = [route for key, route in have.items() if key not in wanted]
-    return to_replace, to_delete
+    return diff_indexed(index_routes(current), index_routes(desired))

@@ -51,9 +51,15 @@ test: deps lint
 unit: deps-python
 	$(PY) -m pytest -q -m "not netns"
 
+## demo: the 3-node lab on the embedded datastore (DEMO_FLAGS=--keep leaves it up)
+demo: deps
+	$(PY) containerlab/netlab.py demo containerlab/mesh3.clab.yml $(DEMO_FLAGS)
+
 ## bench: every benchmark beside its reference, in one run
 bench: deps
 	$(PY) bench/codec.py
+	$(PY) bench/ingest.py
+	$(PY) bench/install.py --sizes 100000,1000000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

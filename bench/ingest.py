@@ -21,7 +21,11 @@ import gc
 import ipaddress
 import pstats
 import random
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bgpd.rib.route import NextHopMode
 from bgpd.speaker import BestChanged, PeerSettings, SendToPeer, Speaker, SpeakerConfig

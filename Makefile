@@ -37,10 +37,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+LINT_PATHS := $(wildcard bgpd peers encap tests bench containerlab)
+
 ## lint: ruff and mypy, clean
 lint: deps-python
-	$(VENV)/bin/ruff check bgpd peers encap tests bench containerlab
-	$(VENV)/bin/ruff format --check bgpd peers encap tests bench containerlab
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
 
 ## test: everything, including real peers in network namespaces (needs root)

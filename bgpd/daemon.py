@@ -50,7 +50,7 @@ from bgpd.datastore.cache import Cache
 from bgpd.datastore.etcd import Changes, EtcdWatcher, EventKind, Resync, calico_watch_keys
 from bgpd.datastore.file import FileDatastore
 from bgpd.kernel.netlink import KernelProgrammer
-from bgpd.kernel.plan import KernelRoute, PlanConfig, plan_route
+from bgpd.kernel.plan import KernelRoute, PlanConfig, RouteIdentity, plan_route
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
 from bgpd.origin import Origination, originate
@@ -112,6 +112,7 @@ class Daemon:
         self._snapshot_wake = asyncio.Event()
         self._outboxes: dict[str, asyncio.Queue[list[bytes]]] = {}
         self._desired_kernel: dict[tuple[Family, Prefix], KernelRoute] = {}
+        self._kernel_pending: dict[tuple[Family, Prefix], KernelRoute | None] = {}
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._file: FileDatastore | None = None
@@ -340,23 +341,33 @@ class Daemon:
             routing.pools,
         )
         planned = plan_route(best, routing.plan) if best is not None else None
-        if isinstance(planned, KernelRoute):
-            self._desired_kernel[key] = planned
-        else:
+        self._set_kernel(key, planned if isinstance(planned, KernelRoute) else None)
+
+    def _set_kernel(self, key: tuple[Family, Prefix], route: KernelRoute | None) -> None:
+        """Record a desired kernel route change; the kernel task writes it (rule 3)."""
+        old = self._desired_kernel.get(key)
+        if route is None:
             self._desired_kernel.pop(key, None)
+        else:
+            self._desired_kernel[key] = route
+        if old == route:
+            return
+        if key not in self._kernel_pending:
+            self._kernel_pending[key] = old
         self._kernel_wake.set()
 
     def _refresh_kernel_all(self) -> None:
         """Re-plan every installed route after a snapshot (pools, rejects, encap may change)."""
-        speaker, routing = self.speaker, self.routing
-        if speaker is None or routing is None:
+        speaker = self.speaker
+        if speaker is None:
             return
-        self._desired_kernel.clear()
+        seen: set[tuple[Family, Prefix]] = set()
         for family, loc in speaker.loc_ribs.items():
-            for prefix in loc.prefixes():
-                best = loc.best(prefix)
-                self._best_changed(BestChanged(family, prefix, best, loc.ecmp(prefix)))
-        self._kernel_wake.set()
+            for prefix in list(loc.prefixes()):
+                seen.add((family, prefix))
+                self._best_changed(BestChanged(family, prefix, loc.best(prefix), loc.ecmp(prefix)))
+        for key in [k for k in self._desired_kernel if k not in seen]:
+            self._set_kernel(key, None)
 
     def _converged(self) -> None:
         log.info("routing converged after restart", reason="end-of-rib")
@@ -380,7 +391,16 @@ class Daemon:
             self._kernel_wake.clear()
             if not self.in_sync or self.routing is None:
                 continue
-            result = await kernel.apply(list(self._desired_kernel.values()))
+            pending, self._kernel_pending = self._kernel_pending, {}
+            upserts: list[KernelRoute] = []
+            removals: list[RouteIdentity] = []
+            for key, old in pending.items():
+                new = self._desired_kernel.get(key)
+                if new is not None:
+                    upserts.append(new)
+                if old is not None and (new is None or new.identity != old.identity):
+                    removals.append(old.identity)
+            result = await kernel.update(upserts, removals)
             if self._sweep_pending and not self.restarting:
                 self._sweep_pending = False
                 result = result + await kernel.sweep_stale()

@@ -51,6 +51,7 @@ from bgpd.kernel.plan import (
     RouteKind,
     diff_indexed,
     index_routes,
+    satisfies,
 )
 from encap.model import IPAddress, IPNetwork
 
@@ -442,6 +443,33 @@ class KernelProgrammer:
             self._desired = wanted
             await self._require_links().refresh()
             return await self._converge(self._known, wanted)
+
+    async def update(
+        self, upserts: Iterable[KernelRoute], removals: Iterable[RouteIdentity]
+    ) -> ApplyResult:
+        """Incremental ``apply``: set the given routes and drop the given identities from the
+        desired set, writing only what differs from what the kernel holds. Costs O(changes),
+        so a full table can stream in without re-diffing everything (rule 1)."""
+        async with self._lock:
+            desired = self._desired if self._desired is not None else {}
+            self._desired = desired
+            to_replace: list[KernelRoute] = []
+            for route in upserts:
+                key = route.identity
+                desired[key] = route
+                self._stale.discard(key)
+                if not satisfies(self._known.get(key), route):
+                    to_replace.append(route)
+            to_delete: list[KernelRoute] = []
+            for key in removals:
+                if desired.pop(key, None) is None and key not in self._known:
+                    continue
+                have = self._known.get(key)
+                if have is not None and key not in self._stale:
+                    to_delete.append(have)
+            if to_replace:
+                await self._require_links().refresh()
+            return await self._write(to_replace, to_delete)
 
     async def reconcile(self) -> ApplyResult:
         """Dump our routes and repair any drift from the last desired set (rule 6)."""

@@ -134,23 +134,24 @@ def _view(attrs: PathAttributes, source: CalicoSource) -> RouteView:
     )
 
 
-def session_policies(
-    spec: SessionSpec,
-    origination: Origination,
-    filters: Mapping[str, BGPFilter],
-) -> tuple[Policy, Policy]:
-    """(import, export) policies of one session (rule 2)."""
-    export_policy = origination.policy
+def session_filters(spec: SessionSpec, filters: Mapping[str, BGPFilter]) -> tuple[object, ...]:
+    """The BGPFilter resources a session uses, in order: what its policies depend on."""
+    return tuple(filters.get(name) for name in spec.filters)
 
-    def export_hook(
+
+def export_policy(
+    spec: SessionSpec, origination: Origination, filters: Mapping[str, BGPFilter]
+) -> Policy:
+    """The session's export filter (rule 2)."""
+    calico = origination.policy
+
+    def hook(
         family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
     ) -> PathAttributes | None:
         source = CalicoSource.STATIC if ctx.source is SourceKind.LOCAL else CalicoSource.BGP
         network = prefix_to_network(prefix, family)
         route = RouteContext(source=source, internal_peer=spec.is_ibgp, local_pref=attrs.local_pref)
-        decision = session_export(
-            network, export_policy, route, spec, filters, _view(attrs, source)
-        )
+        decision = session_export(network, calico, route, spec, filters, _view(attrs, source))
         if not decision.accept:
             return None
         communities = attrs.communities + tuple(
@@ -173,37 +174,42 @@ def session_policies(
             )
         return out
 
+    return Policy(hook=hook)
+
+
+def import_policy(
+    spec: SessionSpec, filters: Mapping[str, BGPFilter], normal_priority: int = NORMAL_PRIORITY
+) -> Policy:
+    """The session's import filter (rule 2): accept all unless it has BGPFilters."""
     if not spec.filters:
-        import_policy = ACCEPT_ALL
-    else:
+        return ACCEPT_ALL
 
-        def import_hook(
-            family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
-        ) -> PathAttributes | None:
-            network = prefix_to_network(prefix, family)
-            decision = session_import(
-                network,
-                spec.family,
-                _view(attrs, CalicoSource.BGP),
-                attrs.local_pref,
-                spec,
-                filters,
-                export_policy.normal_priority,
-            )
-            if not decision.accept:
-                return None
-            view = decision.view
-            return replace(
-                attrs,
-                communities=view.communities,
-                large_communities=view.large_communities,
-                local_pref=(2147483647 - view.priority)
-                if view.priority is not None
-                else attrs.local_pref,
-            )
+    def hook(
+        family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> PathAttributes | None:
+        network = prefix_to_network(prefix, family)
+        decision = session_import(
+            network,
+            spec.family,
+            _view(attrs, CalicoSource.BGP),
+            attrs.local_pref,
+            spec,
+            filters,
+            normal_priority,
+        )
+        if not decision.accept:
+            return None
+        view = decision.view
+        return replace(
+            attrs,
+            communities=view.communities,
+            large_communities=view.large_communities,
+            local_pref=(2147483647 - view.priority)
+            if view.priority is not None
+            else attrs.local_pref,
+        )
 
-        import_policy = Policy(hook=import_hook)
-    return import_policy, Policy(hook=export_hook)
+    return Policy(hook=hook)
 
 
 def local_routes(

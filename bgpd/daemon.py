@@ -36,14 +36,16 @@ from bgpd import __version__
 from bgpd.assembly import (
     FAMILY_OF_VERSION,
     best_route,
+    export_policy,
+    import_policy,
     local_routes,
     peer_settings,
     plan_config,
     pool_specs,
     route_status,
     session_config,
+    session_filters,
     session_key,
-    session_policies,
 )
 from bgpd.config import DaemonConfig, EtcdSource, FileSource
 from bgpd.datastore.cache import Cache
@@ -55,6 +57,7 @@ from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
 from bgpd.origin import Origination, originate
 from bgpd.rib.graceful_restart import SelectionDeferral
+from bgpd.rib.policy import Policy
 from bgpd.session.config import PeerKey, SessionConfig
 from bgpd.session.events import Down, Established, RouteRefreshReceived, UpdateReceived
 from bgpd.speaker import BestChanged, RibConverged, SendToPeer, Speaker, SpeakerConfig
@@ -113,6 +116,7 @@ class Daemon:
         self._outboxes: dict[str, asyncio.Queue[list[bytes]]] = {}
         self._desired_kernel: dict[tuple[Family, Prefix], KernelRoute] = {}
         self._kernel_pending: dict[tuple[Family, Prefix], KernelRoute | None] = {}
+        self._policy_cache: dict[str, tuple[object, Policy, object, Policy]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._file: FileDatastore | None = None
@@ -132,10 +136,7 @@ class Daemon:
         if isinstance(event, Established):
             own = self._own_address(spec.family)
             speaker.peer_up(name, peer_settings(spec, own), event.negotiated, now)
-            import_policy, export_policy = session_policies(
-                spec, routing.originations[0 if spec.family == 4 else -1], routing.snapshot.filters
-            )
-            speaker.set_policy(name, import_policy, export_policy, now)
+            speaker.set_policy(name, *self._policies(name, spec), now)
         elif isinstance(event, Down):
             if event.was_established:
                 speaker.peer_down(name, graceful=event.notification is None, now=now)
@@ -146,6 +147,28 @@ class Daemon:
         self._wake.set()
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _policies(self, name: str, spec: SessionSpec) -> tuple[Policy, Policy]:
+        """(import, export) policies for a session, reused while their inputs are equal."""
+        routing = self.routing
+        assert routing is not None
+        origination = self._origination_for(spec.family)
+        assert origination is not None
+        filters = routing.snapshot.filters
+        used = session_filters(spec, filters)
+        import_key = (spec, used)
+        export_key = (spec, used, origination.policy)
+        cached = self._policy_cache.get(name)
+        if cached is not None and cached[0] == import_key:
+            imported = cached[1]
+        else:
+            imported = import_policy(spec, filters, origination.policy.normal_priority)
+        if cached is not None and cached[2] == export_key:
+            exported = cached[3]
+        else:
+            exported = export_policy(spec, origination, filters)
+        self._policy_cache[name] = (import_key, imported, export_key, exported)
+        return imported, exported
 
     def _own_address(self, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         if self.routing is None:
@@ -258,14 +281,12 @@ class Daemon:
         speaker = self.speaker
         own = {v: a.packed for v in (4, 6) if (a := self._own_address(v)) is not None}
         speaker.set_local_routes(local_routes(routing.originations, own), now)
-        if previous is not None:
-            for name, spec in routing.sessions.items():
-                old = previous.sessions.get(name)
-                if old is not None and old != spec and name in speaker.peers():
-                    import_policy, export_policy = session_policies(
-                        spec, routing.originations[0 if spec.family == 4 else -1], snapshot.filters
-                    )
-                    speaker.set_policy(name, import_policy, export_policy, now)
+        established = set(speaker.peers())
+        for name, spec in routing.sessions.items():
+            if name in established:
+                # Policies are rebuilt only when their inputs change, so an unrelated datastore
+                # change neither re-exports everything nor sends a ROUTE-REFRESH.
+                speaker.set_policy(name, *self._policies(name, spec), now)
         desired: dict[PeerKey, SessionConfig] = {}
         for spec in routing.sessions.values():
             desired[session_key(spec)] = session_config(

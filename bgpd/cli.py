@@ -120,6 +120,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(Daemon(config).run())
 
 
+def cmd_datastore_load(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import yaml
+
+    from bgpd.datastore.etcd import ConfigError as EtcdConfigError
+    from bgpd.datastore.etcd import EtcdSettings, put_pairs
+    from bgpd.datastore.file import parse_documents
+    from bgpd.datastore.schema import RecordError, etcd_pair
+
+    try:
+        settings = EtcdSettings.from_url(args.etcd)
+    except EtcdConfigError as exc:
+        print(f"bgpd: invalid --etcd {args.etcd!r}: {exc}", file=sys.stderr)
+        return 2
+    with open(args.file) as handle:
+        text = handle.read()
+    pairs: list[tuple[str, bytes]] = []
+    failures = 0
+    try:
+        documents = parse_documents(text, args.file)
+    except yaml.YAMLError as exc:
+        print(f"bgpd: {args.file}: not YAML: {exc}", file=sys.stderr)
+        return 1
+    for where, document in documents:
+        try:
+            pairs.append(etcd_pair(document, where))
+        except RecordError as exc:
+            failures += 1
+            print(f"bgpd: skipped {exc}", file=sys.stderr)
+    try:
+        written = asyncio.run(put_pairs(settings, pairs))
+    except ConnectionError as exc:
+        print(f"bgpd: cannot write to etcd: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {written} keys to {args.etcd}")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bgpd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--external", action="store_true", help="the peer is external (eBGP: LOCAL_PREF discarded)"
     )
     decode.set_defaults(handler=cmd_decode)
+    datastore = sub.add_parser("datastore", help="datastore tools")
+    datastore_sub = datastore.add_subparsers(dest="datastore_command", required=True)
+    load = datastore_sub.add_parser(
+        "load",
+        help="write a YAML file of Calico resources into etcd with Calico's keys",
+        description="Validate each document of FILE and write it to etcd under Calico's keys "
+        "(v3 resources as JSON objects, BlockAffinity as IPAM affinity keys).",
+    )
+    load.add_argument("file", help="multi-document YAML of Calico v3 resources")
+    load.add_argument("--etcd", required=True, help="etcd://HOST:PORT[,HOST:PORT...]")
+    load.set_defaults(handler=cmd_datastore_load)
     register_control_commands(sub)
     return parser
 

@@ -572,3 +572,26 @@ class EtcdWatcher:
         return Event(
             EventKind.PUT, _decode_key(raw.kv.key), raw.kv.value, prev_value, raw.kv.mod_revision
         )
+
+
+async def put_pairs(settings: EtcdSettings, pairs: Iterable[tuple[str, bytes]]) -> int:
+    """Write key/value pairs to the first endpoint that answers (``bgpd datastore load``)."""
+    last_error = "no endpoint"
+    for endpoint in settings.endpoints:
+        session = _Session(settings, endpoint)
+        try:
+            await session.authenticate()
+            written = 0
+            for key, value in pairs:
+                await session.kv.Put(
+                    rpc.PutRequest(key=key.encode(), value=value),
+                    timeout=settings.request_timeout,
+                    metadata=session.metadata,
+                )
+                written += 1
+            return written
+        except (grpc.aio.AioRpcError, _Disconnected) as error:
+            last_error = f"{endpoint.target}: {error}"
+        finally:
+            await session.close()
+    raise ConnectionError(last_error)

@@ -42,7 +42,7 @@ class ParsedFile:
     errors: tuple[RecordError, ...]
 
 
-def _documents(text: str, source: str) -> list[tuple[str, object]]:
+def parse_documents(text: str, source: str) -> list[tuple[str, object]]:
     """(where, document) for every resource document, Lists flattened (rule 1)."""
     found: list[tuple[str, object]] = []
     for index, doc in enumerate(yaml.load_all(text, Loader=_Loader)):
@@ -62,7 +62,7 @@ def parse_text(text: str, source: str = "<yaml>") -> ParsedFile:
     """Decode a whole file's text; ``yaml.YAMLError`` propagates for unreadable YAML."""
     records: list[tuple[RecordKey, Record]] = []
     errors: list[RecordError] = []
-    for where, doc in _documents(text, source):
+    for where, doc in parse_documents(text, source):
         try:
             records.append(decode_document(doc, where))
         except RecordError as exc:

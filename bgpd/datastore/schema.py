@@ -816,3 +816,20 @@ def decode_document(doc: object, where: str) -> tuple[RecordKey, Record]:
     if not name:
         raise RecordError(meta.path("name"), "required")
     return RecordKey(kind, name), _decode_v3(kind, name, top.obj, where)
+
+
+def etcd_pair(doc: object, where: str) -> tuple[str, bytes]:
+    """The etcd key and value Calico's etcd backend stores for one YAML document (the inverse
+    of ``decode_etcd``; calico-bgp.md §1.1-§1.3): v3 resources as their whole JSON object,
+    block affinities as ``{"state": ..., "deleted": false}``. Validates the document first."""
+    record_key, record = decode_document(doc, where)
+    key = etcd_key(record_key)
+    if record_key.kind in _V3_KINDS:
+        assert isinstance(doc, Mapping)
+        obj = {k: v for k, v in doc.items() if k in ("kind", "apiVersion", "metadata", "spec")}
+        obj["apiVersion"] = API_VERSION
+        return key, json.dumps(obj, sort_keys=True, default=str).encode()
+    if isinstance(record, BlockAffinity):
+        value = {"state": str(record.state.value), "deleted": False}
+        return key, json.dumps(value).encode()
+    raise RecordError(where, f"{record_key.kind} documents cannot be written to etcd")

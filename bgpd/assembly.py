@@ -44,10 +44,10 @@ from bgpd.wire.types import (
     prefix_from_network,
     prefix_to_network,
 )
-from encap.model import EncapMode, PoolSpec
+from encap.model import EncapMode, Encapsulation, NodeTunnelInfo, PoolSpec
 from peers.bgpfilter import RouteSource as CalicoSource
 from peers.bgpfilter import RouteView
-from peers.model import BGPFilter, IPNetwork, Snapshot
+from peers.model import BGPFilter, IPNetwork, Node, Snapshot
 from peers.resolve import NodePeering
 from peers.spec import SessionSpec
 
@@ -346,3 +346,32 @@ def route_status(
         communities=tuple(f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities),
         large_communities=tuple(f"{a}:{b}:{c}" for a, b, c in attrs.large_communities),
     )
+
+
+def tunnel_info(node: Node) -> NodeTunnelInfo:
+    """A Calico Node's addresses as the encapsulation needs them (calico-bgp.md §1.2.1)."""
+    return NodeTunnelInfo(
+        name=node.name,
+        ipv4_address=node.ipv4_address,
+        ipv6_address=node.ipv6_address,
+        ipv4_vxlan_tunnel_addr=node.ipv4_vxlan_tunnel_addr,
+        ipv6_vxlan_tunnel_addr=node.ipv6_vxlan_tunnel_addr,
+        vxlan_tunnel_mac=node.vxlan_tunnel_mac or None,
+        vxlan_tunnel_mac_v6=node.vxlan_tunnel_mac_v6 or None,
+        ipv4_ipip_tunnel_addr=node.ipv4_ipip_tunnel_addr,
+    )
+
+
+def tunnel_needs(
+    pools: Iterable[PoolSpec], plan: PlanConfig
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Which tunnel devices this node must keep: (IP versions needing a VXLAN device, names of the
+    IP-in-IP pools we program, which need ``tunl0``)."""
+    vxlan: set[int] = set()
+    ipip: list[str] = []
+    for pool in pools:
+        if pool.encapsulation is Encapsulation.VXLAN and plan.program_vxlan:
+            vxlan.add(pool.cidr.version)
+        elif pool.encapsulation is Encapsulation.IPIP and pool.cidr in plan.owned_pools:
+            ipip.append(pool.label)
+    return tuple(sorted(vxlan)), tuple(ipip)

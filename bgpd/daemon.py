@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
+from pyroute2 import AsyncIPRoute
 
 from bgpd import __version__
 from bgpd.assembly import (
@@ -46,6 +47,8 @@ from bgpd.assembly import (
     session_config,
     session_filters,
     session_key,
+    tunnel_info,
+    tunnel_needs,
 )
 from bgpd.config import DaemonConfig, EtcdSource, FileSource
 from bgpd.datastore.cache import Cache
@@ -64,7 +67,9 @@ from bgpd.speaker import BestChanged, RibConverged, SendToPeer, Speaker, Speaker
 from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.types import Family, Prefix, prefix_from_str
+from encap.devices import DeviceError, EncapUnsupported, TunnelDevices
 from encap.model import PoolSpec
+from encap.vxlan import desired_l2, ipip_device_spec, remote_vtep, vxlan_device_spec
 from peers.model import IPNetwork, Snapshot
 from peers.resolve import Environment, NodePeering, environ_secret_lookup, resolve_node
 from peers.spec import SessionSpec
@@ -105,6 +110,8 @@ class Daemon:
         self.in_sync = False
         self.datastore_rejected = 0
         self.kernel_errors = 0
+        self.encap_errors = 0
+        self.encap_problems: tuple[str, ...] = ()
         self._loop = asyncio.get_event_loop()
         self._wake = asyncio.Event()
         self._kernel_wake = asyncio.Event()
@@ -297,8 +304,58 @@ class Daemon:
             )
         if self.supervisor is not None:
             await self.supervisor.apply(desired)
+        await self._converge_tunnels(routing)
         self._refresh_kernel_all()
         self._wake.set()
+
+    async def _converge_tunnels(self, routing: _Routing) -> None:
+        """Tunnel devices and VXLAN neighbour/FDB entries for the pools we program (encap/).
+        A kernel without IP-in-IP degrades only the pools that need it."""
+        if not self.config.program_kernel:
+            return
+        vxlan_versions, ipip_pools = tunnel_needs(routing.pools, routing.plan)
+        me = routing.snapshot.nodes.get(self.config.node)
+        problems: list[str] = []
+        if me is None or not (vxlan_versions or ipip_pools):
+            self.encap_problems = ()
+            return
+        local = tunnel_info(me)
+        others = [tunnel_info(n) for n in routing.snapshot.nodes.values() if n.name != me.name]
+        async with AsyncIPRoute() as ipr:
+            devices = TunnelDevices(ipr)
+            for version in vxlan_versions:
+                address = local.address(version)
+                try:
+                    if address is None:
+                        raise DeviceError(f"node has no IPv{version} address for VXLAN")
+                    parent = await devices.find_parent(address.ip)
+                    spec = vxlan_device_spec(local, version, parent.mtu, parent.name)
+                    if spec is None:
+                        continue
+                    report = await devices.ensure_vxlan(spec)
+                    if report.recreated_because:
+                        log.warning(
+                            "recreated tunnel device",
+                            device=spec.name,
+                            reasons=list(report.recreated_because),
+                        )
+                    vteps = [v for n in others if (v := remote_vtep(n, version)) is not None]
+                    await devices.reconcile_l2(spec.name, desired_l2(vteps, me.name))
+                except (DeviceError, OSError) as exc:
+                    problems.append(f"vxlan (IPv{version}): {exc}")
+            if ipip_pools:
+                try:
+                    address = local.address(4)
+                    mtu = (await devices.find_parent(address.ip)).mtu if address else 1500
+                    await devices.ensure_ipip(ipip_device_spec(local, mtu), ipip_pools)
+                except EncapUnsupported as exc:
+                    problems.append(str(exc))
+                except (DeviceError, OSError) as exc:
+                    problems.append(f"ipip: {exc}")
+        for problem in problems:
+            self.encap_errors += 1
+            log.error("tunnel device problem", problem=problem, reason="encap-unsupported")
+        self.encap_problems = tuple(problems)
 
     def _cluster_id(self, snapshot: Snapshot) -> int | None:
         node = snapshot.nodes.get(self.config.node)
@@ -446,7 +503,7 @@ class Daemon:
             graceful_restart_recovering=self.restarting,
             datastore_in_sync=self.in_sync,
             kernel_routes=len(self._desired_kernel),
-            problems=routing.peering.problems if routing else (),
+            problems=(routing.peering.problems if routing else ()) + self.encap_problems,
         )
 
     def peer_statuses(self) -> list[PeerStatus]:

@@ -51,18 +51,27 @@ from bgpd.assembly import (
     tunnel_needs,
 )
 from bgpd.config import DaemonConfig, EtcdSource, FileSource
-from bgpd.datastore.cache import Cache
+from bgpd.control.server import HealthChecker, serve_control_sockets
+from bgpd.datastore.cache import Cache, RejectedRecord
 from bgpd.datastore.etcd import Changes, EtcdWatcher, EventKind, Resync, calico_watch_keys
 from bgpd.datastore.file import FileDatastore
+from bgpd.datastore.schema import resource_of_key
 from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.plan import KernelRoute, PlanConfig, RouteIdentity, plan_route
+from bgpd.metrics import Metrics, serve_http
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
 from bgpd.origin import Origination, originate
 from bgpd.rib.graceful_restart import SelectionDeferral
 from bgpd.rib.policy import Policy
 from bgpd.session.config import PeerKey, SessionConfig
-from bgpd.session.events import Down, Established, RouteRefreshReceived, UpdateReceived
+from bgpd.session.events import (
+    Down,
+    Established,
+    RouteRefreshReceived,
+    State,
+    UpdateReceived,
+)
 from bgpd.speaker import BestChanged, RibConverged, SendToPeer, Speaker, SpeakerConfig
 from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
 from bgpd.wire.attributes import AttributeCache
@@ -76,6 +85,15 @@ from peers.spec import SessionSpec
 
 log = structlog.get_logger("bgpd.daemon")
 
+# RFC 4271 §8.2.2 state names, as BIRD's `show protocols` prints them.
+STATE_NAMES = {
+    State.IDLE: "Idle",
+    State.CONNECT: "Connect",
+    State.ACTIVE: "Active",
+    State.OPEN_SENT: "OpenSent",
+    State.OPEN_CONFIRM: "OpenConfirm",
+    State.ESTABLISHED: "Established",
+}
 KERNEL_RECONCILE_INTERVAL = 30.0
 KERNEL_BATCH_DELAY = 0.005
 
@@ -127,6 +145,8 @@ class Daemon:
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._file: FileDatastore | None = None
+        self.metrics = Metrics(self)
+        self.health = HealthChecker(self)
 
     # -- the routing core, as the supervisor sees it ----------------------------------------
 
@@ -141,10 +161,12 @@ class Daemon:
             return
         now = self._loop.time()
         if isinstance(event, Established):
+            self.metrics.fsm_transition(name, "Established", "established")
             own = self._own_address(spec.family)
             speaker.peer_up(name, peer_settings(spec, own), event.negotiated, now)
             speaker.set_policy(name, *self._policies(name, spec), now)
         elif isinstance(event, Down):
+            self.metrics.fsm_transition(name, "Idle", event.token)
             if event.was_established:
                 speaker.peer_down(name, graceful=event.notification is None, now=now)
         elif isinstance(event, UpdateReceived):
@@ -198,7 +220,8 @@ class Daemon:
         if isinstance(source, FileSource):
             self._file = FileDatastore(source.path)
             async for snapshot in self._file.watch():
-                self.datastore_rejected = self._file.rejected
+                self.metrics.datastore_event("load")
+                self._count_rejected(self._file.rejected, self._file.last_errors)
                 yield snapshot
             return
         assert isinstance(source, EtcdSource)
@@ -206,17 +229,26 @@ class Daemon:
         async with EtcdWatcher(source.settings, calico_watch_keys(self.config.node)) as watcher:
             async for batch in watcher:
                 if isinstance(batch, Resync):
+                    self.metrics.datastore_event("resync")
                     snapshot = cache.load(batch.pairs, batch.revision)
                 else:
                     assert isinstance(batch, Changes)
                     for ev in batch.events:
+                        self.metrics.datastore_event(ev.kind.name.lower())
                         if ev.kind == EventKind.DELETE:
                             cache.delete(ev.key, ev.mod_revision)
                         elif ev.value is not None:
                             cache.put(ev.key, ev.value, ev.mod_revision)
                     snapshot = cache.snapshot()
-                self.datastore_rejected = cache.rejected
+                self._count_rejected(cache.rejected, tuple(cache.last_errors))
                 yield snapshot
+
+    def _count_rejected(self, total: int, last_errors: tuple[RejectedRecord, ...]) -> None:
+        """Count records rejected since the last batch, by resource (the key's kind segment)."""
+        fresh = total - self.datastore_rejected
+        self.datastore_rejected = total
+        for record in last_errors[-fresh:] if fresh > 0 else ():
+            self.metrics.datastore_rejected(resource_of_key(record.key), "invalid")
 
     async def _datastore_task(self) -> None:
         async for snapshot in self._snapshots():
@@ -479,6 +511,8 @@ class Daemon:
                 if old is not None and (new is None or new.identity != old.identity):
                     removals.append(old.identity)
             result = await kernel.update(upserts, removals)
+            self.metrics.kernel_route_change("replaced", result.replaced)
+            self.metrics.kernel_route_change("deleted", result.deleted)
             if self._sweep_pending and not self.restarting:
                 self._sweep_pending = False
                 result = result + await kernel.sweep_stale()
@@ -487,6 +521,7 @@ class Daemon:
                 result = result + await kernel.reconcile()
             for error in result.errors:
                 self.kernel_errors += 1
+                self.metrics.netlink_error("route")
                 log.warning("kernel route failed", error=str(error))
 
     # -- status ---------------------------------------------------------------------------
@@ -507,7 +542,7 @@ class Daemon:
         )
 
     def peer_statuses(self) -> list[PeerStatus]:
-        routing, supervisor = self.routing, self.supervisor
+        routing, supervisor, speaker = self.routing, self.supervisor, self.speaker
         if routing is None or supervisor is None:
             return []
         stats = supervisor.statistics()
@@ -515,24 +550,31 @@ class Daemon:
         for key, name in sorted(routing.keys.items(), key=lambda kv: kv[1]):
             spec = routing.sessions[name]
             st = stats.get(key)
+            held, sent = speaker.route_counts(name) if speaker is not None else (0, 0)
+            state = STATE_NAMES[st.state] if st is not None else "Idle"
+            helper = speaker is not None and speaker.graceful_restart.is_retaining(name)
             out.append(
                 PeerStatus(
                     name=name,
                     peer_ip=str(spec.peer_ip),
                     peer_as=spec.peer_as,
                     local_as=spec.local_as,
-                    state=st.state.value if st is not None else "Idle",
+                    state=state,
                     since=st.since if st is not None else self.started,
                     passive=spec.passive,
                     family=f"ipv{spec.family}",
                     last_error=(st.last_error or "") if st is not None else "",
                     router_id=str(routing.peering.router_id),
                     prefixes_received=st.prefixes_in if st is not None else 0,
-                    prefixes_advertised=st.prefixes_out if st is not None else 0,
+                    prefixes_accepted=held,
+                    prefixes_advertised=sent,
                     messages_in=st.messages_in if st is not None else 0,
                     messages_out=st.messages_out if st is not None else 0,
                     updates_in=st.updates_in if st is not None else 0,
                     updates_out=st.updates_out if st is not None else 0,
+                    graceful_restart="helper"
+                    if helper
+                    else ("restarting" if self.restarting else ""),
                     source_address=str(spec.source_address or ""),
                     port=spec.port,
                 )
@@ -588,7 +630,14 @@ class Daemon:
                     reason="graceful-restart",
                 )
         try:
-            async with asyncio.TaskGroup() as group:
+            async with contextlib.AsyncExitStack() as edges, asyncio.TaskGroup() as group:
+                await edges.enter_async_context(
+                    serve_control_sockets(self.config.control_socket, self, self, self.health)
+                )
+                if self.config.metrics_listen is not None:
+                    host, port = self.config.metrics_listen
+                    http = await serve_http(host, port, self.metrics, self.health.check)
+                    edges.callback(http.close)
                 self._group = group
                 self._tasks.append(group.create_task(self._datastore_task(), name="datastore"))
                 await self._snapshot_wake.wait()

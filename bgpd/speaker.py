@@ -205,6 +205,13 @@ class Speaker:
     def adj_rib_out(self, peer_id: str, family: Family) -> AdjRibOut:
         return self._peers[peer_id].adj_out[family]
 
+    def route_counts(self, peer_id: str) -> tuple[int, int]:
+        """(routes held from the peer in its Adj-RIB-In, routes it was sent and not withdrawn)."""
+        held = sum(len(rib) for rib in self.adj_ribs_in.get(peer_id, {}).values())
+        peer = self._peers.get(peer_id)
+        sent = sum(len(out) for out in peer.adj_out.values()) if peer is not None else 0
+        return held, sent
+
     def next_deadline(self) -> float | None:
         deadlines = [self.graceful_restart.next_deadline()]
         if self.deferral is not None:

@@ -694,6 +694,15 @@ def _decode_ipam_config(fields: _Fields, etcd_style: bool) -> IPAMConfig:
 # etcd keys and values
 
 
+def resource_of_key(key: str) -> str:
+    """The resource kind an etcd key names, for counters; ``unknown`` when it names none."""
+    try:
+        record_key = parse_key(key)
+    except RecordError:
+        return "unknown"
+    return record_key.kind.value if record_key is not None else "unknown"
+
+
 def parse_key(key: str) -> RecordKey | None:
     """Rule 2: the identity of an etcd key we read, ``None`` for any other key."""
     if key.startswith(RESOURCE_PREFIX):

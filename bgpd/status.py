@@ -85,3 +85,21 @@ class StatusProvider(Protocol):
     def peer_statuses(self) -> list[PeerStatus]: ...
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]: ...
+
+
+@dataclass
+class FixedStatus:
+    """A ``StatusProvider`` over fixed values (rule 2), for tests and saved states."""
+
+    status: DaemonStatus
+    peers: list[PeerStatus] = field(default_factory=list)
+    routes: list[RouteStatus] = field(default_factory=list)
+
+    def daemon_status(self) -> DaemonStatus:
+        return self.status
+
+    def peer_statuses(self) -> list[PeerStatus]:
+        return list(self.peers)
+
+    def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
+        return [route for route in self.routes if prefix is None or route.prefix == prefix]

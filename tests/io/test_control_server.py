@@ -28,27 +28,11 @@ from bgpd.control.server import (
     ipv6_socket_path,
     serve_control_sockets,
 )
-from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
+from bgpd.status import DaemonStatus, FixedStatus, PeerStatus, RouteStatus
 
 BIRDC = shutil.which("birdc")
 BIRDCL = "/opt/bird2/usr/sbin/birdcl"
 NOW = time.time()
-
-
-@dataclass
-class FakeProvider:
-    status: DaemonStatus
-    peers: list[PeerStatus] = field(default_factory=list)
-    routes: list[RouteStatus] = field(default_factory=list)
-
-    def daemon_status(self) -> DaemonStatus:
-        return self.status
-
-    def peer_statuses(self) -> list[PeerStatus]:
-        return list(self.peers)
-
-    def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
-        return [route for route in self.routes if prefix is None or route.prefix == prefix]
 
 
 @dataclass
@@ -63,7 +47,7 @@ class RecordingActions:
         self.stops.append((withdraw, message))
 
 
-def provider() -> FakeProvider:
+def provider() -> FixedStatus:
     status = DaemonStatus("0.1.0", "10.99.0.1", "node-a", NOW - 100, NOW - 50)
     peers = [
         PeerStatus(
@@ -99,13 +83,13 @@ def provider() -> FakeProvider:
             peer_ip="10.99.0.9",
         ),
     ]
-    return FakeProvider(status, peers, routes)
+    return FixedStatus(status, peers, routes)
 
 
 @dataclass
 class Running:
     path: str
-    provider: FakeProvider
+    provider: FixedStatus
     actions: RecordingActions
     nodename: Path
 

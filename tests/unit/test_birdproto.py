@@ -1,7 +1,7 @@
 """BIRD control-protocol goldens: our replies against replies captured from real BIRD 1.6.8.
 
 The captures in ``data/bird16/`` are raw socket bytes from ``bird`` 1.6.8 (Debian) run in a
-namespace with the sessions rebuilt below by ``FakeProvider`` (same names, addresses, times).
+namespace with the sessions rebuilt below by ``FixedStatus`` (same names, addresses, times).
 Where our reply cannot be identical the test says which line differs and why; everything else is
 compared byte for byte.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from bgpd.control.birdproto import (
     encode_reply,
     parse_command,
 )
-from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
+from bgpd.status import DaemonStatus, FixedStatus, PeerStatus, RouteStatus
 
 DATA = Path(__file__).parent / "data" / "bird16"
 OUR_VERSION = "BIRD v0.1.0+bgpd"
@@ -57,23 +57,7 @@ class RouteWithInterface(RouteStatus):
     interface: str = ""
 
 
-@dataclass
-class FakeProvider:
-    status: DaemonStatus
-    peers: list[PeerStatus] = field(default_factory=list)
-    routes: list[RouteStatus] = field(default_factory=list)
-
-    def daemon_status(self) -> DaemonStatus:
-        return self.status
-
-    def peer_statuses(self) -> list[PeerStatus]:
-        return list(self.peers)
-
-    def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
-        return [route for route in self.routes if prefix is None or route.prefix == prefix]
-
-
-def bird1_state() -> FakeProvider:
+def bird1_state() -> FixedStatus:
     """The BIRD 1.6 speaker the captures were taken from (10.99.0.1, AS 64512)."""
     status = DaemonStatus(
         version="0.1.0",
@@ -148,10 +132,10 @@ def bird1_state() -> FakeProvider:
                 interface="hG-va",
             ),
         ]
-    return FakeProvider(status, [mesh, unreachable, external], routes)
+    return FixedStatus(status, [mesh, unreachable, external], routes)
 
 
-def answer(provider: FakeProvider, line: str, now: float, view: View = "ipv4") -> str:
+def answer(provider: FixedStatus, line: str, now: float, view: View = "ipv4") -> str:
     command = parse_command(line)
     assert isinstance(command, ShowStatus | ShowProtocols | ShowRoute)
     return birdproto.render_show(command, provider, view, now, 0).encode()
@@ -194,7 +178,7 @@ def test_show_status_during_graceful_restart_recovery_has_the_0024_block() -> No
     expected = capture("gr_show_status").replace("BIRD 1.6.8", OUR_VERSION)
     status = DaemonStatus("0.1.0", "10.99.0.21", "node-a", at("06:26:06"), at("06:26:06"), True)
     waiting = PeerStatus("Mesh_10_99_0_22", "10.99.0.22", 64512, 64512, "Idle", at("06:26:06"))
-    provider = FakeProvider(status, [replace(waiting, passive=True)])
+    provider = FixedStatus(status, [replace(waiting, passive=True)])
     assert answer(provider, "show status", server_time(expected)) == expected
 
 
@@ -245,7 +229,7 @@ def test_show_protocols_during_recovery_shows_passive_and_gr_pending() -> None:
     waiting = PeerStatus(
         "Mesh_10_99_0_22", "10.99.0.22", 64512, 64512, "Active", at("06:26:06"), passive=True
     )
-    provider = FakeProvider(status, [waiting])
+    provider = FixedStatus(status, [waiting])
     # BIRD's device1 row is our static1 row (same widths).
     expected = capture("gr_show_protocols").replace("device1  Device", "static1  Static")
     assert answer(provider, "show protocols", at("06:26:07")) == expected

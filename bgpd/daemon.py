@@ -130,6 +130,7 @@ class Daemon:
         self.kernel_errors = 0
         self.encap_errors = 0
         self.encap_problems: tuple[str, ...] = ()
+        self.unroutable_pools: tuple[str, ...] = ()
         self._loop = asyncio.get_event_loop()
         self._wake = asyncio.Event()
         self._kernel_wake = asyncio.Event()
@@ -348,8 +349,9 @@ class Daemon:
         vxlan_versions, ipip_pools = tunnel_needs(routing.pools, routing.plan)
         me = routing.snapshot.nodes.get(self.config.node)
         problems: list[str] = []
+        unroutable: list[str] = []
         if me is None or not (vxlan_versions or ipip_pools):
-            self.encap_problems = ()
+            self.encap_problems = self.unroutable_pools = ()
             return
         local = tunnel_info(me)
         others = [tunnel_info(n) for n in routing.snapshot.nodes.values() if n.name != me.name]
@@ -382,12 +384,14 @@ class Daemon:
                     await devices.ensure_ipip(ipip_device_spec(local, mtu), ipip_pools)
                 except EncapUnsupported as exc:
                     problems.append(str(exc))
+                    unroutable.extend(exc.pools)
                 except (DeviceError, OSError) as exc:
                     problems.append(f"ipip: {exc}")
         for problem in problems:
             self.encap_errors += 1
             log.error("tunnel device problem", problem=problem, reason="encap-unsupported")
         self.encap_problems = tuple(problems)
+        self.unroutable_pools = tuple(sorted(set(unroutable)))
 
     def _cluster_id(self, snapshot: Snapshot) -> int | None:
         node = snapshot.nodes.get(self.config.node)
@@ -539,6 +543,7 @@ class Daemon:
             datastore_in_sync=self.in_sync,
             kernel_routes=len(self._desired_kernel),
             problems=(routing.peering.problems if routing else ()) + self.encap_problems,
+            unroutable_pools=self.unroutable_pools,
         )
 
     def peer_statuses(self) -> list[PeerStatus]:

@@ -16,6 +16,8 @@ Rules (Calico ``node/pkg/health/health.go`` ``checkBIRDReady``, ``node/pkg/healt
    progress``.
 6. Live: the daemon answered with its status and no supervised task has died. Datastore
    outages do not fail liveness (BIRD keeps routing while etcd is away; so do we).
+7. Degraded: a pool whose tunnel the kernel cannot build (no ``ipip`` module, say) makes the node
+   not ready whatever its sessions, naming the pools: its pods are unreachable from elsewhere.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def readiness(
     now: float,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> HealthResult:
+    if status.unroutable_pools:  # rule 7
+        pools = ", ".join(status.unroutable_pools)
+        return HealthResult(False, f"tunnel encapsulation unsupported for pools: {pools}")
     sessions = calico_sessions(peers)
     if not sessions:
         return HealthResult(True, "no BGP peers")  # rule 2

@@ -81,6 +81,14 @@ class _StatusCollector(Collector):
         yield GaugeMetricFamily(
             "bgpd_problems", "Configuration or datastore problems", value=len(status.problems)
         )
+        unroutable = GaugeMetricFamily(
+            "bgpd_encap_unsupported_pool",
+            "1 for each IP pool whose tunnel encapsulation this kernel cannot build",
+            labels=["pool"],
+        )
+        for pool in status.unroutable_pools:
+            unroutable.add_metric([pool], 1)
+        yield unroutable
         yield from self._sessions(provider, now)
 
     def _sessions(self, provider: StatusProvider, now: float) -> Iterator[Metric]:

@@ -77,6 +77,7 @@ class DaemonStatus:
     datastore_in_sync: bool = False
     kernel_routes: int = 0
     problems: tuple[str, ...] = field(default=())
+    unroutable_pools: tuple[str, ...] = ()  # pools whose tunnel this kernel cannot build
 
 
 class StatusProvider(Protocol):

@@ -96,3 +96,12 @@ def test_liveness() -> None:
     )
     # A datastore outage (not in sync) does not make the daemon dead.
     assert liveness(replace(STATUS, datastore_in_sync=False)).ok
+
+
+@pytest.mark.parametrize("now", [WITHIN, AFTER])
+def test_a_pool_whose_tunnel_cannot_be_built_makes_the_node_not_ready(now: float) -> None:
+    degraded = replace(STATUS, unroutable_pools=("ipip-pool", "other-pool"))
+    result = readiness([UP_A, UP_B], degraded, START, now)
+    assert result == HealthResult(
+        False, "tunnel encapsulation unsupported for pools: ipip-pool, other-pool"
+    )

@@ -26,7 +26,6 @@ from bgpd.origin import (
     session_import,
 )
 from bgpd.rib.policy import ACCEPT_ALL, Policy, PolicyContext, SourceKind
-from bgpd.rib.route import NextHopMode as RibNextHopMode
 from bgpd.rib.route import Path
 from bgpd.session.config import PeerKey, SessionConfig
 from bgpd.speaker import PeerSettings
@@ -53,11 +52,6 @@ from peers.spec import SessionSpec
 
 NORMAL_PRIORITY = 1024
 FAMILY_OF_VERSION = {4: IPV4_UNICAST, 6: IPV6_UNICAST}
-_NEXT_HOP_MODES = {
-    "Auto": RibNextHopMode.AUTO,
-    "Self": RibNextHopMode.SELF,
-    "Keep": RibNextHopMode.KEEP,
-}
 
 
 def session_key(spec: SessionSpec) -> PeerKey:
@@ -104,13 +98,12 @@ def peer_settings(
     spec: SessionSpec, own_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
 ) -> PeerSettings:
     family = FAMILY_OF_VERSION[spec.family]
-    mode = _NEXT_HOP_MODES.get(str(spec.next_hop_mode.value), RibNextHopMode.AUTO)
     return PeerSettings(
         address=spec.peer_ip,
         peer_as=spec.peer_as,
         local_as=spec.local_as,
         rr_client=spec.rr_client,
-        next_hop_mode=mode,
+        next_hop_mode=spec.next_hop_mode,
         next_hop_self={family: own_address.packed} if own_address is not None else {},
         allow_own_as=spec.num_allowed_local_as,
     )

@@ -21,16 +21,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bgpd.wire.types import IPAddress, PathAttributes
+from peers.model import NextHopMode as NextHopMode  # the per-session rule: Calico's nextHopMode
 
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 §5.1.5: the default is local policy; 100 is universal.
-
-
-class NextHopMode(StrEnum):
-    """Per-session next-hop rule for exported routes (Calico ``nextHopMode``; BIRD ``next hop``)."""
-
-    AUTO = "auto"
-    SELF = "self"
-    KEEP = "keep"
 
 
 class PeerKind(StrEnum):

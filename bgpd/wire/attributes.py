@@ -14,7 +14,12 @@ Rules:
    (RFC 6793 §4.2.3) and written back on encode (§4.2.2); on a 4-octet session they are
    discarded if received (§4.1).
 6. ``AttributeCache`` decodes each distinct attribute octet string once and interns equal
-   values, so all prefixes with equal attributes share one ``PathAttributes`` object.
+   values, so all prefixes with equal attributes share one ``PathAttributes`` object. Its key
+   must include every ``DecodeContext`` field a decoder reads (``update.py`` builds it).
+7. From an external peer, an AS_PATH with confederation segments (RFC 5065 §5; bgpd belongs
+   to no confederation, so every external peer is outside it) or, when the context carries the
+   peer's AS (``Negotiated.enforce_first_as``), whose leftmost AS is not the peer's (RFC 4271
+   §6.3) is a malformed AS_PATH: treat-as-withdraw (RFC 7606 §7.2).
 """
 
 from __future__ import annotations
@@ -49,8 +54,11 @@ class Malformed(Exception):
 
 
 class DecodeContext(NamedTuple):
+    """What attribute decoding depends on; ``peer_as`` 0 means unknown (no leftmost-AS check)."""
+
     asn4: bool
     external: bool
+    peer_as: int = 0
 
 
 Fields = dict[str, Any]
@@ -105,8 +113,27 @@ def decode_as_path(value: bytes, asn_size: int) -> AsPath:
     return tuple(segments)
 
 
+_CONFED_SEGMENTS = (SegmentType.AS_CONFED_SEQUENCE, SegmentType.AS_CONFED_SET)
+
+
+def _check_external_as_path(path: AsPath, ctx: DecodeContext) -> None:
+    """Rule 7: the AS_PATH checks that apply to UPDATEs from an external peer."""
+    if any(seg.type in _CONFED_SEGMENTS for seg in path):
+        raise Malformed("AS_PATH with confederation segments from an external peer")  # RFC 5065 §5
+    if ctx.peer_as:
+        # On a 2-octet session a peer AS above 65535 appears as AS_TRANS (RFC 6793 §4.2.2).
+        expected = ctx.peer_as if ctx.asn4 or ctx.peer_as <= 0xFFFF else AS_TRANS
+        first = path[0] if path else None
+        if first is None or first.type != SegmentType.AS_SEQUENCE or first.asns[0] != expected:
+            leftmost = first.asns[0] if first is not None else "none"
+            raise Malformed(f"leftmost AS {leftmost} is not the peer's AS {expected}")
+
+
 def _decode_as_path(value: bytes, ctx: DecodeContext, out: Fields) -> None:
-    out["as_path"] = decode_as_path(value, 4 if ctx.asn4 else 2)
+    path = decode_as_path(value, 4 if ctx.asn4 else 2)
+    if ctx.external:
+        _check_external_as_path(path, ctx)
+    out["as_path"] = path
 
 
 def _decode_next_hop(value: bytes, ctx: DecodeContext, out: Fields) -> None:
@@ -250,7 +277,6 @@ class DecodedAttributes(NamedTuple):
     issues: tuple[AttributeIssue, ...]
     present: frozenset[int]
     reset: AttributeIssue | None
-    reset_data: bytes
 
 
 def _as_path_count(path: AsPath) -> int:
@@ -299,7 +325,6 @@ def decode_attribute_list(
     unknown: list[UnknownAttribute] = []
     present: set[int] = set()
     reset: AttributeIssue | None = None
-    reset_data = b""
     for flags, code, value in spans:
         row = ATTRIBUTES.get(code)
         if row is None:
@@ -310,7 +335,6 @@ def decode_attribute_list(
                     _US.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
                     f"unrecognized well-known attribute {code}",
                 )
-                reset_data = encode_attribute(flags, code, value)
                 break
             if flags & AttrFlag.TRANSITIVE:
                 unknown.append(UnknownAttribute(flags | AttrFlag.PARTIAL, code, bytes(value)))
@@ -337,9 +361,7 @@ def decode_attribute_list(
             fields["as_path"] = merge_as4_path(fields["as_path"], as4_path)
     if unknown:
         fields["unknown"] = tuple(unknown)
-    return DecodedAttributes(
-        PathAttributes(**fields), tuple(issues), frozenset(present), reset, reset_data
-    )
+    return DecodedAttributes(PathAttributes(**fields), tuple(issues), frozenset(present), reset)
 
 
 class AttributeCache:

@@ -45,6 +45,9 @@ class Negotiated:
     hold_time: int = 90
     local_as: int = 0
     peer_as: int = 0
+    # RFC 4271 §6.3 leftmost-AS check of eBGP UPDATEs is a MAY; off as in BIRD, whose configs
+    # from Calico leave ``enforce first as`` off (a ToR route server is a valid peer).
+    enforce_first_as: bool = False
     peer_id: int = 0
     peer_graceful_restart: GracefulRestart | None = None
     local_graceful_restart: GracefulRestart | None = None

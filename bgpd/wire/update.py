@@ -4,14 +4,20 @@ End-of-RIB (RFC 4724 §2) and RFC 7606 error handling.
 Rules:
 1. Lengths that cannot be reconciled with the message are a session reset with UPDATE/Malformed
    Attribute List (RFC 4271 §6.3, RFC 7606 §4); so is a repeated MP_REACH_NLRI or
-   MP_UNREACH_NLRI (RFC 7606 §3 (g)) and a malformed one (RFC 7606 §7.11, §7.12).
+   MP_UNREACH_NLRI (RFC 7606 §3 (g)). A malformed one is a session reset too (RFC 7606 §7.11,
+   §7.12): Attribute Flags Error for its flags, else Optional Attribute Error (RFC 4760 §7).
+   Every NOTIFICATION about one attribute carries that whole attribute, flags, type, length and
+   value as received (RFC 4271 §6.3); Malformed Attribute List and Invalid Network Field carry
+   no data.
 2. Other repeated attributes: all but the first are discarded (RFC 7606 §3 (g)).
 3. An attribute that overruns the attribute list makes the rest unparseable: treat-as-withdraw
    (RFC 7606 §4) for every NLRI we could locate.
 4. With NLRI present, missing ORIGIN or AS_PATH, or NEXT_HOP for IPv4 NLRI, is treat-as-withdraw
    (RFC 7606 §3 (d)). A missing LOCAL_PREF is tolerated (read as the default by the RIB), as
    BIRD and GoBGP do.
-5. The encoder puts MP_REACH_NLRI / MP_UNREACH_NLRI first (RFC 7606 §5.1) and packs as many
+5. An UPDATE that announces nothing (no NLRI field, no NLRI in MP_REACH_NLRI) has its path
+   attributes ignored: their errors change nothing and are not reported (RFC 7606 §5.2).
+6. The encoder puts MP_REACH_NLRI / MP_UNREACH_NLRI first (RFC 7606 §5.1) and packs as many
    prefixes per message as the negotiated size allows.
 """
 
@@ -46,10 +52,17 @@ _KNOWN_AFI = (Afi.IPV4, Afi.IPV6)
 _KNOWN_SAFI = (Safi.UNICAST, Safi.MULTICAST)
 _MALFORMED_LIST = UpdateSubcode.MALFORMED_ATTRIBUTE_LIST
 EOR_IPV4 = frame(MessageType.UPDATE, b"\0\0\0\0")
+# Cache-key prefix: the context flags and the peer AS (0 unless external; attributes.py rule 6).
+_context_key = struct.Struct("!BI").pack
 
 
 def _reset(subcode: int, why: str, data: bytes = b"") -> MessageError:
     return MessageError(ErrorCode.UPDATE_MESSAGE, subcode, data, why)
+
+
+def _mp_error(why: str, attribute: bytes) -> MessageError:
+    """RFC 4760 §7 Optional Attribute Error; data is the attribute (RFC 4271 §6.3)."""
+    return _reset(UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, why, attribute)
 
 
 def _nlri(
@@ -60,15 +73,22 @@ def _nlri(
     return decode_prefixes(data, start, end, family.max_prefix_len), None
 
 
-def _mp_family(value: bytes, code: int) -> Family | None:
+def _mp_family(value: bytes, code: int, attribute: bytes) -> Family | None:
     if len(value) < 3:
-        raise _reset(
-            UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, f"MP attribute {code} too short", value
-        )
+        raise _mp_error(f"MP attribute {code} too short", attribute)
     afi, safi = struct.unpack_from("!HB", value)
     if afi not in _KNOWN_AFI or safi not in _KNOWN_SAFI:
         return None
     return Family(afi, safi)
+
+
+def _mp_nlri(
+    value: bytes, start: int, family: Family, negotiated: Negotiated, attribute: bytes
+) -> tuple[list[Prefix], list[int] | None]:
+    try:
+        return _nlri(value, start, len(value), family, family in negotiated.add_path_rx)
+    except MessageError as exc:
+        raise _mp_error(exc.reason, attribute) from None
 
 
 def _next_hop_ok(family: Family, nh: bytes, negotiated: Negotiated) -> bool:
@@ -132,38 +152,30 @@ def decode_update(body: bytes, negotiated: Negotiated, cache: AttributeCache) ->
         seen.add(code)
         value = body[vstart:vend]
         if code == AttrType.MP_REACH_NLRI:
+            raw = body[i:vend]
             if flags & (AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE) != OPTIONAL:
-                raise _reset(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, "MP_REACH_NLRI flags", value)
-            family = _mp_family(value, code)
+                raise _reset(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, "MP_REACH_NLRI flags", raw)
+            family = _mp_family(value, code, raw)
             if family is not None:
                 if len(value) < 5 or 5 + value[3] > len(value):
-                    raise _reset(
-                        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, "MP_REACH_NLRI overruns", value
-                    )
+                    raise _mp_error("MP_REACH_NLRI overruns", raw)
                 nh = value[4 : 4 + value[3]]
                 if not _next_hop_ok(family, nh, negotiated):
-                    raise _reset(
-                        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
-                        f"MP_REACH_NLRI next hop length {len(nh)} for {family}",
-                        value,
-                    )
-                start = 5 + len(nh)  # skip the reserved octet (RFC 4760 §3)
-                prefixes, ids = _nlri(
-                    value, start, len(value), family, family in negotiated.add_path_rx
-                )
+                    raise _mp_error(f"MP_REACH_NLRI next hop length {len(nh)} for {family}", raw)
+                # Skip the reserved octet (RFC 4760 §3).
+                prefixes, ids = _mp_nlri(value, 5 + len(nh), family, negotiated, raw)
                 mp_reach = (family, nh, prefixes, ids)
             else:
                 issues.append(
                     AttributeIssue(code, ErrorAction.ATTRIBUTE_DISCARD, 9, "unknown AFI/SAFI")
                 )
         elif code == AttrType.MP_UNREACH_NLRI:
+            raw = body[i:vend]
             if flags & (AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE) != OPTIONAL:
-                raise _reset(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, "MP_UNREACH_NLRI flags", value)
-            family = _mp_family(value, code)
+                raise _reset(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, "MP_UNREACH_NLRI flags", raw)
+            family = _mp_family(value, code, raw)
             if family is not None:
-                prefixes, ids = _nlri(
-                    value, 3, len(value), family, family in negotiated.add_path_rx
-                )
+                prefixes, ids = _mp_nlri(value, 3, family, negotiated, raw)
                 mp_unreach = (family, prefixes, ids)
             else:
                 issues.append(
@@ -174,21 +186,25 @@ def decode_update(body: bytes, negotiated: Negotiated, cache: AttributeCache) ->
             key_parts.append(body[i:vend])
         i = vend
 
-    ctx = DecodeContext(negotiated.asn4, negotiated.external)
+    external = negotiated.external
+    peer_as = negotiated.peer_as if external and negotiated.enforce_first_as else 0
+    ctx = DecodeContext(negotiated.asn4, external, peer_as)
     if framing_broken:
         issues.append(
             AttributeIssue(0, ErrorAction.TREAT_AS_WITHDRAW, _MALFORMED_LIST, "attribute overruns")
         )
-    key = bytes((ctx.asn4 | ctx.external << 1,)) + b"".join(key_parts)
+    key = _context_key(ctx.asn4 | external << 1, peer_as) + b"".join(key_parts)
     decoded = cache.decode(key, lambda: spans, ctx)
-    if decoded.reset is not None:
-        raise _reset(decoded.reset.subcode, decoded.reset.reason, decoded.reset_data)
-    issues.extend(decoded.issues)
     attrs = decoded.attributes
     present = decoded.present
 
     has_nlri = bool(nlri_v4) or (mp_reach is not None and bool(mp_reach[2]))
     if has_nlri:
+        if decoded.reset is not None:
+            code = decoded.reset.attr_code
+            raw = next(part for part in key_parts if part[1] == code)  # RFC 4271 §6.3 data
+            raise _reset(decoded.reset.subcode, decoded.reset.reason, raw)
+        issues.extend(decoded.issues)
         missing = [
             name
             for code, name in ((AttrType.ORIGIN, "ORIGIN"), (AttrType.AS_PATH, "AS_PATH"))

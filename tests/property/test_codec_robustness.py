@@ -13,7 +13,15 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from wire_strategies import negotiated, notifications, opens, route_refreshes, updates
+from wire_strategies import (
+    large_opens,
+    mirrored,
+    negotiated,
+    notifications,
+    opens,
+    route_refreshes,
+    updates,
+)
 
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.capabilities import (
@@ -52,6 +60,12 @@ CONTEXTS = [
         add_path_tx=frozenset({IPV4_UNICAST, IPV6_UNICAST}),
         extended_message=True,
         enhanced_route_refresh=True,
+    ),
+    Negotiated(
+        external=True,
+        peer_as=64512,
+        enforce_first_as=True,
+        extended_next_hop=frozenset({IPV4_UNICAST}),
     ),
 ]
 
@@ -104,15 +118,15 @@ def test_random_bodies(msg_type: int, body: bytes, neg: Negotiated) -> None:
 @given(st.data())
 def test_mutated_valid_messages_whole_and_byte_by_byte(data: st.DataObject) -> None:
     neg = data.draw(negotiated())
-    message = data.draw(st.one_of(updates(neg), opens, notifications, route_refreshes))
+    message = data.draw(st.one_of(updates(neg), opens, large_opens, notifications, route_refreshes))
     wire = bytearray(encode_message(message, neg))
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(0, len(wire) - 1))
         wire[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(wire)))
     mutated = bytes(wire[:cut]) + data.draw(st.binary(max_size=8))
-    check(mutated, neg)
-    check(mutated, neg, chunk=1)
+    check(mutated, mirrored(neg))
+    check(mutated, mirrored(neg), chunk=1)
 
 
 def test_byte_by_byte_equals_whole() -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from bgpd.wire.capabilities import (
     AddPath,
+    Capability,
     EnhancedRouteRefresh,
     ExtendedMessage,
     ExtendedNextHop,
@@ -66,14 +67,22 @@ next_hop_v6 = st.one_of(st.binary(min_size=16, max_size=16), st.binary(min_size=
 
 @st.composite
 def negotiated(draw: st.DrawFn) -> Negotiated:
-    add_path = draw(st.frozensets(families))
+    """A sender's context. ADD-PATH receive and send are drawn per family independently
+    (RFC 7911 §4); decode what it encodes with ``mirrored``."""
     return Negotiated(
         asn4=draw(st.booleans()),
         families=frozenset({IPV4_UNICAST, IPV6_UNICAST}),
-        add_path_rx=add_path,
-        add_path_tx=add_path,
+        add_path_rx=draw(st.frozensets(families)),
+        add_path_tx=draw(st.frozensets(families)),
         extended_message=draw(st.booleans()),
+        extended_next_hop=draw(st.frozensets(st.just(IPV4_UNICAST))),
+        enhanced_route_refresh=draw(st.booleans()),
     )
+
+
+def mirrored(neg: Negotiated) -> Negotiated:
+    """The receiving end of ``neg``: it receives paths where ``neg`` sends them and back."""
+    return replace(neg, add_path_rx=neg.add_path_tx, add_path_tx=neg.add_path_rx)
 
 
 @st.composite
@@ -156,13 +165,17 @@ def updates(draw: st.DrawFn, neg: Negotiated) -> Update:
         )
     attrs = draw(path_attributes(neg.asn4))
     v4 = draw(st.lists(prefixes(IPV4_UNICAST), max_size=20))
-    v6 = draw(st.lists(prefixes(IPV6_UNICAST), max_size=10))
+    # RFC 8950: with extended next hop negotiated, IPv4 NLRI may ride in MP_REACH_NLRI with an
+    # IPv6 next hop; that MP_REACH_NLRI is then the UPDATE's only one (RFC 7606 §3 (g)).
+    v4_in_mp = bool(v4) and IPV4_UNICAST in neg.extended_next_hop and draw(st.booleans())
+    v6 = [] if v4_in_mp else draw(st.lists(prefixes(IPV6_UNICAST), max_size=10))
     base: PathAttributes | None = None
     if v4:
+        v4_attrs = replace(attrs, next_hop=draw(next_hop_v6)) if v4_in_mp else attrs
         announced.append(
-            Announcement(IPV4_UNICAST, attrs, v4, _ids(draw, IPV4_UNICAST, neg, len(v4)))
+            Announcement(IPV4_UNICAST, v4_attrs, v4, _ids(draw, IPV4_UNICAST, neg, len(v4)))
         )
-        base = attrs
+        base = replace(attrs, next_hop=b"") if v4_in_mp else attrs
     if v6:
         v6_attrs = replace(attrs, next_hop=draw(next_hop_v6))
         announced.append(
@@ -203,12 +216,30 @@ capabilities = st.one_of(
     st.builds(UnknownCapability, st.integers(128, 255), st.binary(max_size=20)),
 )
 
-opens = st.builds(
-    Open,
-    my_as=st.integers(0, 0xFFFF),
-    hold_time=st.sampled_from([0, 3, 9, 90, 240, 65535]),
-    bgp_id=st.integers(1, 0xFFFFFFFF),
-    capabilities=st.lists(capabilities, max_size=12).map(tuple),
+
+def _opens(caps: st.SearchStrategy[tuple[Capability, ...]]) -> st.SearchStrategy[Open]:
+    return st.builds(
+        Open,
+        my_as=st.integers(0, 0xFFFF),
+        hold_time=st.sampled_from([0, 3, 9, 90, 240, 65535]),
+        bgp_id=st.integers(1, 0xFFFFFFFF),
+        capabilities=caps,
+    )
+
+
+opens = _opens(st.lists(capabilities, max_size=12).map(tuple))
+# Optional parameters beyond 255 octets need RFC 9072 extended optional parameters: two opaque
+# capabilities of at least 130 octets guarantee it (at most 4096 octets in all, RFC 8654 §3).
+large_capabilities = st.builds(
+    UnknownCapability, st.integers(128, 255), st.binary(min_size=130, max_size=255)
+)
+large_opens = _opens(
+    st.tuples(
+        st.lists(st.one_of(capabilities, large_capabilities), max_size=8),
+        st.lists(large_capabilities, min_size=2, max_size=4),
+    )
+    .flatmap(lambda parts: st.permutations(parts[0] + parts[1]))
+    .map(tuple)
 )
 
 notifications = st.one_of(

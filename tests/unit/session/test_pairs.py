@@ -32,7 +32,13 @@ from bgpd.session import (
 )
 from bgpd.wire.constants import CeaseSubcode, ErrorCode
 from bgpd.wire.messages import RouteRefresh
-from bgpd.wire.types import IPV4_UNICAST, PathAttributes, next_hop_from_str, prefix_from_str
+from bgpd.wire.types import (
+    IPV4_UNICAST,
+    AsPathSegment,
+    PathAttributes,
+    next_hop_from_str,
+    prefix_from_str,
+)
 from bgpd.wire.update import encode_updates, encode_withdrawals
 
 
@@ -60,7 +66,9 @@ def test_update_exchange() -> None:
     pair = session_pair()
     pair.start()
     assert pair.a.negotiated is not None
-    attrs = PathAttributes(next_hop=next_hop_from_str("192.0.2.1"))
+    # An external peer's AS leads the AS_PATH (RFC 4271 §5.1.2; checked per §6.3).
+    as_path = (AsPathSegment(2, (65001,)),)
+    attrs = PathAttributes(as_path=as_path, next_hop=next_hop_from_str("192.0.2.1"))
     prefixes = [prefix_from_str("10.1.0.0/24"), prefix_from_str("10.2.0.0/16")]
     messages = encode_updates(IPV4_UNICAST, attrs, prefixes, pair.a.negotiated)
     pair._run("a", pair.a.send_messages(messages, pair.now))

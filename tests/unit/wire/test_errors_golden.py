@@ -22,6 +22,9 @@ from bgpd.wire.types import IPV4_UNICAST, IPV6_UNICAST, prefix_from_str
 V4_NLRI = prefix_from_str("10.1.0.0/24")
 IBGP = Negotiated(asn4=True, families=frozenset({IPV4_UNICAST, IPV6_UNICAST}))
 EBGP = Negotiated(asn4=True, families=frozenset({IPV4_UNICAST, IPV6_UNICAST}), external=True)
+# External peers whose AS is known: AS_PATH below starts with 64512, so EBGP_64512 matches.
+EBGP_64512 = Negotiated(external=True, peer_as=64512, enforce_first_as=True)
+EBGP_65001 = Negotiated(external=True, peer_as=65001, enforce_first_as=True)
 TWO_OCTET = Negotiated(asn4=False)
 
 
@@ -108,61 +111,122 @@ def test_open_errors(name: str, body: bytes, expected: tuple[int, int, bytes]) -
 
 
 # --- RFC 4271 §6.3 / RFC 7606: UPDATE errors that reset the session -------------------------
+# Data per RFC 4271 §6.3: none for Malformed Attribute List and Invalid Network Field; the whole
+# erroneous attribute (flags, type, length, value as received) for errors about one attribute.
+MP_REACH_V6 = attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00")
+MP_REACH_BAD_NH = attr(0x90, 14, b"\x00\x02\x01\x05" + bytes(5) + b"\x00")
+MP_REACH_BAD_NLRI = attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00\x81")
+MP_REACH_SHORT = attr(0x80, 14, b"\x00\x02")
+MP_REACH_NH_OVERRUNS = attr(0x80, 14, b"\x00\x02\x01\x20" + bytes(16))
+MP_REACH_FLAGS = attr(0xC0, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00")
+MP_REACH_FLAGS_EXTENDED = attr(0x50, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00")
+MP_UNREACH_FLAGS = attr(0x40, 15, b"\x00\x02\x01")
+MP_UNREACH_SHORT = attr(0x80, 15, b"\x00\x02")
+MP_UNREACH_TRUNCATED = attr(0x80, 15, b"\x00\x02\x01\x30\x20\x01")
+MP_UNREACH_TOO_LONG = attr(0x80, 15, b"\x00\x02\x01\x81" + bytes(17))
+MP_UNREACH_V4_TRUNCATED = attr(0x80, 15, b"\x00\x01\x01\x18\x0a")
+UNKNOWN_WELL_KNOWN = attr(0x40, 99, b"x")
+UNKNOWN_WELL_KNOWN_EXTENDED = attr(0x50, 99, b"x")
+
 RESET_CASES = [
-    ("withdrawn-length-overruns", b"\x00\x10\x00\x00", (3, 1)),
-    ("attribute-length-overruns", b"\x00\x00\x00\x40" + MANDATORY, (3, 1)),
-    ("nlri-prefix-too-long", update_body(MANDATORY, nlri=b"\x21\x0a\x00\x00\x00\x00"), (3, 10)),
-    ("nlri-truncated", update_body(MANDATORY, nlri=b"\x18\x0a\x00"), (3, 10)),
+    ("withdrawn-length-overruns", b"\x00\x10\x00\x00", (3, 1, b"")),
+    ("attribute-length-overruns", b"\x00\x00\x00\x40" + MANDATORY, (3, 1, b"")),
+    ("update-shorter-than-lengths", b"\x00\x00\x00", (3, 1, b"")),
+    (
+        "nlri-prefix-too-long",
+        update_body(MANDATORY, nlri=b"\x21\x0a\x00\x00\x00\x00"),
+        (3, 10, b""),
+    ),
+    ("nlri-truncated", update_body(MANDATORY, nlri=b"\x18\x0a\x00"), (3, 10, b"")),
     (
         "withdrawn-prefix-too-long",
         update_body(b"", b"", withdrawn=b"\x28\x0a\x00\x00\x00\x00"),
-        (3, 10),
-    ),
-    ("unrecognized-well-known", update_body(MANDATORY + attr(0x40, 99, b"x")), (3, 2)),
-    (
-        "mp-reach-repeated",
-        update_body(
-            MANDATORY
-            + attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00")
-            + attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00"),
-            nlri=b"",
-        ),
-        (3, 1),
+        (3, 10, b""),
     ),
     (
-        "mp-reach-next-hop-length",  # RFC 7606 §7.11
-        update_body(
-            ORIGIN + AS_PATH + attr(0x90, 14, b"\x00\x02\x01\x05" + bytes(5) + b"\x00"), b""
-        ),
-        (3, 9),
+        "unrecognized-well-known",
+        update_body(MANDATORY + UNKNOWN_WELL_KNOWN),
+        (3, 2, UNKNOWN_WELL_KNOWN),
     ),
     (
-        "mp-reach-nlri-malformed",
-        update_body(
-            ORIGIN + AS_PATH + attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(16) + b"\x00\x81"), b""
-        ),
-        (3, 10),
+        "unrecognized-well-known-extended-length",  # the data keeps the 2-octet length
+        update_body(MANDATORY + UNKNOWN_WELL_KNOWN_EXTENDED),
+        (3, 2, UNKNOWN_WELL_KNOWN_EXTENDED),
     ),
     (
-        "mp-unreach-flags",
-        update_body(attr(0x40, 15, b"\x00\x02\x01"), nlri=b""),
-        (3, 4),
+        "mp-reach-repeated",  # RFC 7606 §3 (g)
+        update_body(MANDATORY + MP_REACH_V6 + MP_REACH_V6, nlri=b""),
+        (3, 1, b""),
+    ),
+    (
+        "mp-unreach-repeated",
+        update_body(attr(0x80, 15, b"\x00\x02\x01") * 2, nlri=b""),
+        (3, 1, b""),
+    ),
+    ("mp-reach-flags", update_body(ORIGIN + AS_PATH + MP_REACH_FLAGS, b""), (3, 4, MP_REACH_FLAGS)),
+    (
+        "mp-reach-flags-extended-length",
+        update_body(ORIGIN + AS_PATH + MP_REACH_FLAGS_EXTENDED, b""),
+        (3, 4, MP_REACH_FLAGS_EXTENDED),
+    ),
+    (
+        "mp-reach-too-short",  # RFC 7606 §7.11
+        update_body(ORIGIN + AS_PATH + MP_REACH_SHORT, b""),
+        (3, 9, MP_REACH_SHORT),
+    ),
+    (
+        "mp-reach-next-hop-overruns",
+        update_body(ORIGIN + AS_PATH + MP_REACH_NH_OVERRUNS, b""),
+        (3, 9, MP_REACH_NH_OVERRUNS),
+    ),
+    (
+        "mp-reach-next-hop-length",
+        update_body(ORIGIN + AS_PATH + MP_REACH_BAD_NH, b""),
+        (3, 9, MP_REACH_BAD_NH),
+    ),
+    (
+        "mp-reach-nlri-malformed",  # RFC 4760 §7: Optional Attribute Error
+        update_body(ORIGIN + AS_PATH + MP_REACH_BAD_NLRI, b""),
+        (3, 9, MP_REACH_BAD_NLRI),
+    ),
+    ("mp-unreach-flags", update_body(MP_UNREACH_FLAGS, nlri=b""), (3, 4, MP_UNREACH_FLAGS)),
+    (
+        "mp-unreach-too-short",  # RFC 7606 §7.12: no room for AFI/SAFI
+        update_body(MP_UNREACH_SHORT, nlri=b""),
+        (3, 9, MP_UNREACH_SHORT),
+    ),
+    (
+        "mp-unreach-nlri-truncated",
+        update_body(MP_UNREACH_TRUNCATED, nlri=b""),
+        (3, 9, MP_UNREACH_TRUNCATED),
+    ),
+    (
+        "mp-unreach-prefix-too-long",
+        update_body(MP_UNREACH_TOO_LONG, nlri=b""),
+        (3, 9, MP_UNREACH_TOO_LONG),
+    ),
+    (
+        "mp-unreach-ipv4-nlri-truncated",
+        update_body(MP_UNREACH_V4_TRUNCATED, nlri=b""),
+        (3, 9, MP_UNREACH_V4_TRUNCATED),
     ),
 ]
 
 
 @pytest.mark.parametrize(("name", "body", "expected"), RESET_CASES, ids=[c[0] for c in RESET_CASES])
-def test_update_session_reset(name: str, body: bytes, expected: tuple[int, int]) -> None:
+def test_update_session_reset(name: str, body: bytes, expected: tuple[int, int, bytes]) -> None:
     with pytest.raises(MessageError) as err:
         decode_message(2, body, IBGP, AttributeCache())
-    assert (err.value.code, err.value.subcode) == expected
+    assert (err.value.code, err.value.subcode, err.value.data) == expected
 
 
-def test_unrecognized_well_known_carries_the_attribute_as_data() -> None:
-    bad = attr(0x40, 99, b"x")
+def test_mp_nlri_error_with_add_path_carries_the_attribute() -> None:
+    # RFC 7911 §3: a path identifier with no room for the prefix length after it.
+    bad = attr(0x80, 15, b"\x00\x02\x01\x00\x00\x00\x01")
+    add_path = Negotiated(add_path_rx=frozenset({IPV6_UNICAST}))
     with pytest.raises(MessageError) as err:
-        decode_message(2, update_body(MANDATORY + bad), IBGP, AttributeCache())
-    assert err.value.data == bad  # RFC 4271 §6.3: data is the unrecognised attribute
+        decode_message(2, update_body(bad, nlri=b""), add_path, AttributeCache())
+    assert (err.value.code, err.value.subcode, err.value.data) == (3, 9, bad)
 
 
 # --- RFC 7606: treat-as-withdraw and attribute-discard -------------------------------------
@@ -236,6 +300,70 @@ SOFT_CASES = [
         DISCARD,
         18,
     ),
+    (
+        "7.2-as-path-underrun",  # one octet left after the last segment: no room for a header
+        replace_attr(2, attr(0x40, 2, b"\x02\x01\x00\x00\xfc\x00\x02")),
+        IBGP,
+        TAW,
+        2,
+    ),
+    (
+        "7.2-as-path-overrun-in-second-segment",
+        replace_attr(2, attr(0x40, 2, b"\x02\x01\x00\x00\xfc\x00\x01\x02\x00\x00\xfc\x01")),
+        IBGP,
+        TAW,
+        2,
+    ),
+    (
+        "7.2-as-path-two-octet-overrun",  # 4-octet data read on a 2-octet session
+        replace_attr(2, attr(0x40, 2, b"\x02\x02\x00\x00\xfc")),
+        TWO_OCTET,
+        TAW,
+        2,
+    ),
+    (
+        "5065-confed-sequence-from-external",
+        replace_attr(2, attr(0x40, 2, b"\x03\x01\x00\x00\xfc\x01\x02\x01\x00\x00\xfc\x00")),
+        EBGP,
+        TAW,
+        2,
+    ),
+    (
+        "5065-confed-set-from-external",
+        replace_attr(2, attr(0x40, 2, b"\x02\x01\x00\x00\xfc\x00\x04\x01\x00\x00\xfc\x01")),
+        EBGP_64512,
+        TAW,
+        2,
+    ),
+    ("4271-6.3-leftmost-as-not-the-peer", MANDATORY, EBGP_65001, TAW, 2),
+    (
+        "4271-6.3-leftmost-segment-is-a-set",
+        replace_attr(2, attr(0x40, 2, b"\x01\x01\x00\x00\xfc\x00")),
+        EBGP_64512,
+        TAW,
+        2,
+    ),
+    (
+        "4271-6.3-empty-as-path-from-external",
+        replace_attr(2, attr(0x40, 2, b"")),
+        EBGP_64512,
+        TAW,
+        2,
+    ),
+    (
+        "7.11-mp-reach-unknown-afi-safi",  # AFI 25 / SAFI 65 (VPLS): not ours, ignored
+        MANDATORY + attr(0x80, 14, b"\x00\x19\x41\x04\x0a\x00\x00\x01\x00"),
+        IBGP,
+        DISCARD,
+        14,
+    ),
+    (
+        "7.12-mp-unreach-unknown-afi-safi",
+        MANDATORY + attr(0x80, 15, b"\x00\x19\x41\x00\x01\x02"),
+        IBGP,
+        DISCARD,
+        15,
+    ),
 ]
 
 
@@ -257,6 +385,79 @@ def test_update_rfc7606_actions(
     else:
         assert not update.treat_as_withdraw
         assert [p for a in update.announced for p in a.prefixes] == [V4_NLRI]
+
+
+@pytest.mark.parametrize(
+    ("name", "as_path", "negotiated"),
+    [
+        ("leftmost-as-is-the-peer", AS_PATH, EBGP_64512),
+        ("internal-peer-not-checked", AS_PATH, Negotiated(peer_as=65001)),
+        ("peer-as-unknown", AS_PATH, EBGP),
+        ("first-as-not-enforced", AS_PATH, Negotiated(external=True, peer_as=65001)),
+        (
+            "confed-from-internal",
+            attr(0x40, 2, b"\x03\x01\x00\x00\xfc\x01\x02\x01\x00\x00\xfc\x00"),
+            IBGP,
+        ),
+        (
+            "two-octet-session-peer-as-above-65535-is-as-trans",  # RFC 6793 §4.2.2
+            attr(0x40, 2, b"\x02\x01\x5b\xa0"),
+            Negotiated(asn4=False, external=True, peer_as=4200000001, enforce_first_as=True),
+        ),
+    ],
+)
+def test_as_path_checks_accept(name: str, as_path: bytes, negotiated: Negotiated) -> None:
+    update = decode_message(2, update_body(replace_attr(2, as_path)), negotiated, AttributeCache())
+    assert not update.issues
+    assert [p for a in update.announced for p in a.prefixes] == [V4_NLRI]
+
+
+def test_leftmost_as_check_is_per_peer_with_a_shared_cache() -> None:
+    cache = AttributeCache()
+    body = update_body(MANDATORY)
+    assert decode_message(2, body, EBGP_64512, cache).announced
+    other = decode_message(2, body, EBGP_65001, cache)
+    assert other.treat_as_withdraw and not other.announced
+    assert decode_message(2, body, EBGP_64512, cache).announced
+
+
+# --- RFC 7606 §5.2: attributes with no NLRI are ignored -------------------------------------
+MP_UNREACH_V6 = attr(0x80, 15, b"\x00\x02\x01\x30\x20\x01\x0d\xb8\x00\x01")
+NO_NLRI_CASES = [
+    ("attributes-only", update_body(replace_attr(1, attr(0x40, 1, b"\x07")), nlri=b""), []),
+    (
+        "withdrawn-routes-and-broken-attributes",
+        update_body(attr(0xC0, 8, b"\x00") + ORIGIN, nlri=b"", withdrawn=V4_NLRI),
+        [V4_NLRI],
+    ),
+    (
+        "mp-unreach-and-missing-mandatory",
+        update_body(MP_UNREACH_V6 + attr(0x40, 5, b"\x00"), nlri=b""),
+        [b"\x30\x20\x01\x0d\xb8\x00\x01"],
+    ),
+    (
+        "unrecognized-well-known-without-nlri",
+        update_body(MANDATORY + UNKNOWN_WELL_KNOWN, nlri=b""),
+        [],
+    ),
+    (
+        "mp-reach-without-nlri",
+        update_body(attr(0x40, 1, b"\x09") + MP_REACH_V6, nlri=b""),
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "withdrawn"), NO_NLRI_CASES, ids=[c[0] for c in NO_NLRI_CASES]
+)
+def test_attributes_without_nlri_are_ignored(
+    name: str, body: bytes, withdrawn: list[bytes]
+) -> None:
+    update = decode_message(2, body, IBGP, AttributeCache())
+    assert update.issues == () and not update.treat_as_withdraw
+    assert update.announced == () and update.end_of_rib is None
+    assert [p for w in update.withdrawn for p in w.prefixes] == withdrawn
 
 
 def test_discarded_local_pref_is_absent_and_route_kept() -> None:

@@ -10,6 +10,8 @@ Rules:
 2. Configs come from ``PeerSpec``; the peer originates ``spec.routes`` (static/blackhole or
    API-injected) and imports everything from us.
 3. ``wait_for`` prints the last observed state on timeout.
+4. ``spec.graceful_restart`` turns on RFC 4724 in the BIRD and FRR configs; ``stop(SIGKILL)``
+   kills without a NOTIFICATION, as a crash does.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class PeerSpec:
     password: str | None = None
     routes: tuple[str, ...] = ("10.50.1.0/24", "10.50.2.0/24")
     connect_delay: int = 1
+    graceful_restart: bool = False
 
     @property
     def internal(self) -> bool:
@@ -107,11 +110,11 @@ class PeerDaemon(ABC):
     @abstractmethod
     def start(self) -> None: ...
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         for proc in reversed(self._procs):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    os.killpg(proc.pid, sig)
                 try:
                     proc.wait(3)
                 except subprocess.TimeoutExpired:
@@ -182,6 +185,8 @@ class Bird(PeerDaemon):
             lines.append("passive on;")
         if s.password:
             lines.append(f'password "{s.password}";')
+        if s.graceful_restart:
+            lines.append("graceful restart on;")
         return "\n    ".join(lines)
 
     def config(self) -> str:
@@ -305,6 +310,13 @@ class Frr(PeerDaemon):
             f" bgp router-id {s.router_id}",
             " no bgp ebgp-requires-policy",
             " no bgp network import-check",
+            # preserve-fw-state: the Forwarding State bit, without which a helper drops the
+            # stale routes at once (RFC 4724 §4.2).
+            *(
+                (" bgp graceful-restart", " bgp graceful-restart preserve-fw-state")
+                if s.graceful_restart
+                else ()
+            ),
             f" neighbor {n} remote-as {s.peer_as}",
             f" neighbor {n} timers {s.keepalive} {s.hold_time}",
             f" neighbor {n} timers connect 2",
@@ -351,8 +363,8 @@ class Frr(PeerDaemon):
         )
         wait_for(lambda: (run_dir / "bgpd.vty").exists(), 10, self.describe)
 
-    def stop(self) -> None:
-        super().stop()
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        super().stop(sig)
         shutil.rmtree(Path("/var/run/frr") / self.pathspace, ignore_errors=True)
 
     def vtysh(self, *commands: str) -> str:

@@ -1,19 +1,44 @@
 """An in-memory network of ``Speaker`` cores with one fake clock (design/style-anchors.md §9.5).
 
-Sessions are modelled as simply Established: each side's ``Negotiated`` comes from
-``bgpd.wire.negotiated.negotiate`` over the two OPENs the nodes would send, and every
-``SendToPeer`` is framed, decoded with the receiver's codec context and fed to the receiver, so
-the wire format is exercised end to end. Each node's kernel view is the last ``BestChanged``
-per prefix.
+Rules:
+1. A ``connect`` link is simply Established: each side's ``Negotiated`` comes from
+   ``bgpd.wire.negotiated.negotiate`` over the two OPENs the nodes would send, and every
+   ``SendToPeer`` is framed, decoded with the receiver's codec context and fed to the receiver,
+   so the wire format is exercised end to end.
+2. A ``wire`` link runs the real sans-IO session FSM (``bgpd.session.Session``) on both ends
+   over an in-memory connection: OPEN, KEEPALIVE and the hold timer are the RFC 4271 ones, and
+   the session's actions reach the speaker as the daemon passes them (``Daemon.peer_event``).
+   ``cut`` drops a wire's bytes silently (a partition: no FIN), so only the hold timer notices.
+3. Time moves only in ``advance``, which stops at every speaker and session deadline on the way,
+   so keepalives are sent and delivered before a later hold deadline is judged.
+4. Each node's kernel view is the last ``BestChanged`` per prefix.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 from dataclasses import dataclass, field
 
 from bgpd.rib.graceful_restart import SelectionDeferral, local_capability
 from bgpd.rib.route import NextHopMode, Path
+from bgpd.session import (
+    Action,
+    CloseTransport,
+    Connect,
+    DataReceived,
+    Down,
+    Established,
+    ManualStart,
+    RouteRefreshReceived,
+    Send,
+    Session,
+    SessionConfig,
+    TcpConnectionAcknowledged,
+    TcpConnectionConfirmed,
+    TcpConnectionFails,
+    UpdateReceived,
+)
 from bgpd.speaker import (
     BestChanged,
     PeerSettings,
@@ -82,12 +107,26 @@ class Link:
     negotiated: dict[str, Negotiated]
 
 
+@dataclass
+class Wire:
+    """One in-memory TCP connection between two session FSMs (rule 2)."""
+
+    sessions: dict[str, Session]
+    settings: dict[str, PeerSettings]
+    cut: bool = False
+
+    def other(self, name: str) -> str:
+        (other,) = set(self.sessions) - {name}
+        return other
+
+
 class SpeakerNet:
     """Nodes, links, a fake clock, and a pump that moves messages until nothing moves."""
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
         self.links: dict[frozenset[str], Link] = {}
+        self.wires: dict[frozenset[str], Wire] = {}
         self.now = 0.0
 
     def add(
@@ -120,19 +159,85 @@ class SpeakerNet:
         negotiated = {a: negotiate(open_a, open_b), b: negotiate(open_b, open_a)}
         self.links[frozenset((a, b))] = Link(a, b, negotiated)
         for me, other in ((na, nb), (nb, na)):
-            settings = PeerSettings(
-                address=other.address,
-                peer_as=other.asn,
-                rr_client=client_of == me.name,
-                next_hop_mode=next_hop_mode,
-                next_hop_self={IPV4_UNICAST: me.address.packed},
-            )
+            settings = self._settings(me, other, client_of, next_hop_mode)
             me.speaker.peer_up(other.name, settings, negotiated[me.name], self.now)
 
-    def disconnect(self, a: str, b: str, graceful: bool = False) -> None:
-        del self.links[frozenset((a, b))]
-        self.nodes[a].speaker.peer_down(b, graceful, self.now)
-        self.nodes[b].speaker.peer_down(a, graceful, self.now)
+    def _settings(
+        self, me: Node, other: Node, client_of: str | None, next_hop_mode: NextHopMode
+    ) -> PeerSettings:
+        return PeerSettings(
+            address=other.address,
+            peer_as=other.asn,
+            rr_client=client_of == me.name,
+            next_hop_mode=next_hop_mode,
+            next_hop_self={IPV4_UNICAST: me.address.packed},
+        )
+
+    def wire(self, a: str, b: str, hold_time: int = 9) -> Wire:
+        """A session-driven link (rule 2): ``a`` connects, ``b`` listens; both advertise graceful
+        restart. Sessions do not restart on their own once down."""
+        na, nb = self.nodes[a], self.nodes[b]
+        sessions: dict[str, Session] = {}
+        for me, other in ((na, nb), (nb, na)):
+            config = SessionConfig(
+                local_as=me.asn,
+                peer_as=other.asn,
+                router_id=me.address,
+                peer_address=other.address,
+                hold_time=hold_time,
+                connect_delay_time=0.0,
+                passive=me is nb,
+                automatic_restart=False,
+                graceful_restart_forwarding=True,
+            )
+            sessions[me.name] = Session(config, cache=me.cache)
+        settings = {
+            a: self._settings(na, nb, None, NextHopMode.AUTO),
+            b: self._settings(nb, na, None, NextHopMode.AUTO),
+        }
+        wire = self.wires[frozenset((a, b))] = Wire(sessions, settings)
+        for name in (b, a):
+            self._run_session(wire, name, sessions[name].handle(ManualStart(), self.now))
+        self.run()
+        return wire
+
+    def cut(self, name: str) -> None:
+        """Partition ``name`` from every node it has a wire to (rule 2)."""
+        for key, wire in self.wires.items():
+            if name in key:
+                wire.cut = True
+
+    def _run_session(self, wire: Wire, name: str, actions: list[Action]) -> None:
+        """Carry out session actions: bytes and closes cross the wire, the routing events go to
+        the speaker as ``Daemon.peer_event`` passes them."""
+        queue = deque([(name, actions)])
+        while queue:
+            me, todo = queue.popleft()
+            other = wire.other(me)
+            session, speaker = wire.sessions[me], self.nodes[me].speaker
+            for action in todo:
+                if isinstance(action, Connect):
+                    if wire.cut:
+                        queue.append((me, session.handle(TcpConnectionFails(), self.now)))
+                        continue
+                    queue.append((me, session.handle(TcpConnectionAcknowledged(), self.now)))
+                    peer_session = wire.sessions[other]
+                    queue.append((other, peer_session.handle(TcpConnectionConfirmed(), self.now)))
+                elif isinstance(action, Send) and not wire.cut:
+                    received = wire.sessions[other].handle(DataReceived(action.data), self.now)
+                    queue.append((other, received))
+                elif isinstance(action, CloseTransport) and not wire.cut:
+                    queue.append(
+                        (other, wire.sessions[other].handle(TcpConnectionFails(), self.now))
+                    )
+                elif isinstance(action, Established):
+                    speaker.peer_up(other, wire.settings[me], action.negotiated, self.now)
+                elif isinstance(action, Down) and action.was_established:
+                    speaker.peer_down(other, graceful=action.notification is None, now=self.now)
+                elif isinstance(action, UpdateReceived):
+                    speaker.update_received(other, action.update, self.now)
+                elif isinstance(action, RouteRefreshReceived):
+                    speaker.route_refresh_received(other, action.refresh, self.now)
 
     def crash(self, name: str) -> None:
         """``name`` stops without a NOTIFICATION: its neighbours see a graceful peer down."""
@@ -142,9 +247,30 @@ class SpeakerNet:
             self.nodes[other].speaker.peer_down(name, True, self.now)
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        """Move the clock by ``seconds``, stopping at every deadline on the way (rule 3)."""
+        end = self.now + seconds
+        for _ in range(100_000):
+            due = [d for d in self._deadlines() if d <= end]
+            if not due:
+                break
+            self.now = max(self.now, min(due))
+            self._fire_timers()
+        else:
+            raise AssertionError("timers keep firing without the clock moving")
+        self.now = end
+        self._fire_timers()
+
+    def _deadlines(self) -> list[float]:
+        found = [node.speaker.next_deadline() for node in self.nodes.values()]
+        found += [s.next_deadline() for w in self.wires.values() for s in w.sessions.values()]
+        return [d for d in found if d is not None]
+
+    def _fire_timers(self) -> None:
         for node in self.nodes.values():
             node.speaker.timer(self.now)
+        for wire in self.wires.values():
+            for name, session in wire.sessions.items():
+                self._run_session(wire, name, session.handle_timer(self.now))
         self.run()
 
     def run(self, max_rounds: int = 50) -> int:
@@ -164,7 +290,13 @@ class SpeakerNet:
                         node.converged += 1
                     elif isinstance(output, SendToPeer):
                         moved += len(output.messages)
-                        self._deliver(node.name, output.peer_id, output.messages)
+                        wire = self.wires.get(frozenset((node.name, output.peer_id)))
+                        if wire is None:
+                            self._deliver(node.name, output.peer_id, output.messages)
+                        else:
+                            session = wire.sessions[node.name]
+                            sent = session.send_messages(output.messages, self.now)
+                            self._run_session(wire, node.name, sent)
             delivered += moved
             if not moved:
                 return delivered

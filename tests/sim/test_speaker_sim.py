@@ -9,6 +9,8 @@ from speaker_net import SpeakerNet
 
 from bgpd.rib.graceful_restart import SelectionDeferral
 from bgpd.rib.policy import Match, Policy, PrefixMatch, Rule, RuleSet, Verdict
+from bgpd.session import DownReason, State
+from bgpd.wire.constants import ErrorCode
 from bgpd.wire.types import IPV4_UNICAST, prefix_from_str
 
 
@@ -130,19 +132,59 @@ def test_node_removal_withdraws_everywhere() -> None:
         assert node.best("192.168.1.0/26") is not None
 
 
-def test_peer_down_by_hold_expiry_flushes_its_routes() -> None:
-    net = _mesh3()
-    net.nodes["c"].originate("192.168.3.0/26")
+def _wired_mesh3(hold_time: int) -> SpeakerNet:
+    """The 3-node mesh over real session FSMs (speaker_net rule 2), each node originating one
+    prefix."""
+    net = SpeakerNet()
+    for i, name in enumerate("abc", start=1):
+        net.add(name, f"10.0.0.{i}")
+    for a, b in (("a", "b"), ("a", "c"), ("b", "c")):
+        net.wire(a, b, hold_time)
+    for i, name in enumerate("abc", start=1):
+        net.nodes[name].originate(f"192.168.{i}.0/26")
     net.run()
+    return net
+
+
+def test_hold_timer_expiry_on_the_fake_clock_flushes_routes_everywhere() -> None:
+    """RFC 4271 §8.2.2 (Established, HoldTimer_Expires): c is partitioned silently; each side's
+    hold timer runs out, a Hold Timer Expired NOTIFICATION is sent (§6.5) and every route over
+    the lost sessions is deleted. Having sent a NOTIFICATION, the session did not end
+    gracefully, so the graceful-restart capability keeps nothing (RFC 4724 §4.2)."""
+    hold = 9
+    net = _wired_mesh3(hold)
+    sessions = {key: wire.sessions for key, wire in net.wires.items()}
+    ac, bc, ab = (frozenset(pair) for pair in ("ac", "bc", "ab"))
+    for name, node in net.nodes.items():
+        for i in range(1, 4):
+            assert node.installed(f"192.168.{i}.0/26"), (name, i)
+    net.advance(10 * hold)  # keepalives keep every session up
+    assert all(s.state is State.ESTABLISHED for pair in sessions.values() for s in pair.values())
+
+    net.cut("c")
+    net.advance(hold - 4)  # the last keepalive came at most a keepalive interval (3 s) ago
     assert net.nodes["a"].installed("192.168.3.0/26")
-    # The supervisor saw the hold timer expire on a-c and b-c (a NOTIFICATION was sent: not
-    # graceful).
-    net.disconnect("a", "c")
-    net.disconnect("b", "c")
-    net.run()
+    assert net.nodes["c"].installed("192.168.1.0/26")
+    net.advance(4)
+    for key in (ac, bc):
+        for session in sessions[key].values():
+            assert session.state is State.IDLE, key
+            down = session.statistics().last_down
+            assert down is not None and down.reason is DownReason.HOLD_TIMER_EXPIRED
+            assert down.notification_sent and down.notification is not None
+            assert down.notification.code == ErrorCode.HOLD_TIMER_EXPIRED
     for name in "ab":
-        assert net.nodes[name].best("192.168.3.0/26") is None
-        assert not net.nodes[name].installed("192.168.3.0/26")
+        node = net.nodes[name]
+        assert node.best("192.168.3.0/26") is None, name
+        assert not node.installed("192.168.3.0/26"), name
+        assert not node.speaker.graceful_restart.is_retaining("c")
+    for prefix in ("192.168.1.0/26", "192.168.2.0/26"):
+        assert net.nodes["c"].best(prefix) is None
+        assert not net.nodes["c"].installed(prefix)
+    # The a-b session was never cut: it and its routes stay.
+    assert all(s.state is State.ESTABLISHED for s in sessions[ab].values())
+    assert net.nodes["a"].installed("192.168.2.0/26")
+    assert net.nodes["b"].installed("192.168.1.0/26")
 
 
 def test_graceful_restart_helper_keeps_routes_then_sweeps_stale_after_eor() -> None:

@@ -3,11 +3,15 @@
 Rules:
 1. ``apply(desired)`` diffs the desired configs against the running ones: new peers start, gone
    peers stop with Cease/Peer De-configured, changed peers reset with Cease/Other Configuration
-   Change (RFC 4486 §4). Equal configs are left alone.
+   Change (RFC 4486 §4). Equal configs are left alone. ``shutdown`` ends every session with
+   Cease/Administrative Shutdown and its shutdown communication (``bgpd stop --withdraw``).
 2. The routing core sees peers only through ``RoutingCore`` (events in) and ``send`` (encoded
    UPDATEs out); it never touches a session or a socket.
 3. Each peer runs in its own task of the supervisor's TaskGroup; a peer task does not end on a
    peer's error (the runner resets itself), so one peer never takes down another.
+4. TCP-MD5 mismatches (RFC 2385) that the kernel drops without a trace are found in its
+   counters every ``md5_check_interval`` seconds and logged as a warning naming the suspect
+   peers (md5watch.py); the active side also logs its failed connects (transport.py).
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from typing import Protocol
 import structlog
 
 from bgpd.net.listener import Listener
+from bgpd.net.md5watch import Md5Watch, PeerMd5
 from bgpd.net.transport import PeerEvent, PeerRunner, PeerStatistics
+from bgpd.session import State
 from bgpd.session.config import BGP_PORT, IPAddress, PeerKey, SessionConfig
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.constants import CeaseSubcode
 
 log = structlog.get_logger("bgpd.net")
+
+MD5_CHECK_INTERVAL = 5.0
 
 
 class RoutingCore(Protocol):
@@ -45,8 +53,10 @@ class Supervisor:
         listen_address: str | None = None,
         listen_port: int | None = BGP_PORT,
         cache: AttributeCache | None = None,
+        md5_check_interval: float | None = MD5_CHECK_INTERVAL,
     ) -> None:
         self._core = core
+        self._md5_check_interval = md5_check_interval
         self._cache = cache if cache is not None else AttributeCache()
         self._listener = (
             Listener(self._handoff, listen_address, listen_port)
@@ -56,6 +66,7 @@ class Supervisor:
         self._runners: dict[PeerKey, PeerRunner] = {}
         self._tasks: dict[PeerKey, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def listener(self) -> Listener | None:
@@ -66,6 +77,10 @@ class Supervisor:
         await self._group.__aenter__()
         if self._listener is not None:
             await self._listener.start()
+        if self._md5_check_interval is not None:
+            self._watch = self._group.create_task(
+                self._watch_md5(self._md5_check_interval), name="tcp-md5 watch"
+            )
         return self
 
     async def __aexit__(
@@ -82,6 +97,8 @@ class Supervisor:
             assert self._group is not None
             for task in self._tasks.values():
                 task.cancel()
+            if self._watch is not None:
+                self._watch.cancel()
             await self._group.__aexit__(exc_type, exc, tb)
 
     # ---- desired state ----
@@ -98,6 +115,16 @@ class Supervisor:
                 await self._remove(key, CeaseSubcode.OTHER_CONFIGURATION_CHANGE)
             self._add(config)
 
+    async def shutdown(self, message: str = "") -> None:
+        """End every session for good: Cease/Administrative Shutdown (RFC 4486 §3, subcode 2)
+        with ``message`` as the shutdown communication (RFC 9003)."""
+        await asyncio.gather(
+            *(
+                self._remove(key, CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message)
+                for key in list(self._runners)
+            )
+        )
+
     def _add(self, config: SessionConfig) -> None:
         assert self._group is not None, "use the supervisor as an async context manager"
         runner = PeerRunner(config, self._core.peer_event, cache=self._cache)
@@ -107,11 +134,11 @@ class Supervisor:
         self._tasks[config.key] = self._group.create_task(runner.run(), name=f"peer {config.key}")
         log.info("peer added", peer=str(config.key), name=config.name or None)
 
-    async def _remove(self, key: PeerKey, subcode: int) -> None:
+    async def _remove(self, key: PeerKey, subcode: int, message: str = "") -> None:
         runner = self._runners.pop(key)
         task = self._tasks.pop(key)
         try:
-            await asyncio.wait_for(runner.stop(subcode), 5.0)
+            await asyncio.wait_for(runner.stop(subcode, message), 5.0)
         except TimeoutError:
             log.warning("peer did not stop in time", peer=str(key))
         task.cancel()
@@ -136,6 +163,30 @@ class Supervisor:
 
     def statistics(self) -> dict[PeerKey, PeerStatistics]:
         return {key: runner.statistics() for key, runner in self._runners.items()}
+
+    async def _watch_md5(self, interval: float) -> None:
+        watch = Md5Watch()
+        if not watch.available:
+            log.info("TCP-MD5 drop counters unavailable; mismatches show only as failed connects")
+            return
+        while True:
+            await asyncio.sleep(interval)
+            peers = [
+                PeerMd5(key, bool(r.config.md5_password), r.primary.state is State.ESTABLISHED)
+                for key, r in self._runners.items()
+            ]
+            found = watch.check(peers)
+            if found is None:
+                continue
+            log.warning(
+                "TCP-MD5 mismatch: the kernel dropped segments with a wrong or missing "
+                "signature; check the password on both sides",
+                reason="tcp-md5-mismatch",
+                wrong_signature=found.dropped.failure,
+                unsigned=found.dropped.not_found,
+                signed_without_key=found.dropped.unexpected,
+                peers=[str(p) for p in found.suspects],
+            )
 
     def _handoff(
         self, address: IPAddress, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -142,6 +142,7 @@ class PeerStatistics:
     prefixes_in: int
     prefixes_out: int
     established_transitions: int
+    idle_hold_time: float  # the last IdleHoldTime (RFC 4271 §8.1.1 DampPeerOscillations)
     notification_text: str | None = None  # RFC 9003 shutdown communication, if any
 
 
@@ -246,6 +247,7 @@ class PeerRunner:
         )
         for session in sessions:
             totals.add(session.statistics())
+        primary = self.primary.statistics()
         return PeerStatistics(
             peer=self.key,
             name=self.config.name,
@@ -259,6 +261,7 @@ class PeerRunner:
             prefixes_in=self._counters.prefixes_in,
             prefixes_out=self._counters.prefixes_out,
             established_transitions=totals.established,
+            idle_hold_time=primary.idle_hold_time,
             notification_text=self._counters.notification_text,
         )
 
@@ -289,7 +292,8 @@ class PeerRunner:
             self._retire(self.secondary)
         self.secondary = None
         self._counters.last_error = "internal-error"
-        self.primary = self._new_session(self.config)
+        crashed, self.primary = self.primary, self._new_session(self.config)
+        self.primary.promote(self.config, crashed)  # keep the peer's backoff (§8.1.1)
         await asyncio.sleep(CRASH_RESTART_DELAY)
         if not self._stopped:
             await self._run_session(self.primary, ManualStart())
@@ -530,7 +534,7 @@ class PeerRunner:
 
     def _promote(self, survivor: Session) -> None:
         self._retire(self.primary)
-        survivor.promote(self.config)
+        survivor.promote(self.config, self.primary)
         self.primary = survivor
         self.secondary = None
 

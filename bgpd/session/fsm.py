@@ -12,7 +12,8 @@ Rules:
 5. Deliberate departures from the RFC text, each marked at its row: a failed connect in Connect
    goes to Active and retries after ConnectRetryTime (the RFC's DelayOpen branch, BIRD and GoBGP
    behaviour); a NOTIFICATION in OpenSent is not answered with another (RFC 4271 §6.4);
-   message errors in Established send the codec's NOTIFICATION, not an FSM error.
+   message errors in Established send the codec's NOTIFICATION, not an FSM error; a passive
+   session runs no ConnectRetryTimer, so it never connects (BIRD ``passive on``).
 """
 
 from __future__ import annotations
@@ -561,6 +562,10 @@ class Session:
     def next_deadline(self) -> float | None:
         return min(self._deadlines.values(), default=None)
 
+    def deadlines(self) -> dict[Timer, float]:
+        """The running timers and when each expires (a copy, for show commands and tests)."""
+        return dict(self._deadlines)
+
     def send_messages(self, messages: list[bytes], now: float) -> list[Action]:
         """Encoded UPDATEs from the speaker; sent only in Established (else dropped, since the
         speaker learns of the fall from ``Down``). Restarts the KeepaliveTimer (§8.2.2)."""
@@ -571,11 +576,15 @@ class Session:
         self._arm_keepalive(now)
         return [Send(b"".join(messages))]
 
-    def promote(self, config: SessionConfig) -> None:
-        """Adopt the peer's own config (restart policy, passivity) after winning a collision."""
+    def promote(self, config: SessionConfig, predecessor: Session | None = None) -> None:
+        """Adopt the peer's own config (restart policy, passivity) after winning a collision,
+        and the predecessor's idle-hold backoff: DampPeerOscillations damps the peer, not one
+        connection (§8.1.1), so a flapping peer keeps backing off across connections."""
         if config.key != self.config.key:
             raise ValueError("promote needs the same peer")
         self.config = config
+        if predecessor is not None:
+            self._backoff = predecessor._backoff
 
     @property
     def connected(self) -> bool:
@@ -741,7 +750,7 @@ class Session:
         elif step is P.INCREMENT_RETRY_COUNTER:
             self._retry_counter += 1
         elif step is P.START_CONNECT_RETRY:
-            if not self.config.passive:
+            if not self.config.passive:  # departure (rule 5): a passive session never connects
                 self._deadlines[Timer.CONNECT_RETRY] = now + jittered(
                     self.config.connect_retry_time, self._jitter
                 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bgpd.net import PeerEvent, Supervisor
@@ -21,7 +22,14 @@ from bgpd.session import (
 from bgpd.wire.capabilities import FourOctetAs, Multiprotocol
 from bgpd.wire.constants import CeaseSubcode, ErrorCode, MessageType
 from bgpd.wire.framer import Framer
-from bgpd.wire.messages import KEEPALIVE_MESSAGE, Open, decode_notification, encode_open
+from bgpd.wire.messages import (
+    KEEPALIVE_MESSAGE,
+    Notification,
+    Open,
+    decode_notification,
+    encode_notification,
+    encode_open,
+)
 from bgpd.wire.types import IPV4_UNICAST, PathAttributes, next_hop_from_str, prefix_from_str
 from bgpd.wire.update import encode_updates
 
@@ -208,3 +216,62 @@ async def test_peer_silence_expires_hold_timer() -> None:
         downs = core.of(Down)
         assert [d.reason for d in downs] == [DownReason.HOLD_TIMER_EXPIRED]
         writer.close()
+
+
+async def test_changed_config_resets_with_other_configuration_change() -> None:
+    """Supervisor rule 1: re-applying a peer with a changed config resets its session with
+    Cease/Other Configuration Change (RFC 4486 §4), and it comes back with the new config."""
+    core_a, core_b = RecordingCore(), RecordingCore()
+    async with (
+        Supervisor(core_a, listen_address=str(A), listen_port=0) as sup_a,
+        Supervisor(core_b, listen_address=str(B), listen_port=0) as sup_b,
+    ):
+        assert sup_a.listener and sup_b.listener
+        cfg_a = config(A, B, sup_b.listener.port)
+        cfg_b = config(B, A, sup_a.listener.port, passive=True, hold_time=9)
+        await sup_b.apply({cfg_b.key: cfg_b})
+        await sup_a.apply({cfg_a.key: cfg_a})
+        await wait_until(lambda: core_a.of(Established) and core_b.of(Established), 10, "up")
+        assert core_a.of(Established)[0].negotiated.hold_time == 3
+        await sup_a.apply({cfg_a.key: cfg_a})  # unchanged: left alone
+        changed = replace(cfg_a, hold_time=5)
+        await sup_a.apply({changed.key: changed})
+        await wait_until(lambda: core_b.of(Down), 5, "down on B")
+        down = core_b.of(Down)[0]
+        assert down.reason is DownReason.NOTIFICATION_RECEIVED
+        assert (down.notification.code, down.notification.subcode) == (
+            ErrorCode.CEASE,
+            CeaseSubcode.OTHER_CONFIGURATION_CHANGE,
+        )
+        await wait_until(
+            lambda: len(core_a.of(Established)) == 2 and len(core_b.of(Established)) == 2,
+            15,
+            "back up",
+        )
+        assert core_a.of(Established)[1].negotiated.hold_time == 5  # min(5, 9)
+        assert sup_a.statistics()[changed.key].state is State.ESTABLISHED
+        assert len(core_b.of(Down)) == 1
+
+
+async def test_repeated_notifications_grow_the_reported_idle_hold() -> None:
+    """The statistics show the IdleHoldTime of each restart (RFC 4271 §8.1.1): it doubles
+    from 0.2 s while the peer keeps ending the session with a NOTIFICATION."""
+    core = RecordingCore()
+    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+        assert sup.listener
+        cfg_b = config(A, B, 1, passive=True)
+        await sup.apply({cfg_b.key: cfg_b})
+        stats = lambda: sup.statistics()[cfg_b.key]  # noqa: E731
+        assert stats().idle_hold_time == 0.0
+        holds = []
+        for done in range(1, 4):
+            await wait_until(lambda: stats().state is State.ACTIVE, 5, "listening again")
+            _, writer = await _scripted_peer(sup.listener.port, B, int(B))
+            await wait_until(lambda: len(core.of(Established)) == done, 5, "up")  # noqa: B023
+            writer.write(encode_notification(Notification(ErrorCode.CEASE, 2)))
+            await writer.drain()
+            await wait_until(lambda: len(core.of(Down)) == done, 5, "down")  # noqa: B023
+            holds.append(stats().idle_hold_time)
+            writer.close()
+        assert holds == [0.2, 0.4, 0.8]
+        assert stats().last_error == "notification-received:cease/administrative-shutdown"

@@ -62,6 +62,10 @@ bench: deps
 	$(PY) bench/codec.py
 	$(PY) bench/ingest.py
 	$(PY) bench/install.py --sizes 100000,1000000
+	$(PY) bench/e2e_ingest.py --sizes 100000,1000000
+	$(PY) bench/convergence.py --trials 100
+	$(PY) bench/rr_scale.py --clients 500 --mesh-nodes 200
+	$(PY) bench/restart.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

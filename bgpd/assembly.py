@@ -277,8 +277,14 @@ def plan_config(
 
 
 def pool_of(network: IPNetwork, pools: Iterable[PoolSpec]) -> PoolSpec | None:
+    """The first pool holding ``network``. Integer arithmetic: this runs once per planned
+    kernel route, and ``subnet_of`` would build (and cache) broadcast addresses on each."""
+    address, length, version = int(network.network_address), network.prefixlen, network.version
     for pool in pools:
-        if network.version == pool.cidr.version and network.subnet_of(pool.cidr):  # type: ignore[arg-type]
+        cidr = pool.cidr
+        if cidr.version != version or cidr.prefixlen > length:
+            continue
+        if (address ^ int(cidr.network_address)) >> (cidr.max_prefixlen - cidr.prefixlen) == 0:
             return pool
     return None
 

@@ -122,9 +122,19 @@ class PlanConfig:
     program_vxlan: bool = False
     local_networks: tuple[IPNetwork, ...] = ()
     vteps: Mapping[IPAddress, IPAddress] = field(default_factory=dict)
+    # The first local network per IP version, looked up once per planned route.
+    _local_by_version: Mapping[int, IPNetwork] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        by_version: dict[int, IPNetwork] = {}
+        for net in self.local_networks:
+            by_version.setdefault(net.version, net)
+        object.__setattr__(self, "_local_by_version", by_version)
 
     def local_network(self, version: int) -> IPNetwork | None:
-        return next((net for net in self.local_networks if net.version == version), None)
+        return self._local_by_version.get(version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from bgpd.assembly import (
     local_routes,
     peer_settings,
     plan_config,
+    pool_of,
     pool_specs,
     session_config,
 )
@@ -23,6 +24,7 @@ from bgpd.origin import originate
 from bgpd.rib.policy import ACCEPT_ALL, PolicyContext, SourceKind
 from bgpd.rib.route import LOCAL_SOURCE, Path, PeerKind, RouteSource
 from bgpd.wire.types import IPV4_UNICAST, PathAttributes, prefix_from_str
+from encap.model import PoolSpec
 from peers.model import Snapshot
 from peers.resolve import Environment, resolve_node
 
@@ -134,3 +136,23 @@ def test_peer_settings_carry_next_hop_self(snapshot: Snapshot) -> None:
     settings = peer_settings(peering.sessions["Mesh_10_0_0_3"], ipaddress.IPv4Address("10.0.0.1"))
     assert settings.next_hop_self == {IPV4_UNICAST: bytes([10, 0, 0, 1])}
     assert settings.peer_as == 64512 and not settings.rr_client
+
+
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        ("10.244.0.0/16", "v4"),
+        ("10.244.255.192/26", "v4"),
+        ("10.245.0.0/26", None),
+        ("10.0.0.0/8", None),
+        ("fd00:10:244::/64", "v6"),
+        ("fd00:10:245::/64", None),
+    ],
+)
+def test_pool_of_finds_the_pool_holding_a_network(network: str, expected: str | None) -> None:
+    pools = [
+        PoolSpec(ipaddress.ip_network("10.244.0.0/16"), name="v4"),
+        PoolSpec(ipaddress.ip_network("fd00:10:244::/48"), name="v6"),
+    ]
+    found = pool_of(ipaddress.ip_network(network), pools)
+    assert (found.label if found is not None else None) == expected

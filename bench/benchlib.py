@@ -1,0 +1,307 @@
+"""Shared pieces of the real-process benchmarks: kernel route watching, process accounting, tables.
+
+Rules:
+1. Importing this module puts the repository root, ``tests/netns`` (the namespace, peer and
+   bgpd drivers) and ``containerlab`` on ``sys.path``, so every benchmark reuses those helpers
+   instead of copying them.
+2. ``KernelWatch`` learns a namespace's routes the way ``ip monitor route`` does: it subscribes
+   to RTNLGRP_IPV4_ROUTE first, then dumps, so no route is missed between the two; it keeps one
+   bit per prefix of a watched range and length (a bitmap, so 1M routes cost 128 KiB), and
+   parses each message only as far as its destination (``bgpd.kernel.netlink``'s framing
+   helpers). If the kernel drops notifications (ENOBUFS), it dumps again.
+3. Times are ``time.monotonic()`` taken when the datagram that completed a wait arrived;
+   with ``trace_step`` set, ``trace`` records (time, count) each time the count passes a
+   multiple of it.
+4. Process figures come from ``/proc``: peak RSS is ``VmHWM``, CPU is ``utime + stime``.
+5. ``Table`` prints fixed-width rows as they are measured, so a long run shows progress.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import platform
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+for _path in (REPO_ROOT, REPO_ROOT / "tests" / "netns", REPO_ROOT / "containerlab"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from pyroute2.netns import create_socket  # noqa: E402
+
+from bgpd.kernel.netlink import (  # noqa: E402
+    NETLINK_ROUTE,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    RTA_DST,
+    RTM_DELROUTE,
+    RTM_GETROUTE,
+    RTM_NEWROUTE,
+    _attributes,
+    _messages,
+)
+
+RTNLGRP_IPV4_ROUTE = 7
+RTPROT_BIRD = 12
+RTPROT_BGP = 186
+_NLMSGHDR = struct.Struct("=IHHII")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_HEADER = _NLMSGHDR.size + _RTMSG.size
+_RCVBUF = 512 << 20
+
+
+class KernelWatch:
+    """Routes of ``protocols`` inside ``network`` with length ``prefixlen`` in one namespace."""
+
+    def __init__(
+        self,
+        namespace: str,
+        network: str,
+        prefixlen: int,
+        protocols: Iterable[int] = (RTPROT_BIRD, RTPROT_BGP),
+    ) -> None:
+        net = ipaddress.IPv4Network(network)
+        self.base = int(net.network_address)
+        self.prefixlen = prefixlen
+        self.shift = 32 - prefixlen
+        self.size = 1 << (prefixlen - net.prefixlen)
+        self.protocols = frozenset(protocols)
+        self.bits = bytearray(self.size)
+        self.count = 0
+        self.resyncs = 0
+        self.trace: list[tuple[float, int]] = []
+        self.trace_step = 0  # when set: record (time, count) each time count passes a multiple
+        self.sock = create_socket(
+            namespace, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0
+        )
+        self.sock.setsockopt(socket.SOL_SOCKET, 33, _RCVBUF)  # SO_RCVBUFFORCE
+        self.sock.bind((0, 1 << (RTNLGRP_IPV4_ROUTE - 1)))
+        self._seq = 0
+        self._dump()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> KernelWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def index(self, prefix: str) -> int:
+        net = ipaddress.IPv4Network(prefix)
+        return (int(net.network_address) - self.base) >> self.shift
+
+    def present(self, prefix: str) -> bool:
+        return bool(self.bits[self.index(prefix)])
+
+    def _dump(self) -> None:
+        self._seq += 1
+        request = _NLMSGHDR.pack(
+            _HEADER, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0
+        ) + _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        self.sock.send(request)
+
+    def _handle(self, data: bytes) -> None:
+        view = memoryview(data)
+        bits, base, shift, size = self.bits, self.base, self.shift, self.size
+        for msg_type, _seq, msg in _messages(view):
+            if msg_type not in (RTM_NEWROUTE, RTM_DELROUTE) or len(msg) < _HEADER:
+                continue
+            family, dst_len, _s, _t, _table, protocol, _sc, _ty, _f = _RTMSG.unpack_from(msg, 16)
+            if family != socket.AF_INET or dst_len != self.prefixlen:
+                continue
+            if protocol not in self.protocols:
+                continue
+            dst = _attributes(msg, _HEADER, len(msg)).get(RTA_DST)
+            if dst is None:
+                continue
+            slot = (int.from_bytes(dst, "big") - base) >> shift
+            if not 0 <= slot < size:
+                continue
+            if msg_type == RTM_NEWROUTE:
+                if not bits[slot]:
+                    bits[slot] = 1
+                    self.count += 1
+            elif bits[slot]:
+                bits[slot] = 0
+                self.count -= 1
+
+    def receive(self) -> None:
+        """One datagram (blocking per the socket's timeout); on ENOBUFS dump again (rule 2)."""
+        try:
+            data = self.sock.recv(1 << 20)
+        except OSError as error:
+            if error.errno != errno.ENOBUFS:
+                raise
+            self.resyncs += 1
+            self._dump()
+            return
+        self._handle(data)
+        step, now = self.trace_step, time.monotonic()
+        while step and self.count >= (len(self.trace) + 1) * step:
+            self.trace.append((now, self.count))
+
+    def wait(self, done: Callable[[KernelWatch], bool], timeout: float) -> float:
+        """Read notifications until ``done(self)``; the arrival time of the deciding datagram.
+        Raises TimeoutError with the count on timeout."""
+        return wait_each([self], done, timeout)[0]
+
+
+def wait_each(
+    watches: Sequence[KernelWatch], done: Callable[[KernelWatch], bool], timeout: float
+) -> list[float]:
+    """Read every watch's notifications as they come (one ``select``) until ``done`` holds for
+    each; per watch, the arrival time of its deciding datagram (rule 3)."""
+    deadline = time.monotonic() + timeout
+    times: dict[int, float] = {}
+    for index, watch in enumerate(watches):
+        if done(watch):
+            times[index] = time.monotonic()
+    while len(times) < len(watches):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            counts = [w.count for w in watches]
+            raise TimeoutError(f"kernels hold {counts} of the watched routes")
+        pending = {w.sock.fileno(): i for i, w in enumerate(watches) if i not in times}
+        ready, _, _ = select.select(list(pending), [], [], min(left, 1.0))
+        arrived = time.monotonic()
+        for fd in ready:
+            index = pending[fd]
+            watches[index].sock.settimeout(0)
+            try:
+                watches[index].receive()
+            except BlockingIOError:
+                continue
+            finally:
+                watches[index].sock.settimeout(None)
+            if done(watches[index]):
+                times[index] = arrived
+    return [times[i] for i in range(len(watches))]
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def peak_rss_mib(pids: Iterable[int]) -> float:
+    """Sum of the processes' peak resident sets (VmHWM), MiB."""
+    return sum(_status_kib(pid, "VmHWM") for pid in pids) / 1024
+
+
+def rss_mib(pids: Iterable[int]) -> float:
+    return sum(_status_kib(pid, "VmRSS") for pid in pids) / 1024
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+PY_SPY = REPO_ROOT / ".venv" / "bin" / "py-spy"
+
+
+def py_spy(pid: int, out: Path, rate: int = 200) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of ``pid`` into ``out`` as collapsed stacks, until ``stop_py_spy``."""
+    if not PY_SPY.exists():
+        raise SystemExit(f"{PY_SPY} missing: .venv/bin/pip install py-spy")
+    argv = [str(PY_SPY), "record", "--pid", str(pid), "--rate", str(rate)]
+    argv += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_py_spy(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT makes py-spy write its output and exit."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def hot_functions(collapsed: Path, top: int = 25) -> list[tuple[str, float, float]]:
+    """(function, self share, inclusive share) from a collapsed-stack profile, by self time."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    ranked = sorted(own, key=own.__getitem__, reverse=True)[:top]
+    return [(f, own[f] / total, inclusive[f] / total) for f in ranked] if total else []
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return (
+        f"{os.cpu_count()} x {model}; Python {platform.python_version()}; "
+        f"kernel {platform.release()}"
+    )
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, -(-int(fraction * 1000) * len(ordered) // 1000))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+class Table:
+    """Fixed-width rows printed as they come (rule 5)."""
+
+    def __init__(self, columns: Sequence[tuple[str, int]]) -> None:
+        self.columns = columns
+        print("  ".join(f"{name:>{width}}" for name, width in columns), flush=True)
+
+    def row(self, *cells: object) -> None:
+        print(
+            "  ".join(
+                f"{str(cell):>{width}}"
+                for cell, (_n, width) in zip(cells, self.columns, strict=True)
+            ),
+            flush=True,
+        )
+
+
+def ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs else "-"

@@ -1,0 +1,407 @@
+"""Benchmark: GoBGP feeds N IPv4 /24s into a receiver's kernel; bgpd beside BIRD 1.6, BIRD 2, FRR.
+
+Rules:
+1. Per size, one sender namespace runs GoBGP on a bridge (``lan``) that every receiver's
+   namespace joins; GoBGP is preloaded before any receiver starts, by ``gobgp mrt inject`` of a
+   TABLE_DUMP_V2 file (RFC 6396 §4.3) holding the N /24s from 16.0.0.0 and then ``PAD`` /24s
+   from 100.64.0.0: the CLI drops the tail of a large file (real-peers.md), so the pad absorbs
+   the loss and an export policy keeps it from the receivers. The load counts as done when the
+   RIB holds more than N prefixes (only the tail is ever lost) and GoBGP has gone idle.
+2. Receivers run one at a time, each in its own namespace (deleted after it): bgpd (``python -m
+   bgpd run`` with a file datastore, eBGP peer by peerIP), BIRD 1.6 with Calico's kernel and
+   device settings (calico-bgp.md §2.4–2.5: ``learn; persist; scan time 2; graceful restart;
+   merge paths on``), BIRD 2 with the same kernel protocol but BIRD 2's default scan time, FRR
+   (zebra with a 128 MiB netlink buffer, real-peers.md).
+3. Timing starts when the sender's session to the receiver is Established (GoBGP's neighbor
+   state, polled every 20 ms) and ends when the receiver's kernel holds all N /24s, seen through
+   ``KernelWatch`` (subscribed before the receiver starts). Peak RSS is the sum of ``VmHWM`` of
+   every process in the receiver's namespace (FRR: zebra + bgpd), read at the end; CPU is their
+   ``utime + stime`` since they started. A progress line gives the kernel's count at each tenth
+   of N. ``--profile FILE`` records bgpd with py-spy (collapsed stacks) during the run.
+4. One table: per size and reference, the reference's figures, bgpd's, and the ratios
+   bgpd / reference (time and memory; below 1 means bgpd is faster or smaller).
+
+Usage: python3 bench/e2e_ingest.py [--sizes 100000,1000000] [--receivers bgpd,bird,bird2,frr]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import benchlib
+from bgpd_driver import BgpdNode, ExternalPeer, OurNode, lan
+from netns import Namespace
+from peer_drivers import Bird, Bird2, Frr, GoBgp, PeerDaemon, PeerSpec, wait_for
+
+from bgpd.wire.attributes import encode_attributes
+from bgpd.wire.types import AsPathSegment, PathAttributes
+
+SENDER_AS = 65001
+RECEIVER_AS = 64512
+FIRST = int(ipaddress.IPv4Address("16.0.0.0"))
+WATCHED = "16.0.0.0/4"  # room for 1,048,576 /24s
+PAD_FIRST = int(ipaddress.IPv4Address("100.64.0.0"))
+PAD = 5000
+SUBNET = "10.97.0.0/24"
+PREFIX = "hC-e2e-"
+MRT_TABLE_DUMP_V2 = 13
+MRT_PEER_INDEX_TABLE = 1
+MRT_RIB_IPV4_UNICAST = 2
+RECEIVERS = ("bgpd", "bird", "bird2", "frr")
+LABELS = {"bird": "BIRD 1.6", "bird2": "BIRD 2", "frr": "FRR"}
+
+_PAD_POLICY = f"""
+[[defined-sets.prefix-sets]]
+  prefix-set-name = "pad"
+  [[defined-sets.prefix-sets.prefix-list]]
+    ip-prefix = "{ipaddress.IPv4Address(PAD_FIRST)}/10"
+    masklength-range = "24..24"
+
+[[policy-definitions]]
+  name = "drop-pad"
+  [[policy-definitions.statements]]
+    name = "pad"
+    [policy-definitions.statements.conditions.match-prefix-set]
+      prefix-set = "pad"
+    [policy-definitions.statements.actions]
+      route-disposition = "reject-route"
+
+[global.apply-policy.config]
+  export-policy-list = ["drop-pad"]
+  default-export-policy = "accept-route"
+"""
+
+
+def write_mrt(path: Path, count: int, next_hop: str) -> None:
+    """A TABLE_DUMP_V2 file (RFC 6396 §4.3): one PEER_INDEX_TABLE, then one RIB_IPV4_UNICAST
+    record per prefix (``count`` /24s, then the pad), every entry with the same attributes;
+    AS_PATH is 4-octet as §4.3.4 requires."""
+    attrs = encode_attributes(
+        PathAttributes(
+            origin=0,
+            as_path=(AsPathSegment(2, (65100,)),),
+            next_hop=ipaddress.IPv4Address(next_hop).packed,
+        ),
+        asn4=True,
+        next_hop=True,
+    )
+    entry = struct.pack("!HIH", 0, 0, len(attrs)) + attrs
+    header = struct.Struct("!IHHI")
+    peer_id = ipaddress.IPv4Address(next_hop).packed
+    # peer type 0x02: IPv4 address, 4-octet AS (§4.3.1)
+    index = peer_id + struct.pack("!H", 0) + struct.pack("!H", 1) + b"\x02" + peer_id + peer_id
+    index += struct.pack("!I", SENDER_AS)
+    with path.open("wb") as out:
+        out.write(header.pack(0, MRT_TABLE_DUMP_V2, MRT_PEER_INDEX_TABLE, len(index)) + index)
+        tail = struct.pack("!H", 1) + entry
+        record_len = 4 + 1 + 3 + len(tail)
+        head = header.pack(0, MRT_TABLE_DUMP_V2, MRT_RIB_IPV4_UNICAST, record_len)
+        chunk = bytearray()
+        networks = [FIRST + (i << 8) for i in range(count)]
+        networks += [PAD_FIRST + (i << 8) for i in range(PAD)]
+        for seq, network in enumerate(networks):
+            chunk += head + struct.pack("!IB", seq, 24) + (network >> 8).to_bytes(3, "big") + tail
+            if len(chunk) > 1 << 20:
+                out.write(chunk)
+                chunk.clear()
+        out.write(chunk)
+
+
+class Sender(GoBgp):
+    """GoBGP with one neighbour per receiver address and the pad filtered on export (rule 1)."""
+
+    def __init__(self, ns: Namespace, spec: PeerSpec, workdir: Path, neighbors: list[str]) -> None:
+        super().__init__(ns, spec, workdir)
+        self.neighbors = neighbors
+
+    def config(self) -> str:
+        head, block = super().config().split("[[neighbors]]", 1)
+        blocks = [
+            "[[neighbors]]" + block.replace(f'"{self.spec.neighbor}"', f'"{n}"')
+            for n in self.neighbors
+        ]
+        return head + "".join(blocks) + _PAD_POLICY
+
+    def rib_size(self) -> int:
+        out = self.cli("-j", "global", "rib", "summary", "-a", "ipv4").stdout
+        try:
+            data = json.loads(out)
+        except json.JSONDecodeError:
+            return 0
+        return int(data.get("num_destination", 0)) if isinstance(data, dict) else 0
+
+    def load(self, mrt: Path, count: int) -> float:
+        started = time.monotonic()
+        self.ns.run(
+            "gobgp",
+            "-u",
+            self.api.split(":")[0],
+            "-p",
+            self.api.split(":")[1],
+            "mrt",
+            "inject",
+            "global",
+            "--nexthop",
+            self.spec.address,
+            str(mrt),
+            timeout=1800,
+        )
+        wait_for(lambda: self.rib_size() > count, 600, lambda: f"rib {self.rib_size()}", 1.0)
+        loaded = time.monotonic() - started
+        self.settle()
+        return loaded
+
+    def settle(self, quiet_cpu: float = 0.05, timeout: float = 120) -> None:
+        """Wait until GoBGP is idle (under ``quiet_cpu`` CPU seconds per second), so the first
+        receiver is not fed by a sender still digesting the injection (rule 1)."""
+        end = time.monotonic() + timeout
+        last = benchlib.cpu_seconds(self.ns.pids())
+        while time.monotonic() < end:
+            time.sleep(1.0)
+            now = benchlib.cpu_seconds(self.ns.pids())
+            if now - last < quiet_cpu:
+                return
+            last = now
+
+    def neighbor_established(self, address: str) -> bool:
+        out = self.cli("-j", "neighbor", address).stdout
+        try:
+            state = json.loads(out).get("state", {}).get("session_state")
+        except (json.JSONDecodeError, AttributeError):
+            return False
+        return str(state).lower() in ("established", "6")
+
+
+_CALICO_KERNEL_16 = """
+protocol kernel {
+    learn; persist; scan time 2; import all; export all;
+    graceful restart; merge paths on;
+}
+"""
+
+_KERNEL_2 = """
+protocol kernel {
+    ipv4 { import all; export all; };
+    learn; persist; graceful restart; merge paths on;
+}
+"""
+
+
+class BirdReceiver(Bird):
+    def config(self) -> str:
+        device = "protocol device { scan time 2; }"
+        return super().config().replace("protocol device { }", device) + _CALICO_KERNEL_16
+
+
+class Bird2Receiver(Bird2):
+    def config(self) -> str:
+        return super().config() + _KERNEL_2
+
+
+class FrrReceiver(Frr):
+    def _spawn(self, *cmd: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        if cmd and cmd[0].endswith("/zebra"):
+            cmd = (*cmd, "-s", "134217728")
+        return super()._spawn(*cmd, env=env)
+
+
+class Receiver(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None: ...
+
+
+def make_receiver(kind: str, ns: Namespace, address: str, sender: str, work: Path) -> Receiver:
+    if kind == "bgpd":
+        node = OurNode(name="receiver", address=f"{address}/24", asn=RECEIVER_AS)
+        peer = ExternalPeer(address=sender, asn=SENDER_AS, keepalive_time=None)
+        return BgpdNode(ns, node, (peer,), work / "bgpd")
+    spec = PeerSpec(
+        local_as=RECEIVER_AS,
+        peer_as=SENDER_AS,
+        router_id=address,
+        address=address,
+        neighbor=sender,
+        hold_time=90,
+        keepalive=30,
+        routes=(),
+    )
+    classes: dict[str, type[PeerDaemon]] = {
+        "bird": BirdReceiver,
+        "bird2": Bird2Receiver,
+        "frr": FrrReceiver,
+    }
+    return classes[kind](ns, spec, work)
+
+
+def measure(
+    kind: str,
+    ns: Namespace,
+    address: str,
+    sender: Sender,
+    size: int,
+    work: Path,
+    profile: Path | None = None,
+) -> tuple[float, float, float]:
+    """(seconds from Established to all ``size`` routes in the kernel, peak RSS MiB, CPU
+    seconds the receiver used since it started)."""
+    receiver = make_receiver(kind, ns, address, sender.spec.address, work)
+    with benchlib.KernelWatch(ns.name, WATCHED, 24) as watch:
+        receiver.start()
+        spy = None
+        if profile is not None and isinstance(receiver, BgpdNode) and receiver.proc:
+            spy = benchlib.py_spy(receiver.proc.pid, profile)
+        try:
+            wait_for(lambda: sender.neighbor_established(address), 120, None, 0.02)
+            established = time.monotonic()
+            watch.trace_step = max(1, size // 10)
+            done = watch.wait(lambda w: w.count >= size, 900)
+            marks = " ".join(
+                f"{count // 1000}k@{at - established:.2f}" for at, count in watch.trace
+            )
+            print(f"# {kind} kernel count by time since Established: {marks}", flush=True)
+            peak = benchlib.peak_rss_mib(ns.pids())
+            cpu = benchlib.cpu_seconds(ns.pids())
+        finally:
+            if spy is not None:
+                benchlib.stop_py_spy(spy)
+            receiver.stop()
+    return done - established, peak, cpu
+
+
+def run_size(
+    size: int,
+    kinds: list[str],
+    work: Path,
+    say: Callable[[str], None],
+    profile: Path | None,
+) -> dict[str, tuple[float, float, float]]:
+    sender_ns = Namespace.create(PREFIX + "s")
+    receivers = {kind: Namespace.create(PREFIX + kind[:4]) for kind in kinds}
+    results: dict[str, tuple[float, float, float]] = {}
+    try:
+        members = lan(sender_ns, list(receivers.values()), SUBNET)
+        sender_address = members[0].address
+        addresses = {kind: m.address for kind, m in zip(kinds, members[1:], strict=True)}
+        spec = PeerSpec(
+            local_as=SENDER_AS,
+            peer_as=RECEIVER_AS,
+            router_id=sender_address,
+            address=sender_address,
+            neighbor=addresses[kinds[0]],
+            hold_time=90,
+            keepalive=30,
+            routes=(),
+        )
+        sender = Sender(sender_ns, spec, work / f"sender-{size}", list(addresses.values()))
+        mrt = work / f"table-{size}.mrt"
+        write_mrt(mrt, size, sender_address)
+        sender.start()
+        try:
+            seconds = sender.load(mrt, size)
+            say(f"# {size:,} prefixes loaded into GoBGP in {seconds:.1f} s")
+            mrt.unlink()
+            for kind in kinds:
+                ns = receivers.pop(kind)
+                try:
+                    results[kind] = measure(
+                        kind, ns, addresses[kind], sender, size, work / kind, profile
+                    )
+                finally:
+                    ns.delete()
+                seconds, mib, cpu = results[kind]
+                say(
+                    f"# {kind}: {seconds:.2f} s, {mib:.0f} MiB, {cpu:.2f} CPU s "
+                    f"(load {benchlib.loadavg()})"
+                )
+        finally:
+            sender.stop()
+    finally:
+        for ns in (sender_ns, *receivers.values()):
+            ns.delete()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--receivers", default=",".join(RECEIVERS))
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy bgpd into this file (collapsed stacks)"
+    )
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (network namespaces)")
+    kinds = [k for k in args.receivers.split(",") if k]
+    if "bgpd" not in kinds:
+        raise SystemExit("bgpd must be among the receivers")
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    print(f"# machine: {benchlib.machine()}", flush=True)
+    rows: list[tuple[int, dict[str, tuple[float, float, float]]]] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    try:
+        for size in sizes:
+            rows.append((size, run_size(size, kinds, work, say, args.profile)))
+            print(f"# load average after {size:,}: {benchlib.loadavg()}", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    table = benchlib.Table(
+        [
+            ("prefixes", 9),
+            ("reference", 9),
+            ("ref s", 8),
+            ("bgpd s", 8),
+            ("time ratio", 10),
+            ("ref MiB", 8),
+            ("bgpd MiB", 8),
+            ("mem ratio", 9),
+            ("ref CPU s", 9),
+            ("bgpd CPU s", 10),
+        ]
+    )
+    for size, results in rows:
+        ours_s, ours_mib, ours_cpu = results["bgpd"]
+        for kind in kinds:
+            if kind == "bgpd":
+                continue
+            ref_s, ref_mib, ref_cpu = results[kind]
+            table.row(
+                f"{size:,}",
+                LABELS[kind],
+                f"{ref_s:.2f}",
+                f"{ours_s:.2f}",
+                benchlib.ratio(ours_s, ref_s),
+                f"{ref_mib:.0f}",
+                f"{ours_mib:.0f}",
+                benchlib.ratio(ours_mib, ref_mib),
+                f"{ref_cpu:.2f}",
+                f"{ours_cpu:.2f}",
+            )
+    print(f"# ratios are bgpd / reference; load average at the end: {benchlib.loadavg()}")
+    if args.profile is not None and args.profile.exists():
+        print(f"\n# py-spy of bgpd, last size ({args.profile}): self %, inclusive %, function")
+        for function, own, inclusive in benchlib.hot_functions(args.profile, 15):
+            print(f"{own * 100:6.1f} {inclusive * 100:6.1f}  {function}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,8 @@ Rules:
 1. The node's command is the container's (entrypoint + cmd, or the image's usual command when
    the file gives none); container paths in it are mapped to host paths through the node's
    binds, the rest to the node's scratch root (``lab_topology`` rule 4). A token is a path
-   when it starts with ``/``, ``file:/`` or is ``--flag=/...``.
+   when it starts with ``/``, ``file:/`` or is ``--flag=/...``. The same mapping applies to
+   the arguments of a ``bgpd`` command run with ``exec`` (e.g. ``bgpd datastore load FILE``).
 2. Each role adds only what several nodes on one host need to stay apart: a private control
    socket (bgpd, BIRD), an FRR path space (``-N <namespace>``), GoBGP's gRPC API on the
    namespace's own loopback. Everything else comes from the node's own config files.
@@ -170,7 +171,7 @@ class Bird(Role):
     name = "bird"
     binary = "bird"
     client_binary = "birdc"
-    default_argv = ("bird", "-c", "/etc/bird/bird.conf")
+    default_argv: tuple[str, ...] = ("bird", "-c", "/etc/bird/bird.conf")
 
     def daemons(self) -> list[lab_procs.Daemon]:
         return [self.rt.daemon("bird")]
@@ -281,9 +282,25 @@ class Bgpd(Bird):
             if isinstance(p, dict)
         ]
 
+    def originated(self) -> set[str]:
+        """The prefixes this node originates (``peer: local`` in ``bgpd show routes``); empty
+        while the daemon does not answer (rule 3)."""
+        if not self.ready():
+            return set()
+        result = lab_netns.exec_in(
+            self.rt.namespace, self.cli(["bgpd", "show", "routes", "--json"]), check=False
+        )
+        try:
+            routes = json.loads(result.stdout or "[]")
+        except json.JSONDecodeError:
+            return set()
+        return {
+            str(r["prefix"]) for r in routes if isinstance(r, dict) and r.get("peer") == "local"
+        }
+
     def cli(self, argv: list[str]) -> list[str]:
         if argv and argv[0] == "bgpd":
-            rest = argv[1:]
+            rest = self.rt.map_argv(argv[1:])
             if rest and rest[0] in ("show", "health", "status", "stop"):
                 if "--control-socket" not in rest:
                     rest += ["--control-socket", str(self.socket_path)]
@@ -402,7 +419,7 @@ class GoBgp(Role):
 
 
 class Etcd(Role):
-    """etcd as the node's command says; ready when its first client URL answers."""
+    """etcd as the node's command says; ready when its first client URL serves reads."""
 
     name = "etcd"
     default_argv = ("etcd", "--data-dir", "/var/lib/etcd")
@@ -424,13 +441,11 @@ class Etcd(Role):
         return urls.split(",")[0]
 
     def ready(self) -> bool:
-        host, _, port = self.endpoint.rpartition("//")[2].rpartition(":")
-        probe = (
-            "import socket,sys\n"
-            f"s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(({host!r},{port})))"
-        )
+        """Serving, not just listening: ``etcdctl endpoint health`` reads a key, which needs
+        the (single-member) cluster to have elected its leader."""
+        argv = ["etcdctl", f"--endpoints={self.endpoint}", "--command-timeout=1s"]
         result = lab_netns.exec_in(
-            self.rt.namespace, [sys.executable, "-c", probe], check=False, timeout=5
+            self.rt.namespace, [*argv, "endpoint", "health"], check=False, timeout=10
         )
         return result.returncode == 0
 

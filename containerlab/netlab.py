@@ -17,8 +17,9 @@ Rules:
 4. Logs, pid files and each node's private file tree live under the state directory
    (``/run/netlab/<lab>`` unless ``--state-dir`` or ``NETLAB_STATE_DIR``).
 5. Convergence (``demo``, tests): every BGP session of every speaker is Established and every
-   bgpd node's kernel has a ``proto bird`` route for each block another speaker blackholes
-   (the blocks Calico nodes announce), waited for with a progress display.
+   bgpd node's kernel has a ``proto bird`` route for each block another Calico node announces
+   (a bgpd node's own routes in ``bgpd show routes``; a BIRD node's blackholes), waited for
+   with a progress display.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lab_netns  # noqa: E402
 import lab_procs  # noqa: E402
-from lab_kinds import START_ORDER, Role, Runtime, Session, role_for  # noqa: E402
+from lab_kinds import START_ORDER, Bgpd, Role, Runtime, Session, role_for  # noqa: E402
 from lab_topology import Lab, Node, load_lab  # noqa: E402
 from lab_wait import Progress, wait  # noqa: E402
 
@@ -297,12 +298,17 @@ class LabRunner:
         return Progress(done, total, "; ".join(missing[:6]))
 
     def blocks(self) -> dict[str, set[str]]:
-        """Per speaker node with kernel routes: the blocks it blackholes (its own)."""
-        return {
-            node.name: {r.dst for r in self.kernel_routes(node.name) if r.kind == "blackhole"}
-            for node in self.lab.nodes
-            if node.role in ("bgpd", "bird")
-        }
+        """Per Calico node: the blocks it announces (rule 5)."""
+        found: dict[str, set[str]] = {}
+        for node in self.lab.nodes:
+            role = self.role(node)
+            if isinstance(role, Bgpd):
+                found[node.name] = role.originated()
+            elif node.role == "bird":
+                found[node.name] = {
+                    r.dst for r in self.kernel_routes(node.name) if r.kind == "blackhole"
+                }
+        return found
 
     def route_progress(self) -> Progress:
         own = self.blocks()
@@ -313,7 +319,7 @@ class LabRunner:
                 continue
             if not own.get(node.name):
                 total += 1
-                missing.append(f"{node.name}: no own block blackholed yet")
+                missing.append(f"{node.name}: announces no block yet")
                 continue
             learned = {r.dst for r in self.kernel_routes(node.name) if r.kind != "blackhole"}
             for other, blocks in own.items():

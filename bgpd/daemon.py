@@ -16,7 +16,11 @@ Rules:
    restarting speaker), then sweeps the rest.
 4. SIGHUP reloads the datastore; SIGTERM stops while preserving forwarding (transports close
    without a NOTIFICATION, kernel routes stay); ``stop --withdraw`` ends sessions with
-   Cease/Administrative Shutdown and removes our kernel routes.
+   Cease/Administrative Shutdown and removes our kernel routes. A stop that comes before the
+   first snapshot ends the daemon too.
+5. Bad configuration that only shows at start (a datastore file that does not read, a control
+   socket another daemon serves, a metrics or BGP address that does not bind) raises one
+   ``ConfigError`` naming the setting and its value, never a task-group traceback.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import ipaddress
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 from pyroute2 import AsyncIPRoute
@@ -50,8 +55,8 @@ from bgpd.assembly import (
     tunnel_info,
     tunnel_needs,
 )
-from bgpd.config import DaemonConfig, EtcdSource, FileSource
-from bgpd.control.server import HealthChecker, serve_control_sockets
+from bgpd.config import ConfigError, DaemonConfig, EtcdSource, FileSource
+from bgpd.control.server import ControlSocketInUse, HealthChecker, serve_control_sockets
 from bgpd.datastore.cache import Cache, RejectedRecord
 from bgpd.datastore.etcd import Changes, EtcdWatcher, EventKind, Resync, calico_watch_keys
 from bgpd.datastore.file import FileDatastore
@@ -84,6 +89,7 @@ from peers.resolve import Environment, NodePeering, environ_secret_lookup, resol
 from peers.spec import SessionSpec
 
 log = structlog.get_logger("bgpd.daemon")
+_T = TypeVar("_T")
 
 # RFC 4271 §8.2.2 state names, as BIRD's `show protocols` prints them.
 STATE_NAMES = {
@@ -219,12 +225,19 @@ class Daemon:
     async def _snapshots(self) -> AsyncIterator[Snapshot]:
         source = self.config.datastore
         if isinstance(source, FileSource):
-            self._file = FileDatastore(source.path)
-            async for snapshot in self._file.watch():
-                self.metrics.datastore_event("load")
-                self._count_rejected(self._file.rejected, self._file.last_errors)
-                yield snapshot
-            return
+            # Opened and first read by ``run`` (rule 5): only the changes after it are polled
+            # here (``FileDatastore.watch`` would read, and count its rejects, once more).
+            datastore = self._file
+            assert datastore is not None
+            while True:
+                await asyncio.sleep(datastore.poll_interval)
+                if not datastore.changed_on_disk():
+                    continue
+                snapshot = datastore.reload()
+                self._count_rejected(datastore.rejected, datastore.last_errors)
+                if snapshot is not None:
+                    self.metrics.datastore_event("load")
+                    yield snapshot
         assert isinstance(source, EtcdSource)
         cache = Cache()
         async with EtcdWatcher(source.settings, calico_watch_keys(self.config.node)) as watcher:
@@ -322,6 +335,11 @@ class Daemon:
         own = {v: a.packed for v in (4, 6) if (a := self._own_address(v)) is not None}
         speaker.set_local_routes(local_routes(routing.originations, own), now)
         established = set(speaker.peers())
+        for name in established - routing.sessions.keys():
+            # De-configured: the supervisor ends the session with a Cease NOTIFICATION, so its
+            # routes go now, not kept as stale (RFC 4724 §4); its Down event no longer has a
+            # session to name once ``self.routing`` is the new one.
+            speaker.peer_down(name, graceful=False, now=now)
         for name, spec in routing.sessions.items():
             if name in established:
                 # Policies are rebuilt only when their inputs change, so an unrelated datastore
@@ -520,7 +538,11 @@ class Daemon:
             if self._sweep_pending and not self.restarting:
                 self._sweep_pending = False
                 result = result + await kernel.sweep_stale()
-            if self._loop.time() - last_reconcile >= KERNEL_RECONCILE_INTERVAL:
+            since = self._loop.time() - last_reconcile
+            # A reconcile dumps our whole table: not while a backlog of changes is still being
+            # written (an initial table), unless that has gone on for several intervals.
+            backlog = bool(self._kernel_pending) and since < 4 * KERNEL_RECONCILE_INTERVAL
+            if since >= KERNEL_RECONCILE_INTERVAL and not backlog:
                 last_reconcile = self._loop.time()
                 result = result + await kernel.reconcile()
             for error in result.errors:
@@ -623,6 +645,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        if isinstance(self.config.datastore, FileSource):
+            self._open_file_datastore(self.config.datastore)
         log.info("starting", node=self.config.node, version=__version__)
         if self.config.program_kernel:
             self.kernel = KernelProgrammer(protocol=self.config.kernel_protocol)
@@ -636,27 +660,31 @@ class Daemon:
                 )
         try:
             async with contextlib.AsyncExitStack() as edges, asyncio.TaskGroup() as group:
-                await edges.enter_async_context(
-                    serve_control_sockets(self.config.control_socket, self, self, self.health)
-                )
-                if self.config.metrics_listen is not None:
-                    host, port = self.config.metrics_listen
-                    http = await serve_http(host, port, self.metrics, self.health.check)
-                    edges.callback(http.close)
+                await self._open_edges(edges)
                 self._group = group
                 self._tasks.append(group.create_task(self._datastore_task(), name="datastore"))
-                await self._snapshot_wake.wait()
+                if not await self._first_snapshot():
+                    await self._shutdown()
+                    return 0
                 assert self._snapshot is not None
                 first = self._derive(self._snapshot)
+                listen = (
+                    str(first.peering.listen_addresses[0])
+                    if first.peering.listen_addresses
+                    else None
+                )
                 supervisor = Supervisor(
                     self,
-                    listen_address=str(first.peering.listen_addresses[0])
-                    if first.peering.listen_addresses
-                    else None,
+                    listen_address=listen,
                     listen_port=first.peering.listen_port,
                     cache=self.cache,
                 )
-                async with supervisor:
+                async with contextlib.AsyncExitStack() as sessions:
+                    await _bind(
+                        sessions.enter_async_context(supervisor),
+                        "BGP listen address",
+                        f"{listen or '*'}:{first.peering.listen_port or 179}",
+                    )
                     self.supervisor = supervisor
                     self._tasks.append(group.create_task(self._routing_task(), name="routing"))
                     if self.kernel is not None:
@@ -665,10 +693,56 @@ class Daemon:
                     await self._shutdown()
         except* asyncio.CancelledError:
             pass
+        except* ConfigError as errors:
+            raise errors.exceptions[0] from None  # one line at the CLI, not a task traceback
         finally:
             if self.kernel is not None:
                 await self.kernel.close()
         return 0
+
+    def _open_file_datastore(self, source: FileSource) -> None:
+        """A datastore file that does not read at start is bad configuration (rule 5)."""
+        self._file = FileDatastore(source.path)
+        snapshot = self._file.reload()
+        if snapshot is None:
+            errors = self._file.last_errors
+            reason = errors[-1].reason if errors else "unreadable"
+            raise ConfigError("--datastore", f"file:{source.path}", " ".join(reason.split()))
+        self.metrics.datastore_event("load")
+        self._count_rejected(self._file.rejected, self._file.last_errors)
+        self._snapshot = snapshot
+        self.in_sync = True
+        self._snapshot_wake.set()
+
+    async def _open_edges(self, edges: contextlib.AsyncExitStack) -> None:
+        """The control sockets and the metrics listener; failing to bind is bad configuration."""
+        await _bind(
+            edges.enter_async_context(
+                serve_control_sockets(self.config.control_socket, self, self, self.health)
+            ),
+            "--control-socket",
+            self.config.control_socket,
+        )
+        if self.config.metrics_listen is not None:
+            host, port = self.config.metrics_listen
+            http = await _bind(
+                serve_http(host, port, self.metrics, self.health.check),
+                "--metrics-listen",
+                f"{host}:{port}",
+            )
+            edges.callback(http.close)
+
+    async def _first_snapshot(self) -> bool:
+        """Wait for the first complete snapshot; False when a stop came first (rule 4: a
+        daemon still waiting for its datastore stops on SIGTERM too)."""
+        snapshot = asyncio.ensure_future(self._snapshot_wake.wait())
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((snapshot, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            snapshot.cancel()
+            stop.cancel()
+        return not self._stop.is_set()
 
     async def _main_loop(self) -> None:
         applied: Snapshot | None = None
@@ -700,7 +774,7 @@ class Daemon:
         if self._stop_mode == "withdraw":
             log.info("stopping", reason="administrative-shutdown", withdraw=True)
             if self.supervisor is not None:
-                await self.supervisor.apply({})
+                await self.supervisor.shutdown(self._stop_message)
             if self.kernel is not None:
                 await self.kernel.apply([])
         else:
@@ -709,3 +783,13 @@ class Daemon:
             os._exit(0)
         for task in self._tasks:
             task.cancel()
+
+
+async def _bind(opening: Awaitable[_T], name: str, value: str) -> _T:
+    """Open a listening edge; an address in use or not ours names the setting (rule 5)."""
+    try:
+        return await opening
+    except ControlSocketInUse as exc:
+        raise ConfigError(name, value, str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(name, value, exc.strerror or str(exc)) from None

@@ -3,12 +3,15 @@
 Rules:
 1. The daemon reads a Calico datastore YAML that ``calico_datastore`` writes from plain values
    (one IPv4 pool, our Node, our blocks, BGPPeers by peerIP), so each test states its topology
-   in a few lines.
+   in a few lines. ``others`` adds the cluster's other nodes and turns the node-to-node mesh
+   on; ``bgp_config`` and ``extra`` add BGPConfiguration fields and whole resources.
 2. ``BgpdNode`` runs one daemon process in one namespace with a private control socket, no
-   metrics listener and JSON logs in its work directory; ``stop`` sends SIGTERM (graceful:
-   kernel routes stay, no NOTIFICATION) or SIGKILL, and a later ``start`` is a restart.
-3. What a test observes comes from outside the process: the kernel's ``proto bird`` routes
-   (``ip route show proto bird``) and the JSON log lines; never the control socket.
+   metrics listener (unless ``metrics_listen``) and JSON logs in its work directory; ``stop``
+   sends SIGTERM (graceful: kernel routes stay, no NOTIFICATION) or SIGKILL, and a later
+   ``start`` is a restart. ``datastore_text`` replaces the generated datastore.
+3. What a routing test observes comes from outside the process: the kernel's ``proto bird``
+   routes (``ip route show proto bird``) and the JSON log lines. Only tests of the operator
+   surface itself use ``control_socket`` and ``bgpd`` (the CLI run in the namespace).
 4. ``lan`` joins namespaces on one bridge so every speaker's next hop is directly connected.
 """
 
@@ -54,24 +57,38 @@ class OurNode:
     blocks: tuple[str, ...] = ()
 
 
-def calico_datastore(node: OurNode, peers: tuple[ExternalPeer, ...], pool: str = POOL) -> str:
-    """The datastore YAML for ``node`` and its ``peers`` (rule 1): no mesh, one no-encap pool."""
-    bgp: dict[str, Any] = {"ipv4Address": node.address}
-    if node.cluster_id:
-        bgp["routeReflectorClusterID"] = node.cluster_id
+def calico_datastore(
+    node: OurNode,
+    peers: tuple[ExternalPeer, ...],
+    pool: str = POOL,
+    *,
+    others: tuple[OurNode, ...] = (),
+    bgp_config: dict[str, Any] | None = None,
+    extra: tuple[dict[str, Any], ...] = (),
+) -> str:
+    """The datastore YAML for ``node`` and its ``peers`` (rule 1): one no-encap pool; a
+    node-to-node mesh with ``others`` when there are any."""
+    config: dict[str, Any] = {
+        "nodeToNodeMeshEnabled": bool(others),
+        "asNumber": node.asn,
+        "logSeverityScreen": "Info",
+        **(bgp_config or {}),
+    }
     resources: list[dict[str, Any]] = [
-        _resource(
-            "BGPConfiguration",
-            "default",
-            {"nodeToNodeMeshEnabled": False, "asNumber": node.asn, "logSeverityScreen": "Info"},
-        ),
+        _resource("BGPConfiguration", "default", config),
         _resource(
             "IPPool",
             "test-pool",
             {"cidr": pool, "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never"},
         ),
-        _resource("Node", node.name, {"bgp": bgp}),
     ]
+    for member in (node, *others):
+        bgp: dict[str, Any] = {"ipv4Address": member.address}
+        if member.cluster_id:
+            bgp["routeReflectorClusterID"] = member.cluster_id
+        if member.asn != node.asn:
+            bgp["asNumber"] = member.asn
+        resources.append(_resource("Node", member.name, {"bgp": bgp}))
     for index, peer in enumerate(peers):
         spec: dict[str, Any] = {"node": node.name, "peerIP": peer.address, "asNumber": peer.asn}
         if peer.keepalive_time:
@@ -79,13 +96,12 @@ def calico_datastore(node: OurNode, peers: tuple[ExternalPeer, ...], pool: str =
         if peer.max_restart_time:
             spec["maxRestartTime"] = peer.max_restart_time
         resources.append(_resource("BGPPeer", f"peer-{index}", spec))
-    for block in node.blocks:
-        name = f"{node.name}-{block.replace('.', '-').replace('/', '-')}"
-        resources.append(
-            _resource(
-                "BlockAffinity", name, {"node": node.name, "cidr": block, "state": "confirmed"}
-            )
-        )
+    for member in (node, *others):
+        for block in member.blocks:
+            name = f"{member.name}-{block.replace('.', '-').replace('/', '-')}"
+            spec = {"node": member.name, "cidr": block, "state": "confirmed"}
+            resources.append(_resource("BlockAffinity", name, spec))
+    resources.extend(extra)
     return yaml.safe_dump_all(resources, sort_keys=False)
 
 
@@ -106,6 +122,8 @@ class BgpdNode:
     node: OurNode
     peers: tuple[ExternalPeer, ...]
     workdir: Path
+    metrics_listen: str = "none"
+    datastore_text: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     runs: int = field(default=0, init=False)
 
@@ -114,12 +132,17 @@ class BgpdNode:
         return self.workdir / "datastore.yaml"
 
     @property
+    def control_socket(self) -> Path:
+        """The current run's control socket (the IPv4 view; ``bgpd-N6.ctl`` is the IPv6 one)."""
+        return self.workdir / f"bgpd-{self.runs}.ctl"
+
+    @property
     def log(self) -> Path:
         return self.workdir / "bgpd.log"
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.datastore.write_text(calico_datastore(self.node, self.peers))
+        self.datastore.write_text(self.datastore_text or calico_datastore(self.node, self.peers))
         self.runs += 1
         self.proc = self.ns.popen(
             sys.executable,
@@ -131,9 +154,9 @@ class BgpdNode:
             "--datastore",
             f"file:{self.datastore}",
             "--control-socket",
-            str(self.workdir / f"bgpd-{self.runs}.ctl"),
+            str(self.control_socket),
             "--metrics-listen",
-            "none",
+            self.metrics_listen,
             "--log-format",
             "json",
             "--log-level",
@@ -161,20 +184,37 @@ class BgpdNode:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def bgpd(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """``bgpd ARGS --control-socket <ours>`` run in our namespace (rule 3)."""
+        return self.ns.run(
+            sys.executable,
+            "-m",
+            "bgpd",
+            *args,
+            "--control-socket",
+            str(self.control_socket),
+            check=check,
+            timeout=30,
+        )
+
     # -- what a test observes (rule 3) ----------------------------------------------------------
 
     def routes(self) -> dict[str, str]:
         """Our kernel routes: prefix -> the rest of its `ip route` line (via or blackhole)."""
         out = self.ns.ip("-4", "route", "show", "proto", "bird").stdout
         found: dict[str, str] = {}
+        last = ""
         for line in out.splitlines():
             words = line.split()
             if not words:
                 continue
-            if words[0] in ("blackhole", "unreachable", "prohibit"):
-                found[_network(words[1])] = line
-            else:
-                found[_network(words[0])] = line
+            if line[0].isspace() and last:  # a multipath route's "nexthop via ..." lines
+                found[last] += " " + line.strip()
+                continue
+            last = _network(
+                words[1] if words[0] in ("blackhole", "unreachable", "prohibit") else words[0]
+            )
+            found[last] = line
         return found
 
     def next_hop(self, prefix: str) -> str | None:
@@ -200,13 +240,17 @@ class BgpdNode:
         return events[starts[-1] :] if starts else events
 
     def established_with(self, address: str) -> bool:
-        """Whether, in the current run, the last state change logged for ``address`` is
-        Established."""
-        state = None
+        """Whether, in the current run, the session with ``address`` is Established: the last
+        state change of its primary connection says so, or the last of any connection does (a
+        collision's winner, RFC 4271 §6.8). A losing second connection's fall to Idle after the
+        primary came up does not count."""
+        last_any = last_primary = None
         for event in self.events_since_start():
             if event.get("event") == "state change" and event.get("peer") == address:
-                state = event.get("state")
-        return str(state).lower() == "established"
+                last_any = event.get("state")
+                if event.get("connection", "primary") == "primary":
+                    last_primary = last_any
+        return "established" in (str(last_primary).lower(), str(last_any).lower())
 
     def session_down_logged(self, address: str) -> bool:
         """Whether the current run logged a session going down for ``address``."""

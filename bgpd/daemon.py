@@ -13,7 +13,9 @@ Rules:
    in-sync rule); a datastore outage keeps the last snapshot.
 3. Kernel routes are levels: the programmer keeps our protocol's routes equal to the desired
    set; on start it keeps what a previous run installed until the RIB converges (RFC 4724 §4.1
-   restarting speaker), then sweeps the rest.
+   restarting speaker), then sweeps the rest. A reconcile repairs drift every 30 s (not during
+   an initial table) and a second after an interface comes up (``LinkWatch``), since the
+   kernel drops routes through a link that goes down and never restores them.
 4. SIGHUP reloads the datastore; SIGTERM stops while preserving forwarding (transports close
    without a NOTIFICATION, kernel routes stay); ``stop --withdraw`` ends sessions with
    Cease/Administrative Shutdown and removes our kernel routes. A stop that comes before the
@@ -61,6 +63,7 @@ from bgpd.datastore.cache import Cache, RejectedRecord
 from bgpd.datastore.etcd import Changes, EtcdWatcher, EventKind, Resync, calico_watch_keys
 from bgpd.datastore.file import FileDatastore
 from bgpd.datastore.schema import resource_of_key
+from bgpd.kernel.linkwatch import LinkWatch
 from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.plan import KernelRoute, PlanConfig, RouteIdentity, plan_route
 from bgpd.metrics import Metrics, serve_http
@@ -101,6 +104,7 @@ STATE_NAMES = {
     State.ESTABLISHED: "Established",
 }
 KERNEL_RECONCILE_INTERVAL = 30.0
+LINK_SETTLE_DELAY = 1.0  # seconds from an interface coming up to the reconcile it triggers
 KERNEL_BATCH_DELAY = 0.005
 
 
@@ -511,10 +515,25 @@ class Daemon:
 
     # -- the kernel (rule 3) --------------------------------------------------------------
 
+    def _links_changed(self) -> None:
+        """An interface came up or gained an address (``LinkWatch``): the kernel dropped our
+        routes through it while it was away, so reconcile once things settle (rule 3)."""
+        if self._reconcile_timer is None:
+            self._reconcile_timer = self._loop.call_later(LINK_SETTLE_DELAY, self._reconcile_soon)
+
+    def _reconcile_soon(self) -> None:
+        self._reconcile_timer = None
+        self._reconcile_requested = True
+        self._kernel_wake.set()
+
+    _reconcile_timer: asyncio.TimerHandle | None = None
+    _reconcile_requested = False
+
     async def _kernel_task(self) -> None:
         kernel = self.kernel
         assert kernel is not None
         last_reconcile = self._loop.time()
+        next_link_reconcile = last_reconcile
         while True:
             timeout = KERNEL_RECONCILE_INTERVAL - (self._loop.time() - last_reconcile)
             with contextlib.suppress(TimeoutError):
@@ -538,13 +557,21 @@ class Daemon:
             if self._sweep_pending and not self.restarting:
                 self._sweep_pending = False
                 result = result + await kernel.sweep_stale()
-            since = self._loop.time() - last_reconcile
+            now = self._loop.time()
+            since = now - last_reconcile
             # A reconcile dumps our whole table: not while a backlog of changes is still being
             # written (an initial table), unless that has gone on for several intervals.
             backlog = bool(self._kernel_pending) and since < 4 * KERNEL_RECONCILE_INTERVAL
-            if since >= KERNEL_RECONCILE_INTERVAL and not backlog:
-                last_reconcile = self._loop.time()
+            periodic = since >= KERNEL_RECONCILE_INTERVAL and not backlog
+            linked = self._reconcile_requested and now >= next_link_reconcile
+            if self._reconcile_requested and not linked:
+                self._links_changed()  # too soon after the last one: ask again later
+            if periodic or linked:
+                self._reconcile_requested = False
                 result = result + await kernel.reconcile()
+                last_reconcile = self._loop.time()
+                # Link-triggered reconciles take at most a fifth of the time (pod churn).
+                next_link_reconcile = last_reconcile + 4 * (last_reconcile - now)
             for error in result.errors:
                 self.kernel_errors += 1
                 self.metrics.netlink_error("route")
@@ -688,6 +715,7 @@ class Daemon:
                     self.supervisor = supervisor
                     self._tasks.append(group.create_task(self._routing_task(), name="routing"))
                     if self.kernel is not None:
+                        await sessions.enter_async_context(LinkWatch(self._links_changed))
                         self._tasks.append(group.create_task(self._kernel_task(), name="kernel"))
                     await self._main_loop()
                     await self._shutdown()

@@ -30,6 +30,7 @@ IO_MODULES = {
     "bgpd.datastore.etcd",
     "bgpd.datastore.file",
     "bgpd.kernel.netlink",
+    "bgpd.kernel.linkwatch",
     "bgpd.kernel.apply",
     "encap.devices",
 }

@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--control-socket", help="BIRD-compatible control socket path")
     run.add_argument("--metrics-listen", help="HOST:PORT for /metrics, /readyz, /livez, or none")
     run.add_argument("--log-level", help="debug, info, warning, error or none")
-    run.add_argument("--log-format", help="json (default) or console")
+    run.add_argument(
+        "--log-format", help="json, console, or auto (default: console on a terminal, else json)"
+    )
     run.add_argument("--no-kernel", action="store_true", help="do not program kernel routes")
     run.add_argument(
         "--program-vxlan",

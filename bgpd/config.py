@@ -22,7 +22,7 @@ DEFAULT_CONTROL_SOCKET = "/var/run/calico/bird.ctl"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9179"
 NODENAME_FILE = "/var/lib/calico/nodename"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "none")
-LOG_FORMATS = ("json", "console")
+LOG_FORMATS = ("json", "console", "auto")  # auto: console on a terminal, else JSON
 # BIRD/Calico severities (calico-bgp.md §2.3) mapped onto ours.
 _LEVEL_ALIASES = {"warn": "warning", "fatal": "critical", "panic": "critical"}
 
@@ -54,7 +54,7 @@ class DaemonConfig:
     control_socket: str = DEFAULT_CONTROL_SOCKET
     metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9179)
     log_level: str = "info"
-    log_format: str = "json"
+    log_format: str = "auto"
     router_id: str = ""  # CALICO_ROUTER_ID: "", a dotted quad, or "hash"
     kernel_protocol: int = 12  # RTPROT_BIRD, as BIRD installs (calico-bgp.md §3.4)
     program_kernel: bool = True
@@ -141,9 +141,9 @@ def build_config(
             environ.get("BGP_LOGSEVERITYSCREEN", "info"),
         )
     )
-    fmt = (log_format or "json").lower()
+    fmt = (log_format or "auto").lower()
     if fmt not in LOG_FORMATS:
-        raise ConfigError("--log-format", log_format, "must be json or console")
+        raise ConfigError("--log-format", log_format, "must be json, console or auto")
     router_id = environ.get("CALICO_ROUTER_ID", "").strip()
     if router_id and router_id != "hash":
         try:

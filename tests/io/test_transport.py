@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from bgpd.net import PeerEvent, Supervisor
 from bgpd.session import (
     Down,
@@ -275,3 +277,67 @@ async def test_repeated_notifications_grow_the_reported_idle_hold() -> None:
             writer.close()
         assert holds == [0.2, 0.4, 0.8]
         assert stats().last_error == "notification-received:cease/administrative-shutdown"
+
+
+async def test_connection_from_an_unknown_address_is_logged_with_it() -> None:
+    core = RecordingCore()
+    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+        assert sup.listener
+        with capture_logs() as logs:
+            reader, writer = await asyncio.open_connection(
+                str(A), sup.listener.port, local_addr=(str(C), 0)
+            )
+            await asyncio.wait_for(reader.read(4096), 5)
+            writer.close()
+        rejected = [e for e in logs if e.get("reason") == "connection-rejected"]
+        assert len(rejected) == 1
+        assert rejected[0]["address"] == str(C) and rejected[0]["log_level"] == "warning"
+
+
+async def test_a_peer_that_stops_reading_is_backpressured_then_reset_alone() -> None:
+    """Write backpressure: sends wait while the socket is full (nothing piles up in memory),
+    and a peer that never reads again falls after the hold time; another peer is untouched."""
+    core = RecordingCore()
+    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+        assert sup.listener
+        port = sup.listener.port
+        cfg_b = config(A, B, 1, passive=True)
+        cfg_c = config(A, C, 1, passive=True)
+        await sup.apply({cfg_b.key: cfg_b, cfg_c.key: cfg_c})
+        _, writer_b = await _scripted_peer(port, B, int(B))
+        reader_c, writer_c = await _scripted_peer(port, C, int(C))
+        await wait_until(lambda: len(core.of(Established)) == 2, 5, "both up")
+
+        async def keepalives() -> None:  # B talks but never reads; C reads and talks
+            while True:
+                writer_b.write(KEEPALIVE_MESSAGE)
+                writer_c.write(KEEPALIVE_MESSAGE)
+                await reader_c.read(1 << 20)
+                await asyncio.sleep(0.5)
+
+        talker = asyncio.create_task(keepalives())
+        negotiated = core.of(Established)[0].negotiated
+        attrs = PathAttributes(next_hop=next_hop_from_str(str(A)), local_pref=100)
+        prefixes = [prefix_from_str(f"10.{i >> 8}.{i & 255}.0/24") for i in range(60_000)]
+        batch = encode_updates(IPV4_UNICAST, attrs, prefixes, negotiated)
+        batch_bytes = sum(len(m) for m in batch)
+        accepted = 0
+        try:
+            for _ in range(400):  # at most 400 batches (~100 MB): the stall comes long before
+                if not await sup.send(cfg_b.key, batch):
+                    break
+                accepted += batch_bytes
+            await wait_until(lambda: core.of(Down, cfg_b.key), 10, "B reset")
+        finally:
+            talker.cancel()
+        # What we took on is what the kernel's socket buffers hold plus our high-water mark,
+        # never the whole stream.
+        assert 0 < accepted < 64 * 1024 * 1024
+        # Blocked on a full socket, the session falls by the write stall or by the hold timer
+        # (its KEEPALIVEs wait behind the stalled write): either way within the hold time.
+        down = core.of(Down, cfg_b.key)[0]
+        stalled = (DownReason.CONNECTION_LOST, DownReason.HOLD_TIMER_EXPIRED)
+        assert down.reason in stalled, down
+        assert sup.statistics()[cfg_c.key].state is State.ESTABLISHED
+        writer_b.close()
+        writer_c.close()

@@ -134,8 +134,9 @@ def cmd_datastore_load(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from bgpd.datastore.etcd import ConfigError as EtcdConfigError
-    from bgpd.datastore.etcd import EtcdSettings, put_pairs
+    from bgpd.datastore.etcd import put_pairs
+    from bgpd.datastore.etcd_settings import ConfigError as EtcdConfigError
+    from bgpd.datastore.etcd_settings import EtcdSettings
     from bgpd.datastore.file import parse_documents
     from bgpd.datastore.schema import RecordError, etcd_pair
 

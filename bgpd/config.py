@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bgpd.datastore.etcd import ConfigError as EtcdConfigError
-from bgpd.datastore.etcd import EtcdSettings
-from bgpd.datastore.file import DEFAULT_DATASTORE
+from bgpd.datastore import DEFAULT_DATASTORE
+from bgpd.datastore.etcd_settings import ConfigError as EtcdConfigError
+from bgpd.datastore.etcd_settings import EtcdSettings
 
 DEFAULT_CONTROL_SOCKET = "/var/run/calico/bird.ctl"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9179"

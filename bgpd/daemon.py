@@ -60,7 +60,8 @@ from bgpd.assembly import (
 from bgpd.config import ConfigError, DaemonConfig, EtcdSource, FileSource
 from bgpd.control.server import ControlSocketInUse, HealthChecker, serve_control_sockets
 from bgpd.datastore.cache import Cache, RejectedRecord
-from bgpd.datastore.etcd import Changes, EtcdWatcher, EventKind, Resync, calico_watch_keys
+from bgpd.datastore.etcd import Changes, EtcdWatcher, EventKind, Resync
+from bgpd.datastore.etcd_settings import calico_watch_keys
 from bgpd.datastore.file import FileDatastore
 from bgpd.datastore.schema import resource_of_key
 from bgpd.kernel.linkwatch import LinkWatch

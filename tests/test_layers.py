@@ -5,6 +5,7 @@ Rules (../shared/design/architecture.md §2):
    subprocess, and read no clock (``time``, ``datetime.now``) and no unseeded ``random``.
 2. ``peers`` and ``encap`` never import ``bgpd``.
 3. ``bgpd.session`` and ``bgpd.rib`` do not import each other.
+4. A pure module imports no IO module of ours either (purity holds transitively).
 Edge modules (the IO shell) are listed explicitly in ``IO_MODULES``; everything else is pure.
 """
 
@@ -26,7 +27,8 @@ IO_MODULES = {
     "bgpd.log",
     "bgpd.metrics",
     "bgpd.net",
-    "bgpd.control",
+    "bgpd.control.server",
+    "bgpd.control.commands",
     "bgpd.datastore.etcd",
     "bgpd.datastore.file",
     "bgpd.kernel.netlink",
@@ -88,6 +90,8 @@ def test_layer_rules(path: Path) -> None:
         assert not bad, f"pure module {module} imports {bad}"
         clock = [n for n in imported if n in ("datetime.datetime", "datetime.date")]
         assert not clock, f"pure module {module} reads a clock via {clock}"
+        ours = sorted(n for n in imported if n.split(".")[0] in PACKAGES and _is_io(n))
+        assert not ours, f"pure module {module} imports IO modules {ours}"
     if module.split(".")[0] in ("peers", "encap"):
         assert "bgpd" not in roots, f"{module} must not import bgpd"
     if module.startswith("bgpd.session"):

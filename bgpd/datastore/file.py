@@ -28,7 +28,6 @@ from bgpd.datastore.cache import Cache, RejectedRecord
 from bgpd.datastore.schema import Record, RecordError, RecordKey, decode_document
 from peers.model import Snapshot
 
-DEFAULT_DATASTORE = Path(__file__).with_name("default.yaml")
 DEFAULT_POLL_INTERVAL = 2.0
 
 log = structlog.get_logger(__name__)

@@ -18,18 +18,8 @@ import aetcd
 import pytest
 from etcd_server import TLS_ROOT_PASSWORD, EtcdServer, free_port
 
-from bgpd.datastore.etcd import (
-    Changes,
-    ConfigError,
-    Endpoint,
-    EtcdSettings,
-    EtcdWatcher,
-    Event,
-    EventKind,
-    KeySet,
-    Resync,
-    calico_watch_keys,
-)
+from bgpd.datastore.etcd import Changes, EtcdWatcher, Event, EventKind, KeySet, Resync
+from bgpd.datastore.etcd_settings import ConfigError, Endpoint, EtcdSettings, calico_watch_keys
 
 NODES = "/calico/resources/v3/projectcalico.org/nodes/"
 IPPOOLS = "/calico/resources/v3/projectcalico.org/ippools/"

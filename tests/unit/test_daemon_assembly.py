@@ -18,7 +18,8 @@ from bgpd.assembly import (
     pool_specs,
     session_config,
 )
-from bgpd.datastore.file import DEFAULT_DATASTORE, FileDatastore
+from bgpd.datastore import DEFAULT_DATASTORE
+from bgpd.datastore.file import FileDatastore
 from bgpd.kernel.plan import KernelRoute, RouteKind, plan_route
 from bgpd.origin import originate
 from bgpd.rib.policy import ACCEPT_ALL, PolicyContext, SourceKind

@@ -11,7 +11,7 @@ import pytest
 from bgpd.config import ConfigError, DaemonConfig, FileSource
 from bgpd.control.server import ControlSocketInUse
 from bgpd.daemon import Daemon, _bind
-from bgpd.datastore.file import DEFAULT_DATASTORE
+from bgpd.datastore import DEFAULT_DATASTORE
 
 
 async def _raise(error: BaseException) -> None:

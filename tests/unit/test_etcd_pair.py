@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bgpd.datastore.file import DEFAULT_DATASTORE, parse_documents
+from bgpd.datastore import DEFAULT_DATASTORE
+from bgpd.datastore.file import parse_documents
 from bgpd.datastore.schema import RecordError, decode_document, decode_etcd, etcd_pair
 
 

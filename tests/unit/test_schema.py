@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from bgpd.datastore import DEFAULT_DATASTORE
 from bgpd.datastore.cache import Cache, DatastoreEvent
-from bgpd.datastore.file import DEFAULT_DATASTORE, parse_text
+from bgpd.datastore.file import parse_text
 from bgpd.datastore.schema import (
     Kind,
     RecordError,

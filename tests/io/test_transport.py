@@ -148,6 +148,24 @@ async def _scripted_peer(
     return reader, writer
 
 
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _two_passive_peers(
+    sup: Supervisor, core: RecordingCore
+) -> tuple[SessionConfig, SessionConfig, Streams, Streams]:
+    """Passive sessions for B and C, both brought up by scripted peers: (configs, streams)."""
+    assert sup.listener
+    port = sup.listener.port
+    cfg_b = config(A, B, 1, passive=True)
+    cfg_c = config(A, C, 1, passive=True)
+    await sup.apply({cfg_b.key: cfg_b, cfg_c.key: cfg_c})
+    streams_b = await _scripted_peer(port, B, int(B))
+    streams_c = await _scripted_peer(port, C, int(C))
+    await wait_until(lambda: len(core.of(Established)) == 2, 5, "both up")
+    return cfg_b, cfg_c, streams_b, streams_c
+
+
 async def _read_until_notification(reader: asyncio.StreamReader) -> tuple[int, int]:
     framer = Framer()
     while True:
@@ -162,14 +180,7 @@ async def _read_until_notification(reader: asyncio.StreamReader) -> tuple[int, i
 async def test_garbage_gets_header_error_and_other_peer_is_untouched() -> None:
     core = RecordingCore()
     async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
-        assert sup.listener
-        port = sup.listener.port
-        cfg_b = config(A, B, 1, passive=True)
-        cfg_c = config(A, C, 1, passive=True)
-        await sup.apply({cfg_b.key: cfg_b, cfg_c.key: cfg_c})
-        _, writer_b = await _scripted_peer(port, B, int(B))
-        reader_c, writer_c = await _scripted_peer(port, C, int(C))
-        await wait_until(lambda: len(core.of(Established)) == 2, 5, "both up")
+        cfg_b, cfg_c, (_, writer_b), (reader_c, writer_c) = await _two_passive_peers(sup, core)
         writer_c.write(b"\x00" * 19)  # bad marker: Connection Not Synchronized
         assert await _read_until_notification(reader_c) == (ErrorCode.MESSAGE_HEADER, 1)
         await wait_until(lambda: core.of(Down, cfg_c.key), 5, "C down")
@@ -299,14 +310,7 @@ async def test_a_peer_that_stops_reading_is_backpressured_then_reset_alone() -> 
     and a peer that never reads again falls after the hold time; another peer is untouched."""
     core = RecordingCore()
     async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
-        assert sup.listener
-        port = sup.listener.port
-        cfg_b = config(A, B, 1, passive=True)
-        cfg_c = config(A, C, 1, passive=True)
-        await sup.apply({cfg_b.key: cfg_b, cfg_c.key: cfg_c})
-        _, writer_b = await _scripted_peer(port, B, int(B))
-        reader_c, writer_c = await _scripted_peer(port, C, int(C))
-        await wait_until(lambda: len(core.of(Established)) == 2, 5, "both up")
+        cfg_b, cfg_c, (_, writer_b), (reader_c, writer_c) = await _two_passive_peers(sup, core)
 
         async def keepalives() -> None:  # B talks but never reads; C reads and talks
             while True:

@@ -75,8 +75,8 @@ def calico_datastore(
         **(bgp_config or {}),
     }
     resources: list[dict[str, Any]] = [
-        _resource("BGPConfiguration", "default", config),
-        _resource(
+        calico_resource("BGPConfiguration", "default", config),
+        calico_resource(
             "IPPool",
             "test-pool",
             {"cidr": pool, "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never"},
@@ -88,24 +88,24 @@ def calico_datastore(
             bgp["routeReflectorClusterID"] = member.cluster_id
         if member.asn != node.asn:
             bgp["asNumber"] = member.asn
-        resources.append(_resource("Node", member.name, {"bgp": bgp}))
+        resources.append(calico_resource("Node", member.name, {"bgp": bgp}))
     for index, peer in enumerate(peers):
         spec: dict[str, Any] = {"node": node.name, "peerIP": peer.address, "asNumber": peer.asn}
         if peer.keepalive_time:
             spec["keepaliveTime"] = peer.keepalive_time
         if peer.max_restart_time:
             spec["maxRestartTime"] = peer.max_restart_time
-        resources.append(_resource("BGPPeer", f"peer-{index}", spec))
+        resources.append(calico_resource("BGPPeer", f"peer-{index}", spec))
     for member in (node, *others):
         for block in member.blocks:
             name = f"{member.name}-{block.replace('.', '-').replace('/', '-')}"
             spec = {"node": member.name, "cidr": block, "state": "confirmed"}
-            resources.append(_resource("BlockAffinity", name, spec))
+            resources.append(calico_resource("BlockAffinity", name, spec))
     resources.extend(extra)
     return yaml.safe_dump_all(resources, sort_keys=False)
 
 
-def _resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def calico_resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "projectcalico.org/v3",
         "kind": kind,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bgpd_driver import calico_resource
 from kernel_netns import ipip_supported
 from netns import Namespace, have_root
 from peer_drivers import wait_for
@@ -27,32 +28,23 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 METRICS = "127.0.0.1:9179"
 
 
-def resource(kind: str, name: str, spec: dict[str, object]) -> dict[str, object]:
-    return {
-        "apiVersion": "projectcalico.org/v3",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 DATASTORE = [
     # IP-in-IP routes are ours only when programClusterRoutes says so (calico-bgp.md §2.11).
-    resource(
+    calico_resource(
         "BGPConfiguration",
         "default",
         {"nodeToNodeMeshEnabled": True, "asNumber": 64512, "programClusterRoutes": "Enabled"},
     ),
-    resource("IPPool", "ipip-pool", {"cidr": "10.245.0.0/16", "ipipMode": "Always"}),
-    resource("IPPool", "plain-pool", {"cidr": "10.244.0.0/16", "ipipMode": "Never"}),
-    resource(
+    calico_resource("IPPool", "ipip-pool", {"cidr": "10.245.0.0/16", "ipipMode": "Always"}),
+    calico_resource("IPPool", "plain-pool", {"cidr": "10.244.0.0/16", "ipipMode": "Never"}),
+    calico_resource(
         "Node",
         "node1",
         {"bgp": {"ipv4Address": "10.77.0.1/24", "ipv4IPIPTunnelAddr": "10.245.1.1"}},
     ),
-    resource("Node", "node2", {"bgp": {"ipv4Address": "10.77.0.2/24"}}),
-    resource("BlockAffinity", "node1-ipip", {"node": "node1", "cidr": "10.245.1.0/26"}),
-    resource("BlockAffinity", "node1-plain", {"node": "node1", "cidr": "10.244.1.0/26"}),
+    calico_resource("Node", "node2", {"bgp": {"ipv4Address": "10.77.0.2/24"}}),
+    calico_resource("BlockAffinity", "node1-ipip", {"node": "node1", "cidr": "10.245.1.0/26"}),
+    calico_resource("BlockAffinity", "node1-plain", {"node": "node1", "cidr": "10.244.1.0/26"}),
 ]
 
 

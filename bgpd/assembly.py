@@ -13,11 +13,22 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from bgpd.kernel.plan import BestRoute, PlanConfig
+from bgpd.kernel.plan import (
+    BestRoute,
+    Destination,
+    KernelRoute,
+    PlanConfig,
+    Skipped,
+    covers,
+    destination_of,
+    plan_destination,
+    plan_route,
+)
 from bgpd.origin import (
     Origination,
     RouteContext,
@@ -277,16 +288,52 @@ def plan_config(
 
 
 def pool_of(network: IPNetwork, pools: Iterable[PoolSpec]) -> PoolSpec | None:
-    """The first pool holding ``network``. Integer arithmetic: this runs once per planned
-    kernel route, and ``subnet_of`` would build (and cache) broadcast addresses on each."""
-    address, length, version = int(network.network_address), network.prefixlen, network.version
+    """The first pool holding ``network``."""
+    return _pool_at(destination_of(network), pools)
+
+
+def _pool_at(destination: Destination, pools: Iterable[PoolSpec]) -> PoolSpec | None:
+    """``pool_of`` in integers: this runs once per planned kernel route (rule 4)."""
+    version, address, length = destination
     for pool in pools:
-        cidr = pool.cidr
-        if cidr.version != version or cidr.prefixlen > length:
-            continue
-        if (address ^ int(cidr.network_address)) >> (cidr.max_prefixlen - cidr.prefixlen) == 0:
+        if covers(pool.cidr, version, address, length):
             return pool
     return None
+
+
+def _destination(prefix: Prefix, family: Family) -> Destination:
+    """A canonical prefix as (version, address, length), without an ``ipaddress`` network."""
+    size = family.address_bytes
+    address = int.from_bytes(prefix[1:], "big") << (8 * (size + 1 - len(prefix)))
+    return (4 if size == 4 else 6), address, prefix[0]
+
+
+def _next_hop_bytes(best: Path, ecmp: tuple[Path, ...]) -> tuple[bytes, ...]:
+    """The packed next hops of a learned best route's ECMP set, first seen first; a 32-octet
+    IPv6 next hop (global and link-local) counts as its global address."""
+    if len(ecmp) < 2:
+        only = ecmp[0] if ecmp else best
+        raw = only.attrs.next_hop
+        if len(raw) in (4, 16) and not only.source.local:
+            return (raw,)  # the common case, without the general loop below
+    hops: list[bytes] = []
+    for path in ecmp or (best,):
+        if path.source.local:
+            continue
+        raw = path.attrs.next_hop
+        if len(raw) == 32:
+            raw = raw[:16]
+        elif len(raw) not in (4, 16):
+            continue
+        if raw not in hops:
+            hops.append(raw)
+    return tuple(hops)
+
+
+@functools.lru_cache(maxsize=1024)
+def _addresses(packed: tuple[bytes, ...]) -> tuple[IPAddress, ...]:
+    """Next-hop address objects, interned: a node has few next-hop sets."""
+    return tuple(ipaddress.ip_address(raw) for raw in packed)
 
 
 def best_route(
@@ -305,26 +352,46 @@ def best_route(
         if network in blackholes:
             return BestRoute(network, local_blackhole=True, pool=pool_of(network, pools))
         return None
-    hops: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    for path in ecmp or (best,):
-        if path.source.local:
-            continue
-        raw = path.attrs.next_hop
-        if len(raw) in (4, 16):
-            hop = ipaddress.ip_address(raw)
-        elif len(raw) == 32:
-            hop = ipaddress.IPv6Address(raw[:16])
-        else:
-            continue
-        if hop not in hops:
-            hops.append(hop)
-    if not hops:
+    packed = _next_hop_bytes(best, ecmp)
+    if not packed:
         return None
     return BestRoute(
         network,
-        next_hops=tuple(hops),
+        next_hops=_addresses(packed),
         local_pref=best.attrs.local_pref,
         pool=pool_of(network, pools),
+    )
+
+
+def kernel_route(
+    family: Family,
+    prefix: Prefix,
+    best: Path | None,
+    ecmp: tuple[Path, ...],
+    blackholes: frozenset[IPNetwork],
+    pools: Iterable[PoolSpec],
+    plan: PlanConfig,
+) -> KernelRoute | Skipped | None:
+    """``plan_route(best_route(...))``: a best-path change as the kernel route it asks for.
+    A learned route is planned from its packed prefix and next hops, building neither a
+    network nor a ``BestRoute`` (a full table streams through here)."""
+    if best is None:
+        return None
+    if best.source.local:
+        route = best_route(family, prefix, best, ecmp, blackholes, pools)
+        return None if route is None else plan_route(route, plan)
+    packed = _next_hop_bytes(best, ecmp)
+    if not packed:
+        return None
+    destination = _destination(prefix, family)
+    return plan_destination(
+        destination,
+        _addresses(packed),
+        packed,
+        best.attrs.local_pref,
+        False,
+        _pool_at(destination, pools),
+        plan,
     )
 
 

@@ -43,9 +43,9 @@ from pyroute2 import AsyncIPRoute
 from bgpd import __version__
 from bgpd.assembly import (
     FAMILY_OF_VERSION,
-    best_route,
     export_policy,
     import_policy,
+    kernel_route,
     local_routes,
     peer_settings,
     plan_config,
@@ -66,7 +66,7 @@ from bgpd.datastore.file import FileDatastore
 from bgpd.datastore.schema import resource_of_key
 from bgpd.kernel.linkwatch import LinkWatch
 from bgpd.kernel.netlink import KernelProgrammer
-from bgpd.kernel.plan import KernelRoute, PlanConfig, RouteIdentity, plan_route
+from bgpd.kernel.plan import KernelRoute, PlanConfig, RouteIdentity
 from bgpd.metrics import Metrics, serve_http
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
@@ -151,8 +151,10 @@ class Daemon:
         self._snapshot: Snapshot | None = None
         self._snapshot_wake = asyncio.Event()
         self._outboxes: dict[str, asyncio.Queue[list[bytes]]] = {}
-        self._desired_kernel: dict[tuple[Family, Prefix], KernelRoute] = {}
-        self._kernel_pending: dict[tuple[Family, Prefix], KernelRoute | None] = {}
+        # Desired kernel routes by family and prefix (the RIB's own key objects), and the
+        # changes the kernel task has yet to write: prefix -> the route it replaces.
+        self._desired_kernel: dict[Family, dict[Prefix, KernelRoute]] = {}
+        self._kernel_pending: dict[Family, dict[Prefix, KernelRoute | None]] = {}
         self._policy_cache: dict[str, tuple[object, Policy, object, Policy]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -468,29 +470,29 @@ class Daemon:
         routing = self.routing
         if routing is None:
             return
-        key = (change.family, change.prefix)
-        best = best_route(
+        planned = kernel_route(
             change.family,
             change.prefix,
             change.best,
             change.ecmp,
             routing.blackholes,
             routing.pools,
+            routing.plan,
         )
-        planned = plan_route(best, routing.plan) if best is not None else None
-        self._set_kernel(key, planned if isinstance(planned, KernelRoute) else None)
+        route = planned if isinstance(planned, KernelRoute) else None
+        self._set_kernel(change.family, change.prefix, route)
 
-    def _set_kernel(self, key: tuple[Family, Prefix], route: KernelRoute | None) -> None:
+    def _set_kernel(self, family: Family, prefix: Prefix, route: KernelRoute | None) -> None:
         """Record a desired kernel route change; the kernel task writes it (rule 3)."""
-        old = self._desired_kernel.get(key)
+        desired = self._desired_kernel.setdefault(family, {})
+        old = desired.get(prefix)
         if route is None:
-            self._desired_kernel.pop(key, None)
+            desired.pop(prefix, None)
         else:
-            self._desired_kernel[key] = route
+            desired[prefix] = route
         if old == route:
             return
-        if key not in self._kernel_pending:
-            self._kernel_pending[key] = old
+        self._kernel_pending.setdefault(family, {}).setdefault(prefix, old)
         self._kernel_wake.set()
 
     def _refresh_kernel_all(self) -> None:
@@ -498,13 +500,13 @@ class Daemon:
         speaker = self.speaker
         if speaker is None:
             return
-        seen: set[tuple[Family, Prefix]] = set()
         for family, loc in speaker.loc_ribs.items():
             for prefix in list(loc.prefixes()):
-                seen.add((family, prefix))
                 self._best_changed(BestChanged(family, prefix, loc.best(prefix), loc.ecmp(prefix)))
-        for key in [k for k in self._desired_kernel if k not in seen]:
-            self._set_kernel(key, None)
+        for family, desired in list(self._desired_kernel.items()):
+            rib = speaker.loc_ribs.get(family)
+            for prefix in [p for p in desired if rib is None or p not in rib]:
+                self._set_kernel(family, prefix, None)
 
     def _converged(self) -> None:
         log.info("routing converged after restart", reason="end-of-rib")
@@ -546,12 +548,14 @@ class Daemon:
             pending, self._kernel_pending = self._kernel_pending, {}
             upserts: list[KernelRoute] = []
             removals: list[RouteIdentity] = []
-            for key, old in pending.items():
-                new = self._desired_kernel.get(key)
-                if new is not None:
-                    upserts.append(new)
-                if old is not None and (new is None or new.identity != old.identity):
-                    removals.append(old.identity)
+            for family, changed in pending.items():
+                desired = self._desired_kernel.get(family, {})
+                for prefix, old in changed.items():
+                    new = desired.get(prefix)
+                    if new is not None:
+                        upserts.append(new)
+                    if old is not None and (new is None or new.identity != old.identity):
+                        removals.append(old.identity)
             result = await kernel.update(upserts, removals)
             self.metrics.kernel_route_change("replaced", result.replaced)
             self.metrics.kernel_route_change("deleted", result.deleted)
@@ -591,7 +595,7 @@ class Daemon:
             last_reconfigured=self.last_reconfigured,
             graceful_restart_recovering=self.restarting,
             datastore_in_sync=self.in_sync,
-            kernel_routes=len(self._desired_kernel),
+            kernel_routes=sum(len(routes) for routes in self._desired_kernel.values()),
             problems=(routing.peering.problems if routing else ()) + self.encap_problems,
             unroutable_pools=self.unroutable_pools,
         )

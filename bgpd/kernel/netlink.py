@@ -3,9 +3,11 @@
 Rules:
 1. One raw NETLINK_ROUTE socket per programmer, created inside the target network namespace
    (``pyroute2.netns.create_socket``; the daemon's thread never switches namespace). pyroute2's
-   ``AsyncIPRoute`` only resolves interface names to indexes (cached, refreshed per operation).
+   ``AsyncIPRoute`` only resolves interface names to indexes (cached, refreshed per operation;
+   an ``update`` whose routes name no interface skips the refresh).
 2. Route messages are packed here with ``struct`` (pyroute2 encodes ~3.4 k routes/s, hand
-   packing ~89 k/s: deps-eval.md §2) and sent in windows of ``window`` messages per ``send``.
+   packing ~89 k/s: deps-eval.md §2), a message's head in one ``pack`` and its next hops once
+   per shared next-hop tuple, and sent in windows of ``window`` messages per ``send``.
    Only the last message of a window asks for an ACK; any failing message gets an NLMSG_ERROR
    with its sequence number, so errors are reported per route (which route, which errno).
    The kernel handles a window synchronously inside ``send``, so the final ACK means every
@@ -53,7 +55,7 @@ from bgpd.kernel.plan import (
     index_routes,
     satisfies,
 )
-from encap.model import IPAddress, IPNetwork
+from encap.model import IPAddress
 
 # linux/netlink.h, linux/rtnetlink.h
 NETLINK_ROUTE = 0
@@ -91,6 +93,10 @@ _U32_ATTR = struct.Struct("=HHI")
 _RTNEXTHOP = struct.Struct("=HBBi")
 _ERROR_HEAD = struct.Struct("=i")
 _HEADER_LEN = _NLMSGHDR.size + _RTMSG.size
+# A whole RTM_NEWROUTE up to its next hops, packed in one call (rule 2): nlmsghdr, rtmsg,
+# RTA_DST, RTA_PRIORITY, RTA_TABLE.
+_NEW_HEAD_V4 = struct.Struct("=IHHIIBBBBBBBBIHH4sHHIHHI")
+_NEW_HEAD_V6 = struct.Struct("=IHHIIBBBBBBBBIHH16sHHIHHI")
 _FLAGS_NEW = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
 _FLAGS_REPLACE = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
 _RECV_SIZE = 1 << 20
@@ -189,8 +195,7 @@ class _Packer:
         return packed
 
     def new_route(self, route: KernelRoute, seq: int, flags: int) -> bytes:
-        _table, version, address, prefixlen, metric = route.identity
-        raw_dst = address.to_bytes(4 if version == 4 else 16, "big")
+        table, version, address, prefixlen, metric = route.identity
         if route.kind is RouteKind.BLACKHOLE:
             rtype, hop_attrs, rtm_flags = RTN_BLACKHOLE, b"", 0
         elif route.kind is RouteKind.UNICAST and route.nexthops:
@@ -198,21 +203,35 @@ class _Packer:
             hop_attrs, rtm_flags = self._nexthops(route.nexthops)
         else:
             raise OSError(errno_codes.EINVAL, f"cannot install a {route.kind} route without hops")
-        payload = b"".join(
-            (
-                _attr(RTA_DST, raw_dst),
-                _U32_ATTR.pack(8, RTA_PRIORITY, metric),
-                _U32_ATTR.pack(8, RTA_TABLE, route.table),
-                hop_attrs,
+        head = _NEW_HEAD_V4 if version == 4 else _NEW_HEAD_V6
+        return (
+            head.pack(
+                head.size + len(hop_attrs),
+                RTM_NEWROUTE,
+                flags,
+                seq,
+                0,
+                socket.AF_INET if version == 4 else socket.AF_INET6,
+                prefixlen,
+                0,
+                0,
+                table if table < 256 else RT_TABLE_COMPAT,
+                route.protocol,
+                RT_SCOPE_UNIVERSE,
+                rtype,
+                rtm_flags,
+                head.size - _HEADER_LEN - 16,
+                RTA_DST,
+                address.to_bytes(4 if version == 4 else 16, "big"),
+                8,
+                RTA_PRIORITY,
+                metric,
+                8,
+                RTA_TABLE,
+                table,
             )
+            + hop_attrs
         )
-        family = socket.AF_INET if version == 4 else socket.AF_INET6
-        table = route.table if route.table < 256 else RT_TABLE_COMPAT
-        header = _NLMSGHDR.pack(_HEADER_LEN + len(payload), RTM_NEWROUTE, flags, seq, 0)
-        rtm = _RTMSG.pack(
-            family, prefixlen, 0, 0, table, route.protocol, RT_SCOPE_UNIVERSE, rtype, rtm_flags
-        )
-        return header + rtm + payload
 
     def _rtnexthop(self, hop: NextHop) -> bytes:
         attrs = _nexthop_attrs(hop)
@@ -265,13 +284,8 @@ class _DumpParser:
             table = int.from_bytes(table_attr, "little")
         if table != self._table:
             return None
-        size = 4 if family == socket.AF_INET else 16
-        raw_dst = attrs.get(RTA_DST, b"\0" * size)
-        dst: IPNetwork
-        if size == 4:
-            dst = ipaddress.IPv4Network((raw_dst, dst_len))
-        else:
-            dst = ipaddress.IPv6Network((raw_dst, dst_len))
+        raw_dst = attrs.get(RTA_DST)
+        address = 0 if raw_dst is None else int.from_bytes(raw_dst, "big")
         priority = attrs.get(RTA_PRIORITY)
         metric = int.from_bytes(priority, "little") if priority is not None else 0
         kind = _KIND_BY_TYPE.get(rtype, RouteKind.OTHER)
@@ -284,7 +298,8 @@ class _DumpParser:
                 hops = self._single_hop(
                     attrs.get(RTA_GATEWAY), attrs.get(RTA_OIF), rtm_flags & RTNH_F_ONLINK
                 )
-        return KernelRoute(dst, kind, hops, metric, protocol, table)
+        version = 4 if family == socket.AF_INET else 6
+        return KernelRoute.keyed((table, version, address, dst_len, metric), kind, hops, protocol)
 
     def _single_hop(
         self, gateway: bytes | None, oif: bytes | None, onlink: int
@@ -453,12 +468,15 @@ class KernelProgrammer:
         async with self._lock:
             desired = self._desired if self._desired is not None else {}
             self._desired = desired
+            known, stale = self._known, self._stale
             to_replace: list[KernelRoute] = []
             for route in upserts:
                 key = route.identity
                 desired[key] = route
-                self._stale.discard(key)
-                if not satisfies(self._known.get(key), route):
+                if stale:
+                    stale.discard(key)
+                have = known.get(key)
+                if have is None or not satisfies(have, route):
                     to_replace.append(route)
             to_delete: list[KernelRoute] = []
             for key in removals:
@@ -467,7 +485,7 @@ class KernelProgrammer:
                 have = self._known.get(key)
                 if have is not None and key not in self._stale:
                     to_delete.append(have)
-            if to_replace:
+            if _names_interfaces(to_replace):
                 await self._require_links().refresh()
             return await self._write(to_replace, to_delete)
 
@@ -521,35 +539,44 @@ class KernelProgrammer:
         self, to_replace: Sequence[KernelRoute], to_delete: Sequence[KernelRoute]
     ) -> ApplyResult:
         packer = _Packer(self._require_links())
+        new_route = packer.new_route
+        known = self._known
         errors: list[RouteError] = []
         refused: list[KernelRoute] = []
         replaced = deleted = 0
         for start in range(0, len(to_replace), self.window):
             messages: list[bytes] = []
+            seqs: list[int] = []
             sent: list[KernelRoute] = []
             for route in to_replace[start : start + self.window]:
-                flags = _FLAGS_REPLACE if route.identity in self._known else _FLAGS_NEW
+                flags = _FLAGS_REPLACE if route.identity in known else _FLAGS_NEW
+                seq = self._next_seq()
                 try:
-                    messages.append(packer.new_route(route, self._next_seq(), flags))
+                    messages.append(new_route(route, seq, flags))
                 except OSError as exc:
                     errors.append(RouteError(route, "replace", exc.errno or errno_codes.EINVAL))
                     refused.append(route)
                     continue
+                seqs.append(seq)
                 sent.append(route)
-            failed = await self._send_window(messages, sent, "replace", errors)
+            failed = await self._send_window(messages, seqs, sent, "replace", errors)
             for position, route in enumerate(sent):
                 if position in failed:
                     refused.append(route)
                 else:
-                    self._known[route.identity] = route
+                    known[route.identity] = route
                     replaced += 1
         # rule 3: a route we could not replace must not leave our previous version behind
         orphaned = [self._known[r.identity] for r in refused if r.identity in self._known]
         deletions = [*to_delete, *orphaned]
         for start in range(0, len(deletions), self.window):
             batch = deletions[start : start + self.window]
-            messages = [packer.del_route(route, self._next_seq(), NLM_F_REQUEST) for route in batch]
-            failed = await self._send_window(messages, batch, "delete", errors)
+            seqs = [self._next_seq() for _ in batch]
+            messages = [
+                packer.del_route(route, seq, NLM_F_REQUEST)
+                for route, seq in zip(batch, seqs, strict=True)
+            ]
+            failed = await self._send_window(messages, seqs, batch, "delete", errors)
             for position, route in enumerate(batch):
                 if position not in failed:
                     self._known.pop(route.identity, None)
@@ -564,6 +591,7 @@ class KernelProgrammer:
     async def _send_window(
         self,
         messages: list[bytes],
+        seqs: list[int],
         routes: list[KernelRoute],
         operation: str,
         errors: list[RouteError],
@@ -573,8 +601,8 @@ class KernelProgrammer:
             return set()
         last = messages[-1]
         messages[-1] = last[:6] + struct.pack("=H", _flag_field(last) | NLM_F_ACK) + last[8:]
-        by_seq = {_seq_of(message): position for position, message in enumerate(messages)}
-        last_seq = _seq_of(last)
+        by_seq = {seq: position for position, seq in enumerate(seqs)}
+        last_seq = seqs[-1]
         sock = self._require_socket()
         try:
             sock.send(b"".join(messages))
@@ -635,9 +663,19 @@ class KernelProgrammer:
                         routes.append(route)
 
 
+def _names_interfaces(routes: Iterable[KernelRoute]) -> bool:
+    """Does any route need an interface index? Checked once per next-hop tuple, which routes
+    through the same next hops share (``plan_destination``)."""
+    seen: tuple[NextHop, ...] | None = None
+    for route in routes:
+        hops = route.nexthops
+        if hops is seen:
+            continue
+        seen = hops
+        if any(hop.ifname is not None for hop in hops):
+            return True
+    return False
+
+
 def _flag_field(message: bytes) -> int:
     return int.from_bytes(message[6:8], "little")
-
-
-def _seq_of(message: bytes) -> int:
-    return int.from_bytes(message[8:12], "little")

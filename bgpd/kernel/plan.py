@@ -15,7 +15,9 @@ Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
 6. Each next hop is encapsulated per ``encap.decide``: direct ``via NH``; IP-in-IP
    ``via NH dev tunl0 onlink``; VXLAN ``via VTEP dev vxlan.calico onlink``. Several next hops
    (the ECMP set) become one multipath route (BIRD ``merge paths on``); unlike BIRD (calico
-   #4462) every hop keeps its own tunnel. Hops are sorted so equal sets compare equal.
+   #4462) every hop keeps its own tunnel. Hops are sorted so equal sets compare equal, and
+   decided once per (next-hop set, pool) of a ``PlanConfig``: routes through the same next
+   hops share one tuple of hops.
 7. A next hop of the other address family, or a VXLAN hop without a known VTEP, is dropped; a
    route left with no next hop is skipped with the reason.
 8. Kernel identity of a route is (table, destination, metric): ``diff`` replaces what differs
@@ -25,7 +27,8 @@ Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import ipaddress
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -53,35 +56,105 @@ class NextHop(NamedTuple):
     onlink: bool = False
 
 
+# (IP version, destination address as int, prefix length): a destination without objects.
+Destination = tuple[int, int, int]
 # (table, IP version, destination address as int, prefix length, metric): the kernel's key.
 RouteIdentity = tuple[int, int, int, int, int]
 
 
-@dataclass(frozen=True, slots=True)
+def destination_of(network: IPNetwork) -> Destination:
+    return network.version, int(network.network_address), network.prefixlen
+
+
+def network_of(version: int, address: int, prefixlen: int) -> IPNetwork:
+    if version == 4:
+        return ipaddress.IPv4Network((address, prefixlen))
+    return ipaddress.IPv6Network((address, prefixlen))
+
+
+def covers(cidr: IPNetwork, version: int, address: int, prefixlen: int) -> bool:
+    """Is the destination inside ``cidr``? ``subnet_of`` in integers: it runs per planned route,
+    and ``subnet_of`` would build (and cache) broadcast addresses on each network."""
+    if cidr.version != version or cidr.prefixlen > prefixlen:
+        return False
+    return (address ^ int(cidr.network_address)) >> (cidr.max_prefixlen - cidr.prefixlen) == 0
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False)
 class KernelRoute:
     """A route as the kernel holds it (one ``ip route`` line).
 
-    ``identity`` (rule 8) is computed once, from C-hashable parts, because diffs of a million
-    routes hash it several times per route.
+    Stored as its ``identity`` (rule 8: table, destination, metric, from C-hashable parts),
+    kind, next hops and protocol: no network object per route, since a node holds a million of
+    them. ``dst``, ``metric`` and ``table`` are read from the identity.
     """
 
-    dst: IPNetwork
-    kind: RouteKind = RouteKind.UNICAST
-    nexthops: tuple[NextHop, ...] = ()
-    metric: int = DEFAULT_METRIC
-    protocol: int = RTPROT_BIRD
-    table: int = MAIN_TABLE
-    identity: RouteIdentity = field(init=False, repr=False, compare=False)
+    identity: RouteIdentity
+    kind: RouteKind
+    nexthops: tuple[NextHop, ...]
+    protocol: int
 
-    def __post_init__(self) -> None:
-        dst = self.dst
-        key = (self.table, dst.version, int(dst.network_address), dst.prefixlen, self.metric)
-        object.__setattr__(self, "identity", key)
+    def __init__(
+        self,
+        dst: IPNetwork,
+        kind: RouteKind = RouteKind.UNICAST,
+        nexthops: tuple[NextHop, ...] = (),
+        metric: int = DEFAULT_METRIC,
+        protocol: int = RTPROT_BIRD,
+        table: int = MAIN_TABLE,
+    ) -> None:
+        identity = (table, dst.version, int(dst.network_address), dst.prefixlen, metric)
+        _init_route(self, identity, kind, nexthops, protocol)
+
+    @classmethod
+    def keyed(
+        cls,
+        identity: RouteIdentity,
+        kind: RouteKind,
+        nexthops: tuple[NextHop, ...],
+        protocol: int,
+    ) -> KernelRoute:
+        """A route from its identity, without building a network."""
+        route = object.__new__(cls)
+        _init_route(route, identity, kind, nexthops, protocol)
+        return route
+
+    @property
+    def dst(self) -> IPNetwork:
+        _table, version, address, prefixlen, _metric = self.identity
+        return network_of(version, address, prefixlen)
+
+    @property
+    def metric(self) -> int:
+        return self.identity[4]
+
+    @property
+    def table(self) -> int:
+        return self.identity[0]
 
     def __str__(self) -> str:
         head = f"blackhole {self.dst}" if self.kind is RouteKind.BLACKHOLE else str(self.dst)
         hops = " ".join(_hop_text(hop) for hop in self.nexthops)
         return f"{head} {hops} proto {self.protocol} metric {self.metric} table {self.table}"
+
+    def __repr__(self) -> str:
+        return (
+            f"KernelRoute(dst={self.dst!r}, kind={self.kind!r}, nexthops={self.nexthops!r}, "
+            f"metric={self.metric}, protocol={self.protocol}, table={self.table})"
+        )
+
+
+def _init_route(
+    route: KernelRoute,
+    identity: RouteIdentity,
+    kind: RouteKind,
+    nexthops: tuple[NextHop, ...],
+    protocol: int,
+) -> None:
+    object.__setattr__(route, "identity", identity)
+    object.__setattr__(route, "kind", kind)
+    object.__setattr__(route, "nexthops", nexthops)
+    object.__setattr__(route, "protocol", protocol)
 
 
 def _hop_text(hop: NextHop) -> str:
@@ -124,6 +197,13 @@ class PlanConfig:
     vteps: Mapping[IPAddress, IPAddress] = field(default_factory=dict)
     # The first local network per IP version, looked up once per planned route.
     _local_by_version: Mapping[int, IPNetwork] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    # Planned next hops by (IP version, next-hop key, id(pool)), the pool kept in the value so
+    # its id stays its own: a node has few next-hop sets, so routes share one tuple of hops and
+    # the encapsulation is decided once per set, not once per route.
+    _hops: dict[tuple[int, Hashable, int], tuple[PoolSpec | None, tuple[NextHop, ...]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -178,24 +258,60 @@ def _next_hop(decision: Direct | Ipip | Vxlan) -> NextHop:
 
 def plan_route(route: BestRoute, config: PlanConfig) -> KernelRoute | Skipped:
     """Rules 2-7 for one best route."""
-    dst = route.network
+    return plan_destination(
+        destination_of(route.network),
+        route.next_hops,
+        route.next_hops,
+        route.local_pref,
+        route.local_blackhole,
+        route.pool,
+        config,
+    )
+
+
+_HOPS_MEMO_LIMIT = 4096
+
+
+def plan_destination(
+    destination: Destination,
+    gateways: tuple[IPAddress, ...],
+    hops_key: Hashable,
+    local_pref: int | None,
+    local_blackhole: bool,
+    pool: PoolSpec | None,
+    config: PlanConfig,
+) -> KernelRoute | Skipped:
+    """Rules 2-7 for one best route given as parts; ``hops_key`` stands for ``gateways`` (equal
+    keys mean equal gateways), so a caller holding them packed can key on the packed form."""
+    version, address, prefixlen = destination
     for cidr in config.reject_cidrs:
-        if cidr.version == dst.version and dst.subnet_of(cidr):  # type: ignore[arg-type]
-            return Skipped(dst, f"inside reject CIDR {cidr}")
-    refusal = _ownership_refusal(route.pool, config)
+        if covers(cidr, version, address, prefixlen):
+            return Skipped(network_of(*destination), f"inside reject CIDR {cidr}")
+    refusal = _ownership_refusal(pool, config)
     if refusal is not None:
-        return Skipped(dst, refusal)
-    metric = route_metric(route.local_pref, config.default_metric)
-    if route.local_blackhole:
-        return KernelRoute(dst, RouteKind.BLACKHOLE, (), metric, config.protocol, config.table)
-    local_network = config.local_network(dst.version)
+        return Skipped(network_of(*destination), refusal)
+    identity = (
+        config.table,
+        version,
+        address,
+        prefixlen,
+        route_metric(local_pref, config.default_metric),
+    )
+    if local_blackhole:
+        return KernelRoute.keyed(identity, RouteKind.BLACKHOLE, (), config.protocol)
+    memo_key = (version, hops_key, id(pool))
+    memo = config._hops.get(memo_key)
+    if memo is not None and memo[0] is pool:
+        return KernelRoute.keyed(identity, RouteKind.UNICAST, memo[1], config.protocol)
+    dst = network_of(*destination)
+    local_network = config.local_network(version)
     hops: set[NextHop] = set()
     problems: list[str] = []
-    for gateway in route.next_hops:
-        if gateway.version != dst.version:
-            problems.append(f"next hop {gateway} is not IPv{dst.version}")
+    for gateway in gateways:
+        if gateway.version != version:
+            problems.append(f"next hop {gateway} is not IPv{version}")
             continue
-        decision = decide(dst, gateway, route.pool, local_network, config.vteps.get(gateway))
+        decision = decide(dst, gateway, pool, local_network, config.vteps.get(gateway))
         if isinstance(decision, Unresolved):
             problems.append(decision.reason)
         else:
@@ -203,7 +319,10 @@ def plan_route(route: BestRoute, config: PlanConfig) -> KernelRoute | Skipped:
     if not hops:
         return Skipped(dst, "; ".join(problems) or "no next hop")
     ordered = tuple(sorted(hops, key=_hop_sort_key))
-    return KernelRoute(dst, RouteKind.UNICAST, ordered, metric, config.protocol, config.table)
+    if len(config._hops) >= _HOPS_MEMO_LIMIT:
+        config._hops.clear()
+    config._hops[memo_key] = (pool, ordered)
+    return KernelRoute.keyed(identity, RouteKind.UNICAST, ordered, config.protocol)
 
 
 def _hop_sort_key(hop: NextHop) -> tuple[bytes, str, bool]:

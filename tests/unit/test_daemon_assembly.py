@@ -11,6 +11,7 @@ from bgpd.assembly import (
     best_route,
     export_policy,
     import_policy,
+    kernel_route,
     local_routes,
     peer_settings,
     plan_config,
@@ -157,3 +158,37 @@ def test_pool_of_finds_the_pool_holding_a_network(network: str, expected: str | 
     ]
     found = pool_of(ipaddress.ip_network(network), pools)
     assert (found.label if found is not None else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "hops"),
+    [
+        ("10.244.9.0/26", ("10.0.0.2",)),
+        ("10.244.9.0/26", ("10.0.0.2", "10.0.0.3")),
+        ("10.244.1.0/26", ()),  # our own block: a blackhole
+        ("192.168.7.0/24", ("10.0.0.3",)),  # outside every pool
+        ("0.0.0.0/0", ("10.0.0.2",)),
+        ("10.244.9.7/32", ("10.0.0.3", "10.0.0.2")),
+    ],
+)
+def test_kernel_route_is_the_plan_of_the_best_route(
+    snapshot: Snapshot, prefix: str, hops: tuple[str, ...]
+) -> None:
+    """The fast path (packed prefix and next hops) plans exactly what the general one does."""
+    pools = pool_specs(snapshot)
+    config = plan_config(
+        snapshot, "node1", [originate("node1", snapshot, 4)], protocol=12, program_vxlan=False
+    )
+    blackholes = frozenset({ipaddress.ip_network("10.244.1.0/26")})
+    paths = tuple(
+        _path(
+            PathAttributes(next_hop=ipaddress.IPv4Address(hop).packed, local_pref=100),
+            RouteSource(f"Mesh_{hop}", ipaddress.IPv4Address(hop), peer_as=64512),
+        )
+        for hop in hops
+    ) or (_path(PathAttributes()),)
+    key = prefix_from_str(prefix)
+    general = best_route(IPV4_UNICAST, key, paths[0], paths, blackholes, pools)
+    expected = plan_route(general, config) if general is not None else None
+    assert kernel_route(IPV4_UNICAST, key, paths[0], paths, blackholes, pools, config) == expected
+    assert kernel_route(IPV4_UNICAST, key, None, (), blackholes, pools, config) is None

@@ -231,6 +231,8 @@ def py_spy(pid: int, out: Path, rate: int = 200) -> subprocess.Popen[bytes]:
         raise SystemExit(f"{PY_SPY} missing: .venv/bin/pip install py-spy")
     argv = [str(PY_SPY), "record", "--pid", str(pid), "--rate", str(rate)]
     argv += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    if os.environ.get("BENCH_PROFILE_IDLE"):
+        argv.append("--idle")  # where the process waits, too
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

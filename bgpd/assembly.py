@@ -42,6 +42,7 @@ from bgpd.session.config import PeerKey, SessionConfig
 from bgpd.speaker import PeerSettings
 from bgpd.status import RouteStatus
 from bgpd.wire.constants import Origin, SegmentType
+from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -393,6 +394,30 @@ def kernel_route(
         _pool_at(destination, pools),
         plan,
     )
+
+
+def capability_names(negotiated: Negotiated) -> tuple[str, ...]:
+    """The negotiated capabilities as BIRD's ``Neighbor caps`` line names them
+    (``bgp_show_capabilities``): refresh, enhanced-refresh, restart-able/aware, llgr, AS4,
+    add-path, ext-messages."""
+    names: list[str] = []
+    if negotiated.route_refresh:
+        names.append("refresh")
+    if negotiated.enhanced_route_refresh:
+        names.append("enhanced-refresh")
+    restart = negotiated.peer_graceful_restart
+    if restart is not None:
+        names.append("restart-able" if restart.families else "restart-aware")
+    if negotiated.peer_llgr is not None:
+        names.append("llgr-aware")
+    if negotiated.asn4:
+        names.append("AS4")
+    if negotiated.add_path_rx or negotiated.add_path_tx:
+        rx, tx = bool(negotiated.add_path_rx), bool(negotiated.add_path_tx)
+        names.append("add-path" + ("-rx" if rx and not tx else "-tx" if tx and not rx else ""))
+    if negotiated.extended_message:
+        names.append("ext-messages")
+    return tuple(names)
 
 
 def route_status(

@@ -43,6 +43,7 @@ from pyroute2 import AsyncIPRoute
 from bgpd import __version__
 from bgpd.assembly import (
     FAMILY_OF_VERSION,
+    capability_names,
     export_policy,
     import_policy,
     kernel_route,
@@ -81,6 +82,7 @@ from bgpd.session.events import (
     State,
     UpdateReceived,
 )
+from bgpd.session.timers import keepalive_interval
 from bgpd.speaker import BestChanged, RibConverged, SendToPeer, Speaker, SpeakerConfig
 from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
 from bgpd.wire.attributes import AttributeCache
@@ -610,6 +612,7 @@ class Daemon:
             spec = routing.sessions[name]
             st = stats.get(key)
             held, sent = speaker.route_counts(name) if speaker is not None else (0, 0)
+            negotiated = st.negotiated if st is not None else None
             state = STATE_NAMES[st.state] if st is not None else "Idle"
             helper = speaker is not None and speaker.graceful_restart.is_retaining(name)
             out.append(
@@ -623,7 +626,14 @@ class Daemon:
                     passive=spec.passive,
                     family=f"ipv{spec.family}",
                     last_error=(st.last_error or "") if st is not None else "",
-                    router_id=str(routing.peering.router_id),
+                    router_id=str(ipaddress.IPv4Address(negotiated.peer_id)) if negotiated else "",
+                    hold_time=negotiated.hold_time if negotiated else 0,
+                    keepalive_time=round(
+                        keepalive_interval(negotiated.hold_time, spec.keepalive_time)
+                    )
+                    if negotiated
+                    else 0,
+                    capabilities=capability_names(negotiated) if negotiated else (),
                     prefixes_received=st.prefixes_in if st is not None else 0,
                     prefixes_accepted=held,
                     prefixes_advertised=sent,

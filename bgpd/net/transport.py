@@ -60,7 +60,7 @@ from bgpd.session.config import PeerKey
 from bgpd.session.fsm import SessionStatistics
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.constants import CeaseSubcode
-from bgpd.wire.negotiated import open_asn
+from bgpd.wire.negotiated import Negotiated, open_asn
 
 PeerEvent = Established | Down | UpdateReceived | RouteRefreshReceived
 EventHandler = Callable[[PeerKey, PeerEvent], Awaitable[None]]
@@ -144,6 +144,7 @@ class PeerStatistics:
     established_transitions: int
     idle_hold_time: float  # the last IdleHoldTime (RFC 4271 §8.1.1 DampPeerOscillations)
     notification_text: str | None = None  # RFC 9003 shutdown communication, if any
+    negotiated: Negotiated | None = None  # the primary session's, while it is Established
 
 
 @dataclass(slots=True)
@@ -263,6 +264,7 @@ class PeerRunner:
             established_transitions=totals.established,
             idle_hold_time=primary.idle_hold_time,
             notification_text=self._counters.notification_text,
+            negotiated=self.primary.negotiated,
         )
 
     # ---- the task ----

@@ -334,6 +334,8 @@ def test_bird_clients_read_protocols_status_and_routes(lab: Lab, program: str) -
     assert f"    Neighbor address: {lab.hub_ip}" in details, details
     assert f"    Neighbor AS:      {BIRD_AS}" in details, details
     assert f"  Routes:         {len(BIRD_ROUTES)} imported," in details, details
+    assert f"    Neighbor ID:      {lab.hub_ip}" in details, details  # BIRD's router ID
+    assert "    Hold timer:       -/" in details and " AS4" in details, details
 
     status = client(lab.a, program, "show", "status")
     assert status.startswith("BIRD"), status  # Calico's liveness check (PR #7556)
@@ -380,6 +382,8 @@ def test_show_peers_and_routes_json_carry_the_labs_values(lab: Lab) -> None:
     for peer in (bird_peer, mesh_peer):
         assert peer["state"] == "Established", peer
         assert lab.started <= peer["since"] <= now, peer
+        assert peer["hold_time"] > 0 and 0 < peer["keepalive_time"] <= peer["hold_time"] / 3
+        assert "AS4" in peer["capabilities"] and "refresh" in peer["capabilities"], peer
     assert bird_peer["prefixes_received"] == len(BIRD_ROUTES)
     assert mesh_peer["prefixes_received"] == 1  # node-b's block
     # What we say we advertised is what the peers hold from us.

@@ -9,6 +9,7 @@ import pytest
 
 from bgpd.assembly import (
     best_route,
+    capability_names,
     export_policy,
     import_policy,
     kernel_route,
@@ -25,6 +26,8 @@ from bgpd.kernel.plan import KernelRoute, RouteKind, plan_route
 from bgpd.origin import originate
 from bgpd.rib.policy import ACCEPT_ALL, PolicyContext, SourceKind
 from bgpd.rib.route import LOCAL_SOURCE, Path, PeerKind, RouteSource
+from bgpd.wire.capabilities import GracefulRestart
+from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import IPV4_UNICAST, PathAttributes, prefix_from_str
 from encap.model import PoolSpec
 from peers.model import Snapshot
@@ -192,3 +195,28 @@ def test_kernel_route_is_the_plan_of_the_best_route(
     expected = plan_route(general, config) if general is not None else None
     assert kernel_route(IPV4_UNICAST, key, paths[0], paths, blackholes, pools, config) == expected
     assert kernel_route(IPV4_UNICAST, key, None, (), blackholes, pools, config) is None
+
+
+def test_capability_names_follow_birds_neighbor_caps_line() -> None:
+    plain = Negotiated(asn4=False)
+    assert capability_names(plain) == ()
+    full = Negotiated(
+        route_refresh=True,
+        enhanced_route_refresh=True,
+        peer_graceful_restart=GracefulRestart(0, 120, ((IPV4_UNICAST, 0x80),)),
+        add_path_rx=frozenset({IPV4_UNICAST}),
+        add_path_tx=frozenset({IPV4_UNICAST}),
+        extended_message=True,
+    )
+    assert capability_names(full) == (
+        "refresh",
+        "enhanced-refresh",
+        "restart-able",
+        "AS4",
+        "add-path",
+        "ext-messages",
+    )
+    receive_only = Negotiated(
+        peer_graceful_restart=GracefulRestart(), add_path_rx=frozenset({IPV4_UNICAST})
+    )
+    assert capability_names(receive_only) == ("restart-aware", "AS4", "add-path-rx")

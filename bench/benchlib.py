@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 for _path in (REPO_ROOT, REPO_ROOT / "tests" / "netns", REPO_ROOT / "containerlab"):
@@ -267,6 +268,21 @@ def hot_functions(collapsed: Path, top: int = 25) -> list[tuple[str, float, floa
 
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def lab_runner(lab_file: Path, lab_name: str, prefix: str) -> Any:
+    """A netns ``LabRunner`` for ``lab_file`` with its state in a fresh temporary directory,
+    after checking for root and printing the machine line every benchmark starts with."""
+    import tempfile
+
+    from lab_topology import load_lab
+    from netlab import LabRunner
+
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (network namespaces)")
+    print(f"# machine: {machine()}", flush=True)
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    return LabRunner(load_lab(lab_file, lab_name), state_dir=state, out=sys.stderr)
 
 
 def machine() -> str:

@@ -23,16 +23,12 @@ import base64
 import http.client
 import ipaddress
 import json
-import os
-import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
 import benchlib
 from benchlib import KernelWatch
-from lab_topology import load_lab
 from netlab import LabRunner
 from netns import Namespace, inside
 
@@ -86,11 +82,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.1, help="seconds between trials")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("needs root (network namespaces)")
-    print(f"# machine: {benchlib.machine()}", flush=True)
-    state = Path(tempfile.mkdtemp(prefix="bench-conv-"))
-    runner = LabRunner(load_lab(LAB_FILE, LAB_NAME), state_dir=state, out=sys.stderr)
+    runner: LabRunner = benchlib.lab_runner(LAB_FILE, LAB_NAME, "bench-conv-")
     per_node: dict[str, list[float]] = {"node2": [], "node3": []}
     both: list[float] = []
     try:

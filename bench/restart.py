@@ -29,15 +29,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import benchlib
 import lab_procs
-from lab_topology import load_lab
 from netlab import LabRunner
 
 LAB_FILE = benchlib.REPO_ROOT / "containerlab" / "mesh3.clab.yml"
@@ -125,11 +121,7 @@ def main() -> None:
     parser.add_argument("--down", type=float, default=1.0, help="seconds bgpd stays stopped")
     parser.add_argument("--skip-dead-peer", action="store_true")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("needs root (network namespaces)")
-    print(f"# machine: {benchlib.machine()}", flush=True)
-    state = Path(tempfile.mkdtemp(prefix="bench-rst-"))
-    runner = LabRunner(load_lab(LAB_FILE, LAB_NAME), state_dir=state, out=sys.stderr)
+    runner: LabRunner = benchlib.lab_runner(LAB_FILE, LAB_NAME, "bench-rst-")
     restarts: list[tuple[str, int, int, float, float]] = []
     detection: float | None = None
     try:

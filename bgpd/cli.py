@@ -3,6 +3,7 @@
 Rules:
 1. Each subcommand is a function taking parsed arguments and returning an exit status.
 2. Bad arguments exit with status 2 and one line naming the argument (argparse's behaviour).
+3. ``bgpd run``'s flags win over calico-node's environment; ``run_config`` is that one mapping.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
-from typing import BinaryIO
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO
 
 from bgpd.control.commands import register as register_control_commands
 from bgpd.wire.attributes import AttributeCache
@@ -21,6 +22,9 @@ from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.render import message_to_json
 from bgpd.wire.stream import StreamItem, split_stream
 from bgpd.wire.types import IPV4_UNICAST, IPV6_UNICAST, Family
+
+if TYPE_CHECKING:
+    from bgpd.config import DaemonConfig
 
 
 def _error_json(exc: MessageError) -> dict[str, object]:
@@ -86,13 +90,37 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def run_config(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    nodename_file: str | None,
+    hostname: str,
+) -> DaemonConfig:
+    """``bgpd run``'s configuration: its flags over calico-node's environment (rule 3)."""
+    from bgpd.config import build_config
+
+    return build_config(
+        node=args.node,
+        datastore=args.datastore,
+        control_socket=args.control_socket,
+        metrics_listen=args.metrics_listen,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        environ=environ,
+        nodename_file=nodename_file,
+        hostname=hostname,
+        program_kernel=not args.no_kernel,
+        program_vxlan=args.program_vxlan,
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     import gc
     import os
     import socket
 
-    from bgpd.config import NODENAME_FILE, ConfigError, build_config
+    from bgpd.config import NODENAME_FILE, ConfigError
     from bgpd.daemon import Daemon
     from bgpd.log import configure_logging
 
@@ -101,19 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError:
         nodename_file = None
     try:
-        config = build_config(
-            node=args.node,
-            datastore=args.datastore,
-            control_socket=args.control_socket,
-            metrics_listen=args.metrics_listen,
-            log_level=args.log_level,
-            log_format=args.log_format,
-            environ=os.environ,
-            nodename_file=nodename_file,
-            hostname=socket.gethostname(),
-            program_kernel=not args.no_kernel,
-            program_vxlan=args.program_vxlan,
-        )
+        config = run_config(args, os.environ, nodename_file, socket.gethostname())
     except ConfigError as exc:
         print(f"bgpd: {exc}", file=sys.stderr)
         return 2

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bgpd.cli import build_parser
-from bgpd.config import DEFAULT_CONTROL_SOCKET, NODENAME_FILE, EtcdSource, build_config
+from bgpd.cli import build_parser, run_config
+from bgpd.config import DEFAULT_CONTROL_SOCKET, NODENAME_FILE, EtcdSource
 from bgpd.control.server import ipv6_socket_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,17 +86,7 @@ def test_bgpd_gets_calico_nodes_environment_and_accepts_it(
         (tmp_path / name).write_text("PEM")  # the files under the /calico-secrets mount
         environ[name] = str(tmp_path / name)
     args = build_parser().parse_args(container(daemonset, "bgpd")["command"][1:])
-    config = build_config(
-        node=args.node,
-        datastore=args.datastore,
-        control_socket=args.control_socket,
-        metrics_listen=args.metrics_listen,
-        log_level=args.log_level,
-        log_format=args.log_format,
-        environ=environ,
-        nodename_file=None,
-        hostname="ignored",
-    )
+    config = run_config(args, environ, None, "ignored")
     assert config.node == "node1" and isinstance(config.datastore, EtcdSource)
     assert config.control_socket == DEFAULT_CONTROL_SOCKET
 

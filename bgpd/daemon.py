@@ -15,7 +15,9 @@ Rules:
    set; on start it keeps what a previous run installed until the RIB converges (RFC 4724 §4.1
    restarting speaker), then sweeps the rest. A reconcile repairs drift every 30 s (not during
    an initial table) and a second after an interface comes up (``LinkWatch``), since the
-   kernel drops routes through a link that goes down and never restores them.
+   kernel drops routes through a link that goes down and never restores them. Changes are
+   written in rounds of at most ``KERNEL_BATCH_ROUTES``, oldest first, so a full table
+   streams into the kernel while it is still arriving.
 4. SIGHUP reloads the datastore; SIGTERM stops while preserving forwarding (transports close
    without a NOTIFICATION, kernel routes stay); ``stop --withdraw`` ends sessions with
    Cease/Administrative Shutdown and removes our kernel routes. A stop that comes before the
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import os
 import signal
 import time
@@ -109,6 +112,7 @@ STATE_NAMES = {
 KERNEL_RECONCILE_INTERVAL = 30.0
 LINK_SETTLE_DELAY = 1.0  # seconds from an interface coming up to the reconcile it triggers
 KERNEL_BATCH_DELAY = 0.005
+KERNEL_BATCH_ROUTES = 16384  # pending kernel changes written per round of the kernel task
 
 
 @dataclass
@@ -534,6 +538,25 @@ class Daemon:
     _reconcile_timer: asyncio.TimerHandle | None = None
     _reconcile_requested = False
 
+    def _take_kernel_batch(self) -> list[tuple[Family, Prefix, KernelRoute | None]]:
+        """The oldest pending kernel changes, at most ``KERNEL_BATCH_ROUTES`` of them: a full
+        table streams into the kernel while it is still arriving, instead of waiting for one
+        pass over every route (rule 3)."""
+        batch: list[tuple[Family, Prefix, KernelRoute | None]] = []
+        for family in list(self._kernel_pending):
+            changed = self._kernel_pending[family]
+            room = KERNEL_BATCH_ROUTES - len(batch)
+            if len(changed) <= room:
+                batch += [(family, prefix, old) for prefix, old in changed.items()]
+                del self._kernel_pending[family]
+                continue
+            taken = list(itertools.islice(changed.items(), room))
+            for prefix, _old in taken:
+                del changed[prefix]
+            batch += [(family, prefix, old) for prefix, old in taken]
+            break
+        return batch
+
     async def _kernel_task(self) -> None:
         kernel = self.kernel
         assert kernel is not None
@@ -547,21 +570,21 @@ class Daemon:
             self._kernel_wake.clear()
             if not self.in_sync or self.routing is None:
                 continue
-            pending, self._kernel_pending = self._kernel_pending, {}
             upserts: list[KernelRoute] = []
             removals: list[RouteIdentity] = []
-            for family, changed in pending.items():
-                desired = self._desired_kernel.get(family, {})
-                for prefix, old in changed.items():
-                    new = desired.get(prefix)
-                    if new is not None:
-                        upserts.append(new)
-                    if old is not None and (new is None or new.identity != old.identity):
-                        removals.append(old.identity)
+            for family, prefix, old in self._take_kernel_batch():
+                new = self._desired_kernel.get(family, {}).get(prefix)
+                if new is not None:
+                    upserts.append(new)
+                if old is not None and (new is None or new.identity != old.identity):
+                    removals.append(old.identity)
+            if self._kernel_pending:
+                self._kernel_wake.set()  # the rest of a backlog goes in the next round
             result = await kernel.update(upserts, removals)
             self.metrics.kernel_route_change("replaced", result.replaced)
             self.metrics.kernel_route_change("deleted", result.deleted)
-            if self._sweep_pending and not self.restarting:
+            # The sweep waits for the whole backlog: a stale route still wanted may be pending.
+            if self._sweep_pending and not self.restarting and not self._kernel_pending:
                 self._sweep_pending = False
                 result = result + await kernel.sweep_stale()
             now = self._loop.time()

@@ -274,12 +274,10 @@ def measure(
             spy = benchlib.py_spy(receiver.proc.pid, profile)
         try:
             wait_for(lambda: bgp_connected(ns), 120, None, 0.01)
-            established = time.monotonic()
+            connected = time.monotonic()
             watch.trace_step = max(1, size // 10)
             done = watch.wait(lambda w: w.count >= size, 900)
-            marks = " ".join(
-                f"{count // 1000}k@{at - established:.2f}" for at, count in watch.trace
-            )
+            marks = " ".join(f"{count // 1000}k@{at - connected:.2f}" for at, count in watch.trace)
             if not quiet:
                 print(f"# {kind} kernel count by time since connected: {marks}", flush=True)
             peak = benchlib.peak_rss_mib(ns.pids())
@@ -288,7 +286,7 @@ def measure(
             if spy is not None:
                 benchlib.stop_py_spy(spy)
             receiver.stop()
-    return done - established, peak, cpu
+    return done - connected, peak, cpu
 
 
 def run_size(

@@ -16,8 +16,8 @@ Rules:
    restarting speaker), then sweeps the rest. A reconcile repairs drift every 30 s (not during
    an initial table) and a second after an interface comes up (``LinkWatch``), since the
    kernel drops routes through a link that goes down and never restores them. Changes are
-   written in rounds of at most ``KERNEL_BATCH_ROUTES``, oldest first, so a full table
-   streams into the kernel while it is still arriving.
+   written in rounds of at most ``KERNEL_BATCH_ROUTES``, oldest first, so no round holds the
+   loop for a whole table.
 4. SIGHUP reloads the datastore; SIGTERM stops while preserving forwarding (transports close
    without a NOTIFICATION, kernel routes stay); ``stop --withdraw`` ends sessions with
    Cease/Administrative Shutdown and removes our kernel routes. A stop that comes before the
@@ -539,22 +539,18 @@ class Daemon:
     _reconcile_requested = False
 
     def _take_kernel_batch(self) -> list[tuple[Family, Prefix, KernelRoute | None]]:
-        """The oldest pending kernel changes, at most ``KERNEL_BATCH_ROUTES`` of them: a full
-        table streams into the kernel while it is still arriving, instead of waiting for one
-        pass over every route (rule 3)."""
+        """The oldest pending kernel changes, at most ``KERNEL_BATCH_ROUTES`` of them, removed
+        from the pending set (rule 3)."""
         batch: list[tuple[Family, Prefix, KernelRoute | None]] = []
-        for family in list(self._kernel_pending):
-            changed = self._kernel_pending[family]
+        for family, changed in list(self._kernel_pending.items()):
             room = KERNEL_BATCH_ROUTES - len(batch)
-            if len(changed) <= room:
-                batch += [(family, prefix, old) for prefix, old in changed.items()]
-                del self._kernel_pending[family]
-                continue
-            taken = list(itertools.islice(changed.items(), room))
-            for prefix, _old in taken:
+            for prefix, old in list(itertools.islice(changed.items(), room)):
                 del changed[prefix]
-            batch += [(family, prefix, old) for prefix, old in taken]
-            break
+                batch.append((family, prefix, old))
+            if not changed:
+                del self._kernel_pending[family]
+            if len(batch) >= KERNEL_BATCH_ROUTES:
+                break
         return batch
 
     async def _kernel_task(self) -> None:

@@ -13,7 +13,7 @@ Rules:
 4. One table: routes/s for both and the ratio programmer / ip, plus the dump time of the full
    table.
 
-Usage: python3 bench/install.py [--sizes 100000,1000000] [--window 256] [--repeat 3]
+Usage: python3 bench/install.py [--sizes 100000,1000000] [--window 2048] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bgpd.kernel.netlink import KernelProgrammer  # noqa: E402
+from bgpd.kernel.netlink import DEFAULT_WINDOW, KernelProgrammer  # noqa: E402
 from bgpd.kernel.plan import RTPROT_BIRD, KernelRoute, NextHop  # noqa: E402
 
 GATEWAY = "10.98.0.2"
@@ -128,7 +128,7 @@ async def bench_size(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--repeat", type=int, default=3, help="rounds per size; best counts")
     args = parser.parse_args()
     if os.geteuid() != 0:

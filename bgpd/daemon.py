@@ -13,11 +13,11 @@ Rules:
    in-sync rule); a datastore outage keeps the last snapshot.
 3. Kernel routes are levels: the programmer keeps our protocol's routes equal to the desired
    set; on start it keeps what a previous run installed until the RIB converges (RFC 4724 §4.1
-   restarting speaker), then sweeps the rest. A reconcile repairs drift every 30 s (not during
-   an initial table) and a second after an interface comes up (``LinkWatch``), since the
-   kernel drops routes through a link that goes down and never restores them. Changes are
-   written in rounds of at most ``KERNEL_BATCH_ROUTES``, oldest first, so no round holds the
-   loop for a whole table.
+   restarting speaker), then sweeps the rest. A reconcile repairs drift every 30 s (not while a
+   table streams in: ``KERNEL_TABLE_QUIET``) and a second after an interface comes up
+   (``LinkWatch``), since the kernel drops routes through a link that goes down and never
+   restores them. Changes are written in rounds of at most ``KERNEL_BATCH_ROUTES``, oldest
+   first, so no round holds the loop for a whole table.
 4. SIGHUP reloads the datastore; SIGTERM stops while preserving forwarding (transports close
    without a NOTIFICATION, kernel routes stay); ``stop --withdraw`` ends sessions with
    Cease/Administrative Shutdown and removes our kernel routes. A stop that comes before the
@@ -112,7 +112,9 @@ STATE_NAMES = {
 KERNEL_RECONCILE_INTERVAL = 30.0
 LINK_SETTLE_DELAY = 1.0  # seconds from an interface coming up to the reconcile it triggers
 KERNEL_BATCH_DELAY = 0.005
-KERNEL_BATCH_ROUTES = 16384  # pending kernel changes written per round of the kernel task
+KERNEL_BATCH_ROUTES = 65536  # pending kernel changes written per round of the kernel task
+KERNEL_TABLE_ROUND = 1024  # a round this large means a table is streaming in (not pod churn)
+KERNEL_TABLE_QUIET = 5.0  # seconds after such a round before a periodic reconcile may run
 
 
 @dataclass
@@ -558,24 +560,29 @@ class Daemon:
         assert kernel is not None
         last_reconcile = self._loop.time()
         next_link_reconcile = last_reconcile
+        table_until = last_reconcile
         while True:
-            timeout = KERNEL_RECONCILE_INTERVAL - (self._loop.time() - last_reconcile)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kernel_wake.wait(), max(0.0, timeout))
-            await asyncio.sleep(KERNEL_BATCH_DELAY)
+            # The rest of a backlog goes straight into the next round; new changes wait
+            # KERNEL_BATCH_DELAY so that a burst is written as one round.
+            if not (self._kernel_pending and self.in_sync and self.routing is not None):
+                timeout = KERNEL_RECONCILE_INTERVAL - (self._loop.time() - last_reconcile)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kernel_wake.wait(), max(0.0, timeout))
+                await asyncio.sleep(KERNEL_BATCH_DELAY)
             self._kernel_wake.clear()
             if not self.in_sync or self.routing is None:
                 continue
             upserts: list[KernelRoute] = []
             removals: list[RouteIdentity] = []
-            for family, prefix, old in self._take_kernel_batch():
+            batch = self._take_kernel_batch()
+            if len(batch) >= KERNEL_TABLE_ROUND:
+                table_until = self._loop.time() + KERNEL_TABLE_QUIET
+            for family, prefix, old in batch:
                 new = self._desired_kernel.get(family, {}).get(prefix)
                 if new is not None:
                     upserts.append(new)
                 if old is not None and (new is None or new.identity != old.identity):
                     removals.append(old.identity)
-            if self._kernel_pending:
-                self._kernel_wake.set()  # the rest of a backlog goes in the next round
             result = await kernel.update(upserts, removals)
             self.metrics.kernel_route_change("replaced", result.replaced)
             self.metrics.kernel_route_change("deleted", result.deleted)
@@ -585,9 +592,11 @@ class Daemon:
                 result = result + await kernel.sweep_stale()
             now = self._loop.time()
             since = now - last_reconcile
-            # A reconcile dumps our whole table: not while a backlog of changes is still being
-            # written (an initial table), unless that has gone on for several intervals.
-            backlog = bool(self._kernel_pending) and since < 4 * KERNEL_RECONCILE_INTERVAL
+            # A reconcile dumps our whole table: not while a table streams in (a backlog to
+            # write, or a table-sized round within KERNEL_TABLE_QUIET), unless that has gone on
+            # for several intervals.
+            streaming = bool(self._kernel_pending) or now < table_until
+            backlog = streaming and since < 4 * KERNEL_RECONCILE_INTERVAL
             periodic = since >= KERNEL_RECONCILE_INTERVAL and not backlog
             linked = self._reconcile_requested and now >= next_link_reconcile
             if self._reconcile_requested and not linked:

@@ -26,8 +26,11 @@ Rules:
    ``sweep_stale`` removes the stale routes still unwanted once the caller has converged.
 6. ``reconcile`` dumps, diffs against the last desired set and repairs drift: a route of ours
    deleted by hand returns, a route with our protocol that is not wanted is removed.
-7. The work is split into windows and the programmer yields to the event loop between them;
-   operations are serialised by a lock.
+7. Writes are packed on the loop and sent from a worker thread, ``EXCHANGE_ROUTES`` routes per
+   hand-over: the kernel does its work inside ``send``, which releases the GIL, so it overlaps
+   the routing loop's Python instead of stalling it. The loop runs while a hand-over is in
+   flight, and packs the next group meanwhile; one hand-over at a time, and operations are
+   serialised by a lock, so the socket has one user at a time.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ from __future__ import annotations
 import asyncio
 import errno as errno_codes
 import ipaddress
+import itertools
 import os
+import select
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pyroute2 import AsyncIPRoute
@@ -62,6 +67,8 @@ NETLINK_ROUTE = 0
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_GET_STRICT_CHK = 12
+SO_SNDBUFFORCE = 32  # asm-generic/socket.h (absent from the socket module)
+SO_RCVBUFFORCE = 33
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 RTM_NEWROUTE = 24
@@ -100,6 +107,9 @@ _NEW_HEAD_V6 = struct.Struct("=IHHIIBBBBBBBBIHH16sHHIHHI")
 _FLAGS_NEW = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
 _FLAGS_REPLACE = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
 _RECV_SIZE = 1 << 20
+SOCKET_BUFFER = 8 << 20
+DEFAULT_WINDOW = 2048  # route messages per send (rule 2); their errors fit SOCKET_BUFFER
+EXCHANGE_ROUTES = 16384  # routes packed, then sent by the worker thread, per hand-over (rule 7)
 _KIND_BY_TYPE = {RTN_UNICAST: RouteKind.UNICAST, RTN_BLACKHOLE: RouteKind.BLACKHOLE}
 
 
@@ -374,7 +384,7 @@ class KernelProgrammer:
         *,
         protocol: int = RTPROT_BIRD,
         table: int = MAIN_TABLE,
-        window: int = 256,
+        window: int = DEFAULT_WINDOW,
     ) -> None:
         self.netns = netns
         self.protocol = protocol
@@ -408,8 +418,8 @@ class KernelProgrammer:
             self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0
         )
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+            _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, SOCKET_BUFFER)
+            _set_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, SOCKET_BUFFER)
             sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
             sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
             sock.bind((0, 0))
@@ -539,47 +549,34 @@ class KernelProgrammer:
         self, to_replace: Sequence[KernelRoute], to_delete: Sequence[KernelRoute]
     ) -> ApplyResult:
         packer = _Packer(self._require_links())
-        new_route = packer.new_route
         known = self._known
         errors: list[RouteError] = []
         refused: list[KernelRoute] = []
         replaced = deleted = 0
-        for start in range(0, len(to_replace), self.window):
-            messages: list[bytes] = []
-            seqs: list[int] = []
-            sent: list[KernelRoute] = []
-            for route in to_replace[start : start + self.window]:
-                flags = _FLAGS_REPLACE if route.identity in known else _FLAGS_NEW
-                seq = self._next_seq()
-                try:
-                    messages.append(new_route(route, seq, flags))
-                except OSError as exc:
-                    errors.append(RouteError(route, "replace", exc.errno or errno_codes.EINVAL))
-                    refused.append(route)
-                    continue
-                seqs.append(seq)
-                sent.append(route)
-            failed = await self._send_window(messages, seqs, sent, "replace", errors)
-            for position, route in enumerate(sent):
+
+        def pack_replace(route: KernelRoute, seq: int) -> bytes:
+            flags = _FLAGS_REPLACE if route.identity in known else _FLAGS_NEW
+            return packer.new_route(route, seq, flags)
+
+        replacing = self._groups(to_replace, pack_replace, "replace", errors, refused)
+        async for window, failed in self._exchange(replacing, "replace", errors):
+            for position, route in enumerate(window.routes):
                 if position in failed:
                     refused.append(route)
                 else:
                     known[route.identity] = route
                     replaced += 1
         # rule 3: a route we could not replace must not leave our previous version behind
-        orphaned = [self._known[r.identity] for r in refused if r.identity in self._known]
-        deletions = [*to_delete, *orphaned]
-        for start in range(0, len(deletions), self.window):
-            batch = deletions[start : start + self.window]
-            seqs = [self._next_seq() for _ in batch]
-            messages = [
-                packer.del_route(route, seq, NLM_F_REQUEST)
-                for route, seq in zip(batch, seqs, strict=True)
-            ]
-            failed = await self._send_window(messages, seqs, batch, "delete", errors)
-            for position, route in enumerate(batch):
+        orphaned = [known[r.identity] for r in refused if r.identity in known]
+
+        def pack_delete(route: KernelRoute, seq: int) -> bytes:
+            return packer.del_route(route, seq, NLM_F_REQUEST)
+
+        deleting = self._groups([*to_delete, *orphaned], pack_delete, "delete", errors, [])
+        async for window, failed in self._exchange(deleting, "delete", errors):
+            for position, route in enumerate(window.routes):
                 if position not in failed:
-                    self._known.pop(route.identity, None)
+                    known.pop(route.identity, None)
                     self._stale.discard(route.identity)
                     deleted += 1
         return ApplyResult(replaced, deleted, tuple(errors))
@@ -588,43 +585,49 @@ class KernelProgrammer:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
         return self._seq
 
-    async def _send_window(
+    def _groups(
         self,
-        messages: list[bytes],
-        seqs: list[int],
-        routes: list[KernelRoute],
+        routes: Sequence[KernelRoute],
+        pack: Callable[[KernelRoute, int], bytes],
         operation: str,
         errors: list[RouteError],
-    ) -> set[int]:
-        """Send one window, the last message asking for an ACK; return the failed positions."""
-        if not messages:
-            return set()
-        last = messages[-1]
-        messages[-1] = last[:6] + struct.pack("=H", _flag_field(last) | NLM_F_ACK) + last[8:]
-        by_seq = {seq: position for position, seq in enumerate(seqs)}
-        last_seq = seqs[-1]
-        sock = self._require_socket()
-        try:
-            sock.send(b"".join(messages))
-        except OSError as exc:
-            code = exc.errno or errno_codes.EIO
-            errors.extend(RouteError(route, operation, code) for route in routes)
-            return set(range(len(routes)))
-        failed: set[int] = set()
-        done = False
-        while not done:
-            size = await asyncio.get_running_loop().sock_recv_into(sock, self._buffer)
-            for msg_type, seq, message in _messages(memoryview(self._buffer)[:size]):
-                if msg_type != NLMSG_ERROR or seq not in by_seq:
-                    continue
-                code = -_ERROR_HEAD.unpack_from(message, _NLMSGHDR.size)[0]
-                if code and not (operation == "delete" and code == errno_codes.ESRCH):
-                    position = by_seq[seq]
-                    failed.add(position)
-                    errors.append(RouteError(routes[position], operation, code))
-                done = done or seq == last_seq
-        await asyncio.sleep(0)
-        return failed
+        unpacked: list[KernelRoute],
+    ) -> Iterator[list[_Window]]:
+        """The routes packed into windows, ``EXCHANGE_ROUTES`` routes per group (one hand-over,
+        rule 7), lazily: a group is packed while the one before it is in flight. A route that
+        does not pack is an error and goes to ``unpacked``."""
+        for start in range(0, len(routes), EXCHANGE_ROUTES):
+            stop = min(start + EXCHANGE_ROUTES, len(routes))
+            windows: list[_Window] = []
+            for first in range(start, stop, self.window):
+                window = _Window()
+                for route in routes[first : min(first + self.window, stop)]:
+                    seq = self._next_seq()
+                    try:
+                        window.add(pack(route, seq), seq, route)
+                    except OSError as exc:
+                        errors.append(RouteError(route, operation, exc.errno or errno_codes.EINVAL))
+                        unpacked.append(route)
+                if window.routes:
+                    windows.append(window)
+            yield windows
+
+    async def _exchange(
+        self, groups: Iterable[list[_Window] | None], operation: str, errors: list[RouteError]
+    ) -> AsyncIterator[tuple[_Window, set[int]]]:
+        """Each window and its failed positions, the windows sent from a worker thread one group
+        per hand-over, the next group packed while the last is in flight (rule 7)."""
+        sock, buffer, deleting = self._require_socket(), self._buffer, operation == "delete"
+        in_flight: tuple[list[_Window], asyncio.Future[list[_Answer]]] | None = None
+        for windows in itertools.chain(groups, [None]):  # packs a group while one is in flight
+            if in_flight is not None:
+                sent, answers = in_flight
+                in_flight = None
+                for window, answer in zip(sent, await answers, strict=True):
+                    yield window, _failures(window, answer, operation, errors)
+            if windows:
+                thread = asyncio.to_thread(_send_windows, sock, buffer, windows, deleting)
+                in_flight = (windows, asyncio.ensure_future(thread))
 
     async def _dump(self) -> list[KernelRoute]:
         parser = _DumpParser(self.protocol, self.table, self._require_links())
@@ -661,6 +664,89 @@ class KernelProgrammer:
                     route = parser.route(message)
                     if route is not None:
                         routes.append(route)
+
+
+class _Window:
+    """One ``send``: packed messages, their sequence numbers and routes; the last message
+    asks for the ACK (rule 2)."""
+
+    __slots__ = ("messages", "positions", "routes", "last_seq")
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.positions: dict[int, int] = {}
+        self.routes: list[KernelRoute] = []
+        self.last_seq = 0
+
+    def add(self, message: bytes, seq: int, route: KernelRoute) -> None:
+        self.positions[seq] = len(self.routes)
+        self.messages.append(message)
+        self.routes.append(route)
+        self.last_seq = seq
+
+    def payload(self) -> bytes:
+        last = self.messages[-1]
+        acked = last[:6] + struct.pack("=H", _flag_field(last) | NLM_F_ACK) + last[8:]
+        return b"".join([*self.messages[:-1], acked])
+
+
+# What the worker thread reports per window: the errno of a failed ``send``, or the
+# (position, errno) of each refused route.
+_Answer = int | list[tuple[int, int]]
+
+
+def _failures(
+    window: _Window, answer: _Answer, operation: str, errors: list[RouteError]
+) -> set[int]:
+    """The window's failed positions, each recorded in ``errors``."""
+    if isinstance(answer, int):  # the send itself failed: every route in the window
+        errors.extend(RouteError(route, operation, answer) for route in window.routes)
+        return set(range(len(window.routes)))
+    errors.extend(RouteError(window.routes[position], operation, code) for position, code in answer)
+    return {position for position, _code in answer}
+
+
+def _send_windows(
+    sock: socket.socket, buffer: bytearray, windows: Sequence[_Window], deleting: bool
+) -> list[_Answer]:
+    """Blocking, on a worker thread (rule 7): send each window and read its answers, one
+    ``_Answer`` per window. The kernel answers a window inside ``send``, so its replies are
+    queued when ``send`` returns."""
+    answers: list[_Answer] = []
+    for window in windows:
+        try:
+            sock.send(window.payload())
+        except OSError as exc:
+            answers.append(exc.errno or errno_codes.EIO)
+            continue
+        failures: list[tuple[int, int]] = []
+        positions, last_seq = window.positions, window.last_seq
+        done = False
+        while not done:
+            try:
+                size = sock.recv_into(buffer)
+            except BlockingIOError:
+                select.select([sock], [], [])
+                continue
+            for msg_type, seq, message in _messages(memoryview(buffer)[:size]):
+                if msg_type != NLMSG_ERROR or seq not in positions:
+                    continue
+                code = -_ERROR_HEAD.unpack_from(message, _NLMSGHDR.size)[0]
+                if code and not (deleting and code == errno_codes.ESRCH):
+                    failures.append((positions[seq], code))
+                done = done or seq == last_seq
+        answers.append(failures)
+    return answers
+
+
+def _set_buffer(sock: socket.socket, forced: int, capped: int, size: int) -> None:
+    """A socket buffer of ``size``: past ``net.core.[rw]mem_max`` with CAP_NET_ADMIN, else as
+    large as the sysctl allows. Every refused route of a window must fit in the receive buffer
+    (its NLMSG_ERROR is dropped otherwise)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, forced, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, capped, size)
 
 
 def _names_interfaces(routes: Iterable[KernelRoute]) -> bool:

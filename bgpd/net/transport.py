@@ -4,7 +4,8 @@ Rules:
 1. One task per peer (``PeerRunner.run``) owns the peer's sessions and processes one input at a
    time from its inbox: bytes read, connects, accepted connections, the timer, sends from the
    routing core, stop requests. It re-arms ONE timer at the sessions' earliest deadline
-   (aioquic ``transmit``).
+   (aioquic ``transmit``), and yields to the loop after each input: a backlog of reads (a full
+   table arriving) is taken one read per loop turn, so the routing and kernel tasks keep pace.
 2. Reader and connect tasks only post to the inbox; they never touch a session.
 3. Writes go to the stream and are drained when the buffer passes a high-water mark; the core's
    ``send`` returns after that drain (backpressure). A write stuck longer than the hold time
@@ -284,6 +285,7 @@ class PeerRunner:
                     self._log.exception("session crashed; resetting this peer only")
                     await self._crash_reset()
                 self._rearm()
+                await asyncio.sleep(0)
         finally:
             self._teardown()
 

@@ -12,7 +12,7 @@ import pytest
 from kernel_netns import Namespaces, ip_in, ipip_supported, routes
 from pyroute2 import AsyncIPRoute
 
-from bgpd.kernel.netlink import KernelProgrammer
+from bgpd.kernel.netlink import DEFAULT_WINDOW, EXCHANGE_ROUTES, KernelProgrammer
 from bgpd.kernel.plan import BestRoute, KernelRoute, NextHop, PlanConfig, RouteKind, plan_routes
 from encap.devices import TunnelDevices
 from encap.model import EncapMode, NodeTunnelInfo, PoolSpec
@@ -299,3 +299,29 @@ async def test_refused_new_version_removes_the_old_one(
     assert [(e.route, e.errno) for e in result.errors] == [(broken, errno.ENODEV)]
     assert result.deleted == 1
     assert ours(node) == {}
+
+
+async def test_a_table_larger_than_a_hand_over_reports_each_refusal(
+    node: str, programmer: KernelProgrammer
+) -> None:
+    """Rule 7: several groups, one in flight while the next is packed; a refusal anywhere (first
+    route, a window boundary, a later group, the last route) names its own route."""
+    size = 2 * EXCHANGE_ROUTES + DEFAULT_WINDOW // 2
+    hop = (NextHop(ip("192.168.1.20")),)
+    table = [
+        KernelRoute(ipaddress.IPv4Network((0x0B000000 + (index << 8), 24)), nexthops=hop)
+        for index in range(size)
+    ]
+    clashing = [0, DEFAULT_WINDOW, EXCHANGE_ROUTES + 1, size - 1]
+    for index in clashing:
+        ip_in(node, "route", "add", str(table[index].dst), "via", "192.168.1.5", "metric", "1024")
+    result = await programmer.apply(table)
+    assert [(e.route, e.errno) for e in result.errors] == [
+        (table[index], errno.EEXIST) for index in clashing
+    ]
+    assert result.replaced == size - len(clashing)
+    assert len(ours(node)) == size - len(clashing)
+    result = await programmer.apply([])
+    assert (result.deleted, result.errors) == (size - len(clashing), ())
+    assert ours(node) == {}
+    assert len(routes(node, "proto", "boot")) == len(clashing) + 1  # the foreign ones and default

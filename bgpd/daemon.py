@@ -577,8 +577,10 @@ class Daemon:
             batch = self._take_kernel_batch()
             if len(batch) >= KERNEL_TABLE_ROUND:
                 table_until = self._loop.time() + KERNEL_TABLE_QUIET
+            desired_by_family = self._desired_kernel
+            no_routes: dict[Prefix, KernelRoute] = {}
             for family, prefix, old in batch:
-                new = self._desired_kernel.get(family, {}).get(prefix)
+                new = desired_by_family.get(family, no_routes).get(prefix)
                 if new is not None:
                     upserts.append(new)
                 if old is not None and (new is None or new.identity != old.identity):

@@ -613,7 +613,7 @@ class KernelProgrammer:
             yield windows
 
     async def _exchange(
-        self, groups: Iterable[list[_Window] | None], operation: str, errors: list[RouteError]
+        self, groups: Iterable[list[_Window]], operation: str, errors: list[RouteError]
     ) -> AsyncIterator[tuple[_Window, set[int]]]:
         """Each window and its failed positions, the windows sent from a worker thread one group
         per hand-over, the next group packed while the last is in flight (rule 7)."""
@@ -670,24 +670,22 @@ class _Window:
     """One ``send``: packed messages, their sequence numbers and routes; the last message
     asks for the ACK (rule 2)."""
 
-    __slots__ = ("messages", "positions", "routes", "last_seq")
+    __slots__ = ("messages", "positions", "routes")
 
     def __init__(self) -> None:
         self.messages: list[bytes] = []
-        self.positions: dict[int, int] = {}
+        self.positions: dict[int, int] = {}  # sequence number -> position, in sending order
         self.routes: list[KernelRoute] = []
-        self.last_seq = 0
 
     def add(self, message: bytes, seq: int, route: KernelRoute) -> None:
         self.positions[seq] = len(self.routes)
         self.messages.append(message)
         self.routes.append(route)
-        self.last_seq = seq
 
     def payload(self) -> bytes:
         last = self.messages[-1]
-        acked = last[:6] + struct.pack("=H", _flag_field(last) | NLM_F_ACK) + last[8:]
-        return b"".join([*self.messages[:-1], acked])
+        self.messages[-1] = last[:6] + struct.pack("=H", _flag_field(last) | NLM_F_ACK) + last[8:]
+        return b"".join(self.messages)
 
 
 # What the worker thread reports per window: the errno of a failed ``send``, or the
@@ -720,7 +718,8 @@ def _send_windows(
             answers.append(exc.errno or errno_codes.EIO)
             continue
         failures: list[tuple[int, int]] = []
-        positions, last_seq = window.positions, window.last_seq
+        positions = window.positions
+        last_seq = next(reversed(positions))
         done = False
         while not done:
             try:

@@ -120,8 +120,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from bgpd.config import NODENAME_FILE, ConfigError
+    from bgpd.config import NODENAME_FILE
     from bgpd.daemon import Daemon
+    from bgpd.errors import ConfigError
     from bgpd.log import configure_logging
 
     try:
@@ -151,15 +152,15 @@ def cmd_datastore_load(args: argparse.Namespace) -> int:
     import yaml
 
     from bgpd.datastore.etcd import put_pairs
-    from bgpd.datastore.etcd_settings import ConfigError as EtcdConfigError
     from bgpd.datastore.etcd_settings import EtcdSettings
     from bgpd.datastore.file import parse_documents
     from bgpd.datastore.schema import RecordError, etcd_pair
+    from bgpd.errors import ConfigError
 
     try:
         settings = EtcdSettings.from_url(args.etcd)
-    except EtcdConfigError as exc:
-        print(f"bgpd: invalid --etcd {args.etcd!r}: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"bgpd: --etcd: {exc}", file=sys.stderr)
         return 2
     with open(args.file) as handle:
         text = handle.read()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgpd.datastore import DEFAULT_DATASTORE
-from bgpd.datastore.etcd_settings import ConfigError as EtcdConfigError
 from bgpd.datastore.etcd_settings import EtcdSettings
+from bgpd.errors import ConfigError as ConfigError  # re-exported: what a bad setting raises
 
 DEFAULT_CONTROL_SOCKET = "/var/run/calico/bird.ctl"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9179"
@@ -25,15 +25,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "none")
 LOG_FORMATS = ("json", "console", "auto")  # auto: console on a terminal, else JSON
 # BIRD/Calico severities (calico-bgp.md §2.3) mapped onto ours.
 _LEVEL_ALIASES = {"warn": "warning", "fatal": "critical", "panic": "critical"}
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid: names the field and the value."""
-
-    def __init__(self, name: str, value: object, reason: str) -> None:
-        super().__init__(f"invalid {name} {value!r}: {reason}")
-        self.name = name
-        self.value = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +78,22 @@ def _listen(name: str, raw: str) -> tuple[str, int] | None:
 
 
 def _datastore(flag: str | None, environ: Mapping[str, str]) -> FileSource | EtcdSource:
-    try:
-        if flag:
-            if flag.startswith("file:"):
-                path = Path(flag[len("file:") :])
-                if not path.is_file():
-                    raise ConfigError("--datastore", flag, "no such file")
-                return FileSource(path)
-            if flag.startswith(("etcd://", "etcds://")):
-                return EtcdSource(EtcdSettings.from_url(flag))
-            raise ConfigError("--datastore", flag, "must be file:PATH or etcd://HOST:PORT[,...]")
-        kind = environ.get("DATASTORE_TYPE", "").strip()
-        if kind == "etcdv3":
-            return EtcdSource(EtcdSettings.from_env(environ))
-        if kind not in ("", "file"):
-            raise ConfigError(
-                "DATASTORE_TYPE", kind, "supported: etcdv3 (or --datastore file:PATH)"
-            )
-    except EtcdConfigError as exc:
-        raise ConfigError("datastore", flag or environ.get("ETCD_ENDPOINTS", ""), str(exc)) from exc
+    """``--datastore``, else ``DATASTORE_TYPE``; a bad etcd setting raises ``ConfigError`` from
+    ``etcd_settings``, naming its variable."""
+    if flag:
+        if flag.startswith("file:"):
+            path = Path(flag[len("file:") :])
+            if not path.is_file():
+                raise ConfigError("--datastore", flag, "no such file")
+            return FileSource(path)
+        if flag.startswith(("etcd://", "etcds://")):
+            return EtcdSource(EtcdSettings.from_url(flag))
+        raise ConfigError("--datastore", flag, "must be file:PATH or etcd://HOST:PORT[,...]")
+    kind = environ.get("DATASTORE_TYPE", "").strip()
+    if kind == "etcdv3":
+        return EtcdSource(EtcdSettings.from_env(environ))
+    if kind not in ("", "file"):
+        raise ConfigError("DATASTORE_TYPE", kind, "supported: etcdv3 (or --datastore file:PATH)")
     return FileSource(DEFAULT_DATASTORE, embedded=True)
 
 

@@ -28,11 +28,13 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from bgpd.health import HealthResult
+from bgpd.session.events import State
 from bgpd.status import StatusProvider
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 DEFAULT_METRICS_PORT = 9179
-SESSION_STATES = ("Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established")
+SESSION_STATES = tuple(state.bird_name for state in State)
+ESTABLISHED = State.ESTABLISHED.bird_name
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request head
 
 log = structlog.get_logger("bgpd.metrics")
@@ -130,7 +132,7 @@ class _StatusCollector(Collector):
             key = [peer.name, peer.peer_ip]
             for name in SESSION_STATES:
                 state.add_metric([*key, name], int(peer.state == name))
-            up = peer.state == "Established"
+            up = peer.state == ESTABLISHED
             established.add_metric(key, int(up))
             uptime.add_metric(key, max(0.0, now - peer.since) if up else 0.0)
             peer_as.add_metric(key, peer.peer_as)

@@ -7,16 +7,21 @@ Rules:
    ``route_refresh_received``, ``set_local_routes``, ``set_policy``, ``timer``. After calling
    any of them, call ``drain()`` and run the returned outputs, then re-arm one timer at
    ``next_deadline()``.
-2. Outputs are values: ``SendToPeer`` (whole BGP messages, in order) and ``BestChanged`` (the
-   kernel's view of a prefix), plus ``RibConverged`` when a deferred selection after our own
+2. Outputs are values: ``BestChanged`` (the kernel's view of a prefix), ``PeerHasOutput`` (a
+   peer has messages waiting), plus ``RibConverged`` when a deferred selection after our own
    restart ends (the kernel may then remove whatever it still holds that is not in the RIB).
+   Messages are pulled, not pushed: ``take(peer_id, budget)`` encodes at most ``budget``
+   prefixes of that peer's staged changes when its socket can take them (aioquic's
+   ``datagrams_to_send``, BIRD's ``bgp_fire_tx``); the rest stays staged and coalesces, so a
+   slow peer holds levels, never a queue of stale encoded UPDATEs.
 3. Levels, not edges: a change only marks its prefix dirty; ``drain`` reads the current best
-   for each dirty prefix, so bursts coalesce, and each peer's Adj-RIB-Out is diffed against
-   what it was sent.
+   for each dirty prefix, so bursts coalesce, and stages it in each peer's Adj-RIB-Out, which
+   is diffed against what the peer was sent. End-of-RIB (RFC 4724 §2) and the enhanced route
+   refresh's EoRR (RFC 7313 §4) follow only once everything staged before them was taken.
 4. The hot path works per attribute set, not per prefix, when the policies allow
    (``Policy.prefix_independent``): import and export results are cached per interned
-   attributes / path, and equal UPDATE groups are encoded once per drain for all peers in the
-   same encoding context.
+   attributes / path, and equal UPDATE groups are encoded once for all peers in the same
+   encoding context (a small cache of the latest encodings, ``ENCODE_CACHE_GROUPS``).
 5. Pure: imports ``bgpd.rib`` and ``bgpd.wire``; no IO, no clock; never ``bgpd.session``.
 """
 
@@ -49,6 +54,7 @@ from bgpd.wire.types import IPV4_UNICAST, IPV6_UNICAST, Family, IPAddress, PathA
 
 REFRESH_REQUEST, REFRESH_BEGIN, REFRESH_END = 0, 1, 2  # RFC 7313 §3.2 subtypes
 _CACHE_LIMIT = 65536
+ENCODE_CACHE_GROUPS = 64  # rule 4: encoded UPDATE groups kept for peers taking the same change
 _MISSING = object()
 
 
@@ -83,11 +89,10 @@ class PeerSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class SendToPeer:
-    """Whole BGP messages for one peer, to be written in order."""
+class PeerHasOutput:
+    """``take(peer_id, budget)`` has messages for this peer (rule 2)."""
 
     peer_id: str
-    messages: list[bytes]
 
 
 class BestChanged(NamedTuple):
@@ -106,7 +111,7 @@ class RibConverged:
     reported; routes installed before the restart and not reported since are stale."""
 
 
-Output = SendToPeer | BestChanged | RibConverged
+Output = PeerHasOutput | BestChanged | RibConverged
 
 
 class _Peer:
@@ -122,6 +127,7 @@ class _Peer:
         "full_sync",
         "eor_pending",
         "refresh_answer",
+        "refresh_begun",
         "control",
         "import_cache",
         "export_cache",
@@ -148,6 +154,7 @@ class _Peer:
         self.full_sync: set[Family] = set(families)
         self.eor_pending: set[Family] = set(families)
         self.refresh_answer: set[Family] = set()
+        self.refresh_begun: set[Family] = set()
         self.control: list[bytes] = []
         self.import_cache: dict[tuple[Family, PathAttributes], Path | None] = {}
         self.export_cache: dict[Family, dict[Path, PathAttributes | None]] = {
@@ -193,6 +200,7 @@ class Speaker:
         self._tx_ids: dict[tuple[str, int], int] = {}
         self._next_index = 1
         self._converged_pending = False
+        self._encode_cache: EncodeCache = {}
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -388,25 +396,70 @@ class Speaker:
             self._check_deferral(now)
 
     def drain(self) -> list[Output]:
-        """Rule 3: everything to do now, in order."""
+        """Rule 3: everything to do now, in order; messages wait for ``take`` (rule 2)."""
         outputs: list[Output] = []
         deferring = self.deferral is not None
-        dirty = {f: self._dirty_prefixes(f) for f in self._dirty} if not deferring else {}
         if not deferring:
+            dirty = {f: self._dirty_prefixes(f) for f in self._dirty}
             for family, prefixes in dirty.items():
                 outputs += self._best_changes(family, prefixes)
             if self._converged_pending:
                 outputs.append(RibConverged())
                 self._converged_pending = False
-        encode_cache: EncodeCache = {}
-        for peer in self._peers.values():
-            messages = peer.control
-            peer.control = []
-            if not deferring:
-                messages += self._peer_updates(peer, dirty, encode_cache)
-            if messages:
-                outputs.append(SendToPeer(peer.peer_id, messages))
+            for peer in self._peers.values():
+                self._stage_peer(peer, dirty)
+        outputs += [PeerHasOutput(p) for p in self._peers if self.has_output(p)]
         return outputs
+
+    def has_output(self, peer_id: str) -> bool:
+        """Whether ``take`` would return messages for the peer now."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return False
+        if peer.control:
+            return True
+        if self.deferral is not None:
+            return False  # RFC 4724 §4.1: our UPDATEs and End-of-RIB wait for the selection
+        return bool(
+            peer.eor_pending
+            or peer.refresh_answer
+            or any(out.pending for out in peer.adj_out.values())
+        )
+
+    def take(self, peer_id: str, budget: int | None = None) -> list[bytes]:
+        """Rule 2: the peer's next messages in order, at most ``budget`` prefixes' worth of
+        UPDATEs (all of them without a budget); End-of-RIB and EoRR after the last of a family."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return []
+        messages = peer.control
+        peer.control = []
+        if self.deferral is not None:
+            return messages
+        room = budget
+        cache = self._encode_cache
+        for family, out in peer.adj_out.items():
+            answering = family in peer.refresh_answer
+            if answering and family not in peer.refresh_begun:
+                peer.refresh_begun.add(family)
+                messages.append(encode_route_refresh(RouteRefresh(family, REFRESH_BEGIN)))
+            if out.pending and (room is None or room > 0):
+                staged = len(out.pending)
+                messages += out.take(peer.negotiated, None if out.add_path else cache, room)
+                if room is not None:
+                    room -= min(room, staged)
+            if out.pending:
+                continue
+            if answering:
+                peer.refresh_answer.discard(family)
+                peer.refresh_begun.discard(family)
+                messages.append(encode_route_refresh(RouteRefresh(family, REFRESH_END)))
+            if family in peer.eor_pending:
+                peer.eor_pending.discard(family)
+                messages.append(out.end_of_rib())
+        while len(cache) > ENCODE_CACHE_GROUPS:
+            del cache[next(iter(cache))]
+        return messages
 
     def _dirty_prefixes(self, family: Family) -> list[Prefix]:
         """Every prefix changed since the last drain, once, in order of first change."""
@@ -554,10 +607,9 @@ class Speaker:
 
     # -- export --------------------------------------------------------------------------------
 
-    def _peer_updates(
-        self, peer: _Peer, dirty: Mapping[Family, list[Prefix]], encode_cache: EncodeCache
-    ) -> list[bytes]:
-        messages: list[bytes] = []
+    def _stage_peer(self, peer: _Peer, dirty: Mapping[Family, list[Prefix]]) -> None:
+        """Rule 3: the peer's desired state for every changed prefix (every prefix on a full
+        sync) goes into its Adj-RIB-Out, waiting for ``take``."""
         for family, out in peer.adj_out.items():
             loc = self.loc_ribs.get(family)
             if loc is None:
@@ -570,17 +622,6 @@ class Speaker:
             else:
                 prefixes = dirty.get(family, [])
             self._stage(peer, family, out, loc, prefixes)
-            answering = family in peer.refresh_answer
-            if answering:
-                messages.append(encode_route_refresh(RouteRefresh(family, REFRESH_BEGIN)))
-            messages += out.take(peer.negotiated, None if out.add_path else encode_cache)
-            if answering:
-                peer.refresh_answer.discard(family)
-                messages.append(encode_route_refresh(RouteRefresh(family, REFRESH_END)))
-            if family in peer.eor_pending:
-                peer.eor_pending.discard(family)
-                messages.append(out.end_of_rib())
-        return messages
 
     def _stage(
         self,

@@ -7,12 +7,21 @@ Rules:
    they can be tested against a fake and the daemon can change inside.
 3. Times are seconds since the epoch (wall clock, supplied by the daemon), so "since" columns
    mean the same thing in every process.
+4. Words follow BIRD's: capabilities as its ``Neighbor caps`` line names them, routes as
+   ``show route`` prints them (``route_status``).
+5. Pure: values in, values out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from bgpd.rib.route import Path
+from bgpd.wire.constants import Origin, SegmentType
+from bgpd.wire.negotiated import Negotiated
+from bgpd.wire.types import Family, Prefix, next_hop_to_str, prefix_to_network
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +113,53 @@ class FixedStatus:
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
         return [route for route in self.routes if prefix is None or route.prefix == prefix]
+
+
+def capability_names(negotiated: Negotiated) -> tuple[str, ...]:
+    """The negotiated capabilities as BIRD's ``Neighbor caps`` line names them
+    (``bgp_show_capabilities``): refresh, enhanced-refresh, restart-able/aware, llgr, AS4,
+    add-path, ext-messages (rule 4)."""
+    names: list[str] = []
+    if negotiated.route_refresh:
+        names.append("refresh")
+    if negotiated.enhanced_route_refresh:
+        names.append("enhanced-refresh")
+    restart = negotiated.peer_graceful_restart
+    if restart is not None:
+        names.append("restart-able" if restart.families else "restart-aware")
+    if negotiated.peer_llgr is not None:
+        names.append("llgr-aware")
+    if negotiated.asn4:
+        names.append("AS4")
+    if negotiated.add_path_rx or negotiated.add_path_tx:
+        rx, tx = bool(negotiated.add_path_rx), bool(negotiated.add_path_tx)
+        names.append("add-path" + ("-rx" if rx and not tx else "-tx" if tx and not rx else ""))
+    if negotiated.extended_message:
+        names.append("ext-messages")
+    return tuple(names)
+
+
+def route_status(
+    family: Family, prefix: Prefix, path: Path, best: bool, names: Mapping[str, str]
+) -> RouteStatus:
+    """One Loc-RIB candidate as ``show route`` presents it (rule 4); ``names`` maps a session's
+    peer id to the name shown."""
+    attrs = path.attrs
+    return RouteStatus(
+        prefix=str(prefix_to_network(prefix, family)),
+        next_hop=next_hop_to_str(attrs.next_hop) if attrs.next_hop else "",
+        as_path=tuple(
+            asn
+            for segment in attrs.as_path
+            if segment.type in (SegmentType.AS_SEQUENCE, SegmentType.AS_SET)
+            for asn in segment.asns
+        ),
+        best=best,
+        peer="local" if path.source.local else names.get(path.source.peer_id, path.source.peer_id),
+        peer_ip="" if path.source.local else str(path.source.address),
+        origin=Origin(attrs.origin).name.lower(),
+        local_pref=attrs.local_pref,
+        med=attrs.med,
+        communities=tuple(f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities),
+        large_communities=tuple(f"{a}:{b}:{c}" for a, b, c in attrs.large_communities),
+    )

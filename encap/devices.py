@@ -15,6 +15,9 @@ Rules (calico-bgp.md §3.2, §3.3, §3.5; Felix ``vxlan_mgr``, ``route_mgr``, ``
 5. A kernel without the ``ipip`` link type (NetlinkError 95 / unknown type) raises
    ``EncapUnsupported`` naming the pools that need it; nothing else is affected, so the caller
    keeps every other pool working and reports degraded readiness.
+6. ``converge(plan)`` brings a whole ``TunnelPlan`` about and never raises for a device: each
+   device that cannot be built is a problem in the returned ``TunnelReport`` (with the pools
+   that cannot be routed), and the other devices still converge.
 """
 
 from __future__ import annotations
@@ -34,12 +37,17 @@ from encap.vxlan import (
     FdbEntry,
     IpipDeviceSpec,
     NeighbourEntry,
+    TunnelPlan,
     VxlanDeviceSpec,
     VxlanL2State,
     VxlanLinkState,
+    desired_l2,
     diff_entries,
     incompatibilities,
+    ipip_device_spec,
     normalise_mac,
+    remote_vtep,
+    vxlan_device_spec,
 )
 
 NUD_NOARP = 0x40
@@ -86,6 +94,55 @@ class DeviceReport:
 class L2Report:
     added: tuple[NeighbourEntry | FdbEntry, ...] = ()
     removed: tuple[NeighbourEntry | FdbEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelReport:
+    """What ``converge`` could not do (rule 6): one line per device, the pools left unroutable,
+    and the devices recreated because they were incompatible (device, reasons)."""
+
+    problems: tuple[str, ...] = ()
+    unroutable_pools: tuple[str, ...] = ()
+    recreated: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+async def converge(plan: TunnelPlan | None) -> TunnelReport:
+    """Rule 6: the devices of ``plan`` (None or an empty plan: nothing to keep)."""
+    if plan is None or not (plan.vxlan_versions or plan.ipip_pools):
+        return TunnelReport()
+    problems: list[str] = []
+    unroutable: list[str] = []
+    recreated: list[tuple[str, tuple[str, ...]]] = []
+    local = plan.local
+    async with AsyncIPRoute() as ipr:
+        devices = TunnelDevices(ipr)
+        for version in plan.vxlan_versions:
+            address = local.address(version)
+            try:
+                if address is None:
+                    raise DeviceError(f"node has no IPv{version} address for VXLAN")
+                parent = await devices.find_parent(address.ip)
+                spec = vxlan_device_spec(local, version, parent.mtu, parent.name)
+                if spec is None:
+                    continue
+                report = await devices.ensure_vxlan(spec)
+                if report.recreated_because:
+                    recreated.append((spec.name, report.recreated_because))
+                vteps = [v for n in plan.others if (v := remote_vtep(n, version)) is not None]
+                await devices.reconcile_l2(spec.name, desired_l2(vteps, local.name))
+            except (DeviceError, OSError) as exc:
+                problems.append(f"vxlan (IPv{version}): {exc}")
+        if plan.ipip_pools:
+            try:
+                address = local.address(4)
+                mtu = (await devices.find_parent(address.ip)).mtu if address else 1500
+                await devices.ensure_ipip(ipip_device_spec(local, mtu), plan.ipip_pools)
+            except EncapUnsupported as exc:
+                problems.append(str(exc))
+                unroutable.extend(exc.pools)
+            except (DeviceError, OSError) as exc:
+                problems.append(f"ipip: {exc}")
+    return TunnelReport(tuple(problems), tuple(sorted(set(unroutable))), tuple(recreated))
 
 
 def _vxlan_state(link: Any) -> VxlanLinkState | None:

@@ -172,6 +172,18 @@ class VxlanL2State:
     conflicts: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class TunnelPlan:
+    """The tunnel devices a node keeps: a VXLAN device per IP version in ``vxlan_versions``, with
+    the neighbour and FDB entries of every other node's VTEP (rules 2, 4, 5), and ``tunl0`` for
+    the IP-in-IP pools named in ``ipip_pools`` (rule 3)."""
+
+    local: NodeTunnelInfo
+    others: tuple[NodeTunnelInfo, ...] = ()
+    vxlan_versions: tuple[int, ...] = ()
+    ipip_pools: tuple[str, ...] = ()
+
+
 def remote_vtep(node: NodeTunnelInfo, version: int) -> RemoteVtep | None:
     """The VTEP of another node, or None when it has no tunnel address or node IP."""
     tunnel_addr = node.vxlan_tunnel_addr(version)

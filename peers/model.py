@@ -7,6 +7,9 @@ Rules:
    the API defaults, and "unset" is ``None`` where Calico distinguishes unset from a value.
 3. Label maps are compared but excluded from hashing (a dict is not hashable).
 4. A ``Snapshot`` is immutable: the cache builds a new one per change set.
+5. One name, one meaning: a pool's ``ipipMode``/``vxlanMode`` is ``encap.model.EncapMode``; the
+   BGPFilter resource types are ``Filter*`` (the routing engine's own match and operation types
+   live in ``bgpd.rib.policy``, and ``bgpd.calico.filters`` is the one translation).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, TypeVar
+
+from encap.model import EncapMode
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -34,14 +39,6 @@ EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-class EncapMode(StrEnum):
-    """IPPool ``ipipMode``/``vxlanMode`` (calico-bgp.md §1.2.4)."""
-
-    NEVER = "Never"
-    ALWAYS = "Always"
-    CROSS_SUBNET = "CrossSubnet"
-
-
 class AffinityState(StrEnum):
     """Block affinity state (calico-bgp.md §1.3.2); an empty value is implicitly confirmed."""
 
@@ -50,7 +47,7 @@ class AffinityState(StrEnum):
     PENDING_DELETION = "pendingDeletion"
 
 
-class NextHopMode(StrEnum):
+class PeerNextHopMode(StrEnum):
     """BGPPeer ``nextHopMode`` (calico-bgp.md §1.2.3, §2.8 item 12)."""
 
     AUTO = "Auto"
@@ -148,7 +145,7 @@ class BGPPeer:
     as_number: int | None = None
     local_as_number: int | None = None
     keep_original_next_hop: bool = False
-    next_hop_mode: NextHopMode | None = None
+    next_hop_mode: PeerNextHopMode | None = None
     password: SecretKeyRef | None = None
     source_address: str = "UseNodeIP"  # "UseNodeIP" | "None"
     max_restart_time: float | None = None
@@ -209,7 +206,9 @@ class FilterAction(StrEnum):
     REJECT = "Reject"
 
 
-class MatchOperator(StrEnum):
+class FilterMatchOperator(StrEnum):
+    """BGPFilter rule ``matchOperator`` (§1.2.5)."""
+
     EQUAL = "Equal"
     NOT_EQUAL = "NotEqual"
     IN = "In"
@@ -217,27 +216,27 @@ class MatchOperator(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class AddCommunity:
+class FilterAddCommunity:
     """BGPFilter operation ``addCommunity`` (§1.2.5)."""
 
     value: Community
 
 
 @dataclass(frozen=True, slots=True)
-class PrependASPath:
+class FilterPrependASPath:
     """BGPFilter operation ``prependASPath``: the result reads as ``prefix`` then the path."""
 
     prefix: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class SetPriority:
+class FilterSetPriority:
     """BGPFilter operation ``setPriority``: the route metric (§2.10)."""
 
     value: int
 
 
-FilterOperation = AddCommunity | PrependASPath | SetPriority
+FilterOperation = FilterAddCommunity | FilterPrependASPath | FilterSetPriority
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +245,7 @@ class BGPFilterRule:
 
     action: FilterAction
     cidr: IPNetwork | None = None
-    match_operator: MatchOperator | None = None
+    match_operator: FilterMatchOperator | None = None
     prefix_length_min: int | None = None
     prefix_length_max: int | None = None
     source: str = ""  # "" | "RemotePeers"

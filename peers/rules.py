@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from peers.model import IPAddress, NextHopMode
+from peers.model import IPAddress, PeerNextHopMode
 from peers.spec import BGP_PORT, SessionKind, SessionSpec, session_name
 
 
@@ -42,7 +42,7 @@ class PeerRecord:
     ttl_security: int = 0
     filters: tuple[str, ...] = ()
     reachable_by: IPAddress | None = None
-    next_hop_mode: NextHopMode | None = None
+    next_hop_mode: PeerNextHopMode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +72,13 @@ def build_session(kind: SessionKind, record: PeerRecord, local: LocalNode) -> Se
         return None
     local_as = record.local_as_num if record.local_as_num else local.as_number
     is_ebgp = record.as_num != local_as
-    next_hop: NextHopMode
-    if record.next_hop_mode in (NextHopMode.SELF, NextHopMode.KEEP):
+    next_hop: PeerNextHopMode
+    if record.next_hop_mode in (PeerNextHopMode.SELF, PeerNextHopMode.KEEP):
         next_hop = record.next_hop_mode
     elif record.keep_next_hop and is_ebgp:
-        next_hop = NextHopMode.KEEP
+        next_hop = PeerNextHopMode.KEEP
     else:
-        next_hop = NextHopMode.AUTO
+        next_hop = PeerNextHopMode.AUTO
     cluster = reflector_cluster(local, record.as_num, local_as, record.rr_cluster_id)
     return SessionSpec(
         name=session_name(kind, record.ip, record.port),

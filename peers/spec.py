@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
-from peers.model import IPAddress, NextHopMode
+from peers.model import IPAddress, PeerNextHopMode
 
 BGP_PORT = 179  # RFC 4271 §8.2.1
 
@@ -51,7 +51,7 @@ class SessionSpec:
     ttl_security: int | None = None  # GTSM hop count (RFC 5082); None = off, plain multihop
     rr_client: bool = False
     cluster_id: ipaddress.IPv4Address | None = None  # RFC 4456 §7, set with rr_client
-    next_hop_mode: NextHopMode = NextHopMode.AUTO
+    next_hop_mode: PeerNextHopMode = PeerNextHopMode.AUTO
     num_allowed_local_as: int = 0
     filters: tuple[str, ...] = ()
     reachable_by: IPAddress | None = None

@@ -6,6 +6,8 @@ Rules (../shared/design/architecture.md §2):
 2. ``peers`` and ``encap`` never import ``bgpd``.
 3. ``bgpd.session`` and ``bgpd.rib`` do not import each other.
 4. A pure module imports no IO module of ours either (purity holds transitively).
+5. The routing core (``bgpd.wire``, ``bgpd.session``, ``bgpd.rib``, ``bgpd.speaker``,
+   ``bgpd.router``) never imports Calico's rules (``bgpd.calico``) or its model (``peers``).
 Edge modules (the IO shell) are listed explicitly in ``IO_MODULES``; everything else is pure.
 """
 
@@ -31,11 +33,15 @@ IO_MODULES = {
     "bgpd.control.commands",
     "bgpd.datastore.etcd",
     "bgpd.datastore.file",
+    "bgpd.datastore.source",
     "bgpd.kernel.netlink",
     "bgpd.kernel.linkwatch",
-    "bgpd.kernel.apply",
+    "bgpd.kernel.sync",
     "encap.devices",
 }
+
+ROUTING_CORE = ("bgpd.wire", "bgpd.session", "bgpd.rib", "bgpd.speaker", "bgpd.router")
+CALICO = ("bgpd.calico", "peers")
 
 FORBIDDEN_IN_PURE = {
     "asyncio",
@@ -61,8 +67,12 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _within(module: str, packages: tuple[str, ...] | set[str]) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in packages)
+
+
 def _is_io(module: str) -> bool:
-    return any(module == m or module.startswith(m + ".") for m in IO_MODULES)
+    return _within(module, IO_MODULES)
 
 
 def _imports(tree: ast.AST) -> list[str]:
@@ -98,6 +108,9 @@ def test_layer_rules(path: Path) -> None:
         assert not any(n.startswith("bgpd.rib") for n in imported), module
     if module.startswith("bgpd.rib"):
         assert not any(n.startswith("bgpd.session") for n in imported), module
+    if _within(module, ROUTING_CORE):
+        calico = sorted(n for n in imported if _within(n, CALICO))
+        assert not calico, f"routing core module {module} imports {calico}"
 
 
 def test_every_package_is_scanned() -> None:

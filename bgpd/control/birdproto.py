@@ -38,7 +38,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from bgpd.session.events import State
 from bgpd.status import DaemonStatus, PeerStatus, RouteStatus, StatusProvider
+
+ESTABLISHED = State.ESTABLISHED.bird_name
+WAITING_STATES = (State.IDLE.bird_name, State.ACTIVE.bird_name)  # a passive session's "Passive"
 
 View = Literal["ipv4", "ipv6", "all"]
 
@@ -363,7 +367,7 @@ def show_status(
         ),
     ]
     if status.graceful_restart_recovering:
-        waiting = sum(1 for peer in peers if peer.state != "Established")
+        waiting = sum(1 for peer in peers if peer.state != ESTABLISHED)
         left = max(0, DEFAULT_GR_WAIT - int(now - status.started))
         body += [
             (GRACEFUL_RESTART_STATUS, "Graceful restart recovery in progress"),
@@ -378,13 +382,13 @@ def show_status(
 
 def protocol_state(peer: PeerStatus) -> str:
     """BIRD's protocol state column (``proto_state_name``): ``up`` once Established."""
-    return "up" if peer.state == "Established" else "start"
+    return "up" if peer.state == ESTABLISHED else "start"
 
 
 def bgp_state_description(peer: PeerStatus) -> str:
     """The first word of BIRD's info column (``bgp_state_dsc``): the RFC 4271 state name, or
     ``Passive`` for a passive session waiting for its peer. Calico's readiness reads it."""
-    if peer.passive and peer.state in ("Idle", "Active"):
+    if peer.passive and peer.state in WAITING_STATES:
         return "Passive"
     return peer.state
 
@@ -394,7 +398,7 @@ def _protocol_row(name: str, proto: str, state: str, since: str, info: str) -> s
 
 
 def _bgp_info(peer: PeerStatus) -> str:
-    error_text = peer.last_error if peer.state != "Established" else ""
+    error_text = peer.last_error if peer.state != ESTABLISHED else ""
     return f"{bgp_state_description(peer):<14}{error_text}"
 
 
@@ -503,7 +507,7 @@ def _peer_details(
         "  Output filter:  ACCEPT",
     ]
     if status.graceful_restart_recovering:
-        pending = peer.state != "Established"
+        pending = peer.state != ESTABLISHED
         lines.append("  GR recovery:   " + (" pending" if pending else ""))
     lines += _route_stats(
         peer.prefixes_accepted or peer.prefixes_received,
@@ -518,7 +522,7 @@ def _peer_details(
     ]
     if peer.graceful_restart == "restarting":
         lines.append("    Neighbor graceful restart active")
-    if peer.state == "Established":
+    if peer.state == ESTABLISHED:
         session = ("internal multihop" if internal else "external") + (
             " AS4" if "AS4" in peer.capabilities else ""
         )

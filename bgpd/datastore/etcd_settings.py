@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from bgpd.errors import ConfigError
+
 RESOURCES_PREFIX = "/calico/resources/v3/projectcalico.org/"
 IPAM_PREFIX = "/calico/ipam/v2/"
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"  # libcalico-go apiconfig default
@@ -32,10 +34,6 @@ _USERNAME_VAR = "ETCD_USERNAME"
 _PASSWORD_VAR = "ETCD_PASSWORD"
 _DISCOVERY_VAR = "ETCD_DISCOVERY_SRV"
 _URL_NAME = "datastore URL"
-
-
-class ConfigError(ValueError):
-    """A connection setting is invalid; the message names the variable and the value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +76,7 @@ class EtcdSettings:
             return environ.get(name, "").strip() or None
 
         if value(_DISCOVERY_VAR) is not None:
-            raise ConfigError(f"{_DISCOVERY_VAR}={environ[_DISCOVERY_VAR]!r}: not supported")
+            raise ConfigError(_DISCOVERY_VAR, environ[_DISCOVERY_VAR], "not supported")
         tls_files = {
             name: _existing_file(name, value(name)) for name in (_CA_VAR, _CERT_VAR, _KEY_VAR)
         }
@@ -105,7 +103,7 @@ class EtcdSettings:
         """Parse the CLI form ``etcd://host:port[,host:port]`` (``etcds://`` for TLS)."""
         scheme, sep, rest = url.partition("://")
         if not sep or scheme not in ("etcd", "etcds"):
-            raise ConfigError(f"{_URL_NAME}={url!r}: expected etcd://host:port[,host:port]")
+            raise ConfigError(_URL_NAME, url, "expected etcd://host:port[,host:port]")
         tls = scheme == "etcds"
         items = _split_list(_URL_NAME, url, rest)
         return cls(endpoints=tuple(_parse_host_port(_URL_NAME, url, item, tls) for item in items))
@@ -113,21 +111,21 @@ class EtcdSettings:
 
 def _existing_file(name: str, path: str | None) -> str | None:
     if path is not None and not os.path.isfile(path):
-        raise ConfigError(f"{name}={path!r}: no such file")
+        raise ConfigError(name, path, "no such file")
     return path
 
 
 def _require_pair(values: Mapping[str, str | None], first: str, second: str) -> None:
     if (values[first] is None) != (values[second] is None):
         missing, present = (second, first) if values[second] is None else (first, second)
-        raise ConfigError(f"{missing} must be set together with {present}={values[present]!r}")
+        raise ConfigError(present, values[present], f"{missing} must be set too")
 
 
 def _split_list(name: str, raw: str, listed: str) -> list[str]:
     """The comma-separated items of ``listed`` (a part of ``raw``, the value of ``name``)."""
     items = [item.strip() for item in listed.split(",")]
     if not all(items):
-        raise ConfigError(f"{name}={raw!r}: empty endpoint in the list")
+        raise ConfigError(name, raw, "empty endpoint in the list")
     return items
 
 
@@ -136,7 +134,7 @@ def _parse_endpoint(name: str, raw: str, item: str, default_tls: bool) -> Endpoi
         return _parse_host_port(name, raw, item, default_tls)
     parts = urlsplit(item)
     if parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
-        raise ConfigError(f"{name}={raw!r}: {item!r} is not http(s)://host:port")
+        raise ConfigError(name, raw, f"{item!r} is not http(s)://host:port")
     return _parse_host_port(name, raw, parts.netloc, parts.scheme == "https")
 
 
@@ -144,7 +142,7 @@ def _parse_host_port(name: str, raw: str, item: str, tls: bool) -> Endpoint:
     host, sep, port_text = item.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{name}={raw!r}: {item!r} is not host:port")
+        raise ConfigError(name, raw, f"{item!r} is not host:port")
     return Endpoint(host=host, port=int(port_text), tls=tls)
 
 

@@ -130,10 +130,12 @@ class FileDatastore:
         return _identity(self.path) != self._identity
 
     async def watch(self) -> AsyncGenerator[Snapshot, None]:
-        """The first snapshot as soon as the file reads, then one per content change."""
-        first = self.reload()
-        if first is not None:
-            yield first
+        """The first snapshot as soon as the file reads (unless ``reload`` already read it),
+        then one per content change."""
+        if not self.loads:
+            first = self.reload()
+            if first is not None:
+                yield first
         while True:
             await asyncio.sleep(self.poll_interval)
             if self.changed_on_disk():

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
+from bgpd.calico.priority import BIRD_INT_MAX
+from encap.model import EncapMode
 from peers.explicit import split_peer_ip
 from peers.model import (
-    AddCommunity,
     AffinityState,
     Allocation,
     AllocationBlock,
@@ -40,21 +41,21 @@ from peers.model import (
     BGPPeer,
     BlockAffinity,
     Community,
-    EncapMode,
     FilterAction,
+    FilterAddCommunity,
+    FilterMatchOperator,
     FilterOperation,
+    FilterPrependASPath,
+    FilterSetPriority,
     IPAMConfig,
     IPNetwork,
     IPPool,
-    MatchOperator,
     NamedCommunity,
-    NextHopMode,
     Node,
+    PeerNextHopMode,
     PrefixAdvertisement,
-    PrependASPath,
     ProgramClusterRoutes,
     SecretKeyRef,
-    SetPriority,
 )
 from peers.selectors import SelectorError, parse_selector
 
@@ -458,7 +459,7 @@ def _decode_bgppeer(name: str, meta: _Fields, spec: _Fields) -> BGPPeer:
         as_number=asn,
         local_as_number=local_as,
         keep_original_next_hop=spec.boolean("keepOriginalNextHop"),
-        next_hop_mode=spec.enum("nextHopMode", NextHopMode, None),
+        next_hop_mode=spec.enum("nextHopMode", PeerNextHopMode, None),
         password=spec.secret_ref("password"),
         source_address=spec.choice("sourceAddress", ("UseNodeIP", "None"), "UseNodeIP"),
         max_restart_time=spec.duration("maxRestartTime"),
@@ -544,7 +545,7 @@ def _decode_filter_rule(rule: _Fields, version: int) -> BGPFilterRule:
     if action is None:
         raise RecordError(rule.path("action"), "required (Accept or Reject)")
     cidr = parse_network(rule.raw("cidr"), rule.path("cidr")) if rule.has("cidr") else None
-    operator = rule.enum("matchOperator", MatchOperator, None)
+    operator = rule.enum("matchOperator", FilterMatchOperator, None)
     if (cidr is None) != (operator is None):
         raise RecordError(rule.where, "matchOperator is required with cidr, and only with it")
     if cidr is not None and cidr.version != version:
@@ -569,7 +570,9 @@ def _decode_filter_rule(rule: _Fields, version: int) -> BGPFilterRule:
             raise RecordError(op.where, "exactly one of addCommunity, prependASPath, setPriority")
         body = op.sub(present[0])
         if present[0] == "addCommunity":
-            operations.append(AddCommunity(parse_community(body.raw("value"), body.path("value"))))
+            operations.append(
+                FilterAddCommunity(parse_community(body.raw("value"), body.path("value")))
+            )
         elif present[0] == "prependASPath":
             prefix = tuple(
                 parse_as_number(asn, f"{body.path('prefix')}[{i}]")
@@ -577,12 +580,12 @@ def _decode_filter_rule(rule: _Fields, version: int) -> BGPFilterRule:
             )
             if not prefix:
                 raise RecordError(body.path("prefix"), "must not be empty")
-            operations.append(PrependASPath(prefix))
+            operations.append(FilterPrependASPath(prefix))
         else:
-            value = body.integer("value", 0, 2147483647)
+            value = body.integer("value", 0, BIRD_INT_MAX)
             if value is None:
                 raise RecordError(body.path("value"), "required")
-            operations.append(SetPriority(value))
+            operations.append(FilterSetPriority(value))
     if operations and action is not FilterAction.ACCEPT:
         raise RecordError(rule.path("operations"), "only allowed with action Accept")
     return BGPFilterRule(
@@ -596,7 +599,7 @@ def _decode_filter_rule(rule: _Fields, version: int) -> BGPFilterRule:
         peer_type=rule.choice("peerType", ("", "eBGP", "iBGP"), ""),
         community=community,
         as_path_prefix=as_path,
-        priority=rule.integer("priority", 0, 2147483647),
+        priority=rule.integer("priority", 0, BIRD_INT_MAX),
         operations=tuple(operations),
     )
 

@@ -1,45 +1,56 @@
 """Desired kernel routes from best routes: BIRD's ``calico_kernel_programming`` export filter and
-kernel protocol, plus the VXLAN routes Felix would program, as pure values.
+kernel protocol, plus the VXLAN routes Felix would program, as pure values. This is the one
+kernel filter: the router plans every best-path change through ``plan_best``.
 
 Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
 1. Routes go out with protocol ``bird`` (RTPROT_BIRD = 12) by default, in the main table.
-2. Metric: ``2147483647 - local_pref`` when the route carries a LOCAL_PREF (the priority encoding,
-   §2.10: ``krt_metric = 2147483647 - bgp_local_pref``), else 1024. A LOCAL_PREF above
-   2147483647 has no encoding and gets 1024 too.
-3. Routes inside a reject CIDR (``/rejectcidrs``: advertised service ranges) are never installed.
-4. Per pool (§2.11 step 4): a VXLAN pool's routes are Felix's unless the plan is told to program
+2. Metric: the priority carried in LOCAL_PREF (§2.10: BIRD's ``krt_metric`` from
+   ``bgp_local_pref``, ``bgpd.calico.priority`` rule 2), else the default metric 1024.
+3. Routes inside a reject CIDR (``/rejectcidrs``: advertised service ranges) are never installed
+   (§2.11 step 1).
+4. WireGuard (§2.11 step 3): a next hop that is the address of another node with a WireGuard
+   address (``wireguard_next_hops``, empty when this node has none) is not ours: Felix routes it
+   through the WireGuard device. Such a hop is dropped (rule 8).
+5. Per pool (§2.11 step 4): a VXLAN pool's routes are Felix's unless the plan is told to program
    VXLAN itself (standalone mode, ``program_vxlan``); other pools are ours only when the caller
    says so (``owned_pools``, its reading of ``programClusterRoutes``); a route outside every pool
-   is accepted (e.g. a ToR default route).
-5. Own-block blackholes pass through the same rules and become ``blackhole <block>``.
-6. Each next hop is encapsulated per ``encap.decide``: direct ``via NH``; IP-in-IP
+   is accepted (e.g. a ToR default route). ``kernel_refusal`` is rules 3 and 5, for any caller
+   that must know whether a destination is ours to install.
+6. Own-block blackholes pass through the same rules and become ``blackhole <block>``; a local
+   route that is not one of the node's blackholes is not installed.
+7. Each next hop is encapsulated per ``encap.decide``: direct ``via NH``; IP-in-IP
    ``via NH dev tunl0 onlink``; VXLAN ``via VTEP dev vxlan.calico onlink``. Several next hops
    (the ECMP set) become one multipath route (BIRD ``merge paths on``); unlike BIRD (calico
    #4462) every hop keeps its own tunnel. Hops are sorted so equal sets compare equal, and
    decided once per (next-hop set, pool) of a ``PlanConfig``: routes through the same next
-   hops share one tuple of hops.
-7. A next hop of the other address family, or a VXLAN hop without a known VTEP, is dropped; a
-   route left with no next hop is skipped with the reason.
-8. Kernel identity of a route is (table, destination, metric): ``diff`` replaces what differs
+   hops share one tuple of hops. A 32-octet IPv6 next hop counts as its global address.
+8. A next hop of the other address family, a WireGuard hop, or a VXLAN hop without a known VTEP,
+   is dropped; a route left with no next hop is skipped with the reason.
+9. Kernel identity of a route is (table, destination, metric): ``diff`` replaces what differs
    and deletes what is no longer wanted. A desired hop without an interface matches any
    interface the kernel resolved for it.
+10. A best route is planned from its packed prefix and next hops (``plan_best``): a full table
+    streams through here, so a learned route builds neither a network nor a ``BestRoute``.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from bgpd.calico.priority import metric_for_local_pref
+from bgpd.rib.route import Path
+from bgpd.wire.types import Family, Prefix, prefix_to_network
 from encap.decide import Direct, Ipip, Unresolved, Vxlan, decide
 from encap.model import Encapsulation, IPAddress, IPNetwork, PoolSpec
 
 RTPROT_BIRD = 12
 MAIN_TABLE = 254
 DEFAULT_METRIC = 1024
-PRIORITY_BASE = 2_147_483_647
 
 
 class RouteKind(StrEnum):
@@ -66,6 +77,13 @@ def destination_of(network: IPNetwork) -> Destination:
     return network.version, int(network.network_address), network.prefixlen
 
 
+def prefix_destination(prefix: Prefix, family: Family) -> Destination:
+    """A packed prefix as a destination, without an ``ipaddress`` network (rule 10)."""
+    size = family.address_bytes
+    address = int.from_bytes(prefix[1:], "big") << (8 * (size + 1 - len(prefix)))
+    return (4 if size == 4 else 6), address, prefix[0]
+
+
 def network_of(version: int, address: int, prefixlen: int) -> IPNetwork:
     if version == 4:
         return ipaddress.IPv4Network((address, prefixlen))
@@ -84,7 +102,7 @@ def covers(cidr: IPNetwork, version: int, address: int, prefixlen: int) -> bool:
 class KernelRoute:
     """A route as the kernel holds it (one ``ip route`` line).
 
-    Stored as its ``identity`` (rule 8: table, destination, metric, from C-hashable parts),
+    Stored as its ``identity`` (rule 9: table, destination, metric, from C-hashable parts),
     kind, next hops and protocol: no network object per route, since a node holds a million of
     them. ``dst``, ``metric`` and ``table`` are read from the identity.
     """
@@ -193,6 +211,7 @@ class PlanConfig:
     as the caller resolved it). ``program_vxlan``: we also play Felix's VXLAN role.
     ``local_networks``: this node's subnets (of ``spec.bgp.ipv4Address``/``ipv6Address``).
     ``vteps``: remote node IP -> that node's VXLAN tunnel address.
+    ``wireguard_next_hops``: the other WireGuard nodes' addresses (rule 4).
     """
 
     protocol: int = RTPROT_BIRD
@@ -203,6 +222,7 @@ class PlanConfig:
     program_vxlan: bool = False
     local_networks: tuple[IPNetwork, ...] = ()
     vteps: Mapping[IPAddress, IPAddress] = field(default_factory=dict)
+    wireguard_next_hops: frozenset[IPAddress] = frozenset()
     # The first local network per IP version, looked up once per planned route.
     _local_by_version: Mapping[int, IPNetwork] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -239,15 +259,20 @@ class KernelPlan:
     skipped: tuple[Skipped, ...]
 
 
-def route_metric(local_pref: int | None, default_metric: int = DEFAULT_METRIC) -> int:
-    """Rule 2."""
-    if local_pref is None or not 0 <= local_pref <= PRIORITY_BASE:
-        return default_metric
-    return PRIORITY_BASE - local_pref
+def kernel_refusal(
+    destination: Destination, pool: PoolSpec | None, config: PlanConfig
+) -> str | None:
+    """Rules 3 and 5: why a route to ``destination`` in ``pool`` is not ours to install, or None
+    when it is."""
+    version, address, prefixlen = destination
+    for cidr in config.reject_cidrs:
+        if covers(cidr, version, address, prefixlen):
+            return f"inside reject CIDR {cidr}"
+    return _ownership_refusal(pool, config)
 
 
 def _ownership_refusal(pool: PoolSpec | None, config: PlanConfig) -> str | None:
-    """Rule 4: None when the route is ours to install, else why not."""
+    """Rule 5: None when the route is ours to install, else why not."""
     if pool is None:
         return None
     if pool.encapsulation is Encapsulation.VXLAN:
@@ -258,14 +283,14 @@ def _ownership_refusal(pool: PoolSpec | None, config: PlanConfig) -> str | None:
 
 
 def _next_hop(decision: Direct | Ipip | Vxlan) -> NextHop:
-    """Rule 6: direct hops leave the interface to the kernel; tunnel hops are onlink."""
+    """Rule 7: direct hops leave the interface to the kernel; tunnel hops are onlink."""
     if isinstance(decision, Direct):
         return NextHop(decision.gateway)
     return NextHop(decision.gateway, decision.device, True)
 
 
 def plan_route(route: BestRoute, config: PlanConfig) -> KernelRoute | Skipped:
-    """Rules 2-7 for one best route."""
+    """Rules 2-8 for one best route."""
     return plan_destination(
         destination_of(route.network),
         route.next_hops,
@@ -289,21 +314,18 @@ def plan_destination(
     pool: PoolSpec | None,
     config: PlanConfig,
 ) -> KernelRoute | Skipped:
-    """Rules 2-7 for one best route given as parts; ``hops_key`` stands for ``gateways`` (equal
+    """Rules 2-8 for one best route given as parts; ``hops_key`` stands for ``gateways`` (equal
     keys mean equal gateways), so a caller holding them packed can key on the packed form."""
-    version, address, prefixlen = destination
-    for cidr in config.reject_cidrs:
-        if covers(cidr, version, address, prefixlen):
-            return Skipped(network_of(*destination), f"inside reject CIDR {cidr}")
-    refusal = _ownership_refusal(pool, config)
+    refusal = kernel_refusal(destination, pool, config)
     if refusal is not None:
         return Skipped(network_of(*destination), refusal)
+    version, address, prefixlen = destination
     identity = (
         config.table,
         version,
         address,
         prefixlen,
-        route_metric(local_pref, config.default_metric),
+        metric_for_local_pref(local_pref, config.default_metric),
     )
     if local_blackhole:
         return KernelRoute.keyed(identity, RouteKind.BLACKHOLE, (), config.protocol)
@@ -318,6 +340,9 @@ def plan_destination(
     for gateway in gateways:
         if gateway.version != version:
             problems.append(f"next hop {gateway} is not IPv{version}")
+            continue
+        if gateway in config.wireguard_next_hops:
+            problems.append(f"next hop {gateway} is a WireGuard peer: Felix routes it")
             continue
         decision = decide(dst, gateway, pool, local_network, config.vteps.get(gateway))
         if isinstance(decision, Unresolved):
@@ -338,6 +363,122 @@ def _hop_sort_key(hop: NextHop) -> tuple[bytes, str, bool]:
     return (packed, hop.ifname or "", hop.onlink)
 
 
+def pool_of(network: IPNetwork, pools: Iterable[PoolSpec]) -> PoolSpec | None:
+    """The first pool holding ``network``."""
+    return pool_at(destination_of(network), pools)
+
+
+def pool_at(destination: Destination, pools: Iterable[PoolSpec]) -> PoolSpec | None:
+    """``pool_of`` in integers: this runs once per planned kernel route (rule 10)."""
+    version, address, length = destination
+    for pool in pools:
+        if covers(pool.cidr, version, address, length):
+            return pool
+    return None
+
+
+def _next_hop_bytes(best: Path, ecmp: tuple[Path, ...]) -> tuple[bytes, ...]:
+    """The packed next hops of a learned best route's ECMP set, first seen first (rule 7)."""
+    if len(ecmp) < 2:
+        only = ecmp[0] if ecmp else best
+        raw = only.attrs.next_hop
+        if len(raw) in (4, 16) and not only.source.local:
+            return (raw,)  # the common case, without the general loop below
+    hops: list[bytes] = []
+    for path in ecmp or (best,):
+        if path.source.local:
+            continue
+        raw = path.attrs.next_hop
+        if len(raw) == 32:
+            raw = raw[:16]
+        elif len(raw) not in (4, 16):
+            continue
+        if raw not in hops:
+            hops.append(raw)
+    return tuple(hops)
+
+
+@functools.lru_cache(maxsize=1024)
+def _addresses(packed: tuple[bytes, ...]) -> tuple[IPAddress, ...]:
+    """Next-hop address objects, interned: a node has few next-hop sets."""
+    return tuple(ipaddress.ip_address(raw) for raw in packed)
+
+
+def best_route(
+    family: Family,
+    prefix: Prefix,
+    best: Path | None,
+    ecmp: tuple[Path, ...],
+    blackholes: frozenset[IPNetwork],
+    pools: Iterable[PoolSpec],
+) -> BestRoute | None:
+    """The kernel's view of a best-path change; None when nothing should be installed
+    (no route, or a local route that is not one of the node's blackholes: rule 6)."""
+    if best is None:
+        return None
+    network = prefix_to_network(prefix, family)
+    if best.source.local:
+        if network in blackholes:
+            return BestRoute(network, local_blackhole=True, pool=pool_of(network, pools))
+        return None
+    packed = _next_hop_bytes(best, ecmp)
+    if not packed:
+        return None
+    return BestRoute(
+        network,
+        next_hops=_addresses(packed),
+        local_pref=best.attrs.local_pref,
+        pool=pool_of(network, pools),
+    )
+
+
+def plan_best(
+    family: Family,
+    prefix: Prefix,
+    best: Path | None,
+    ecmp: tuple[Path, ...],
+    blackholes: frozenset[IPNetwork],
+    pools: Iterable[PoolSpec],
+    config: PlanConfig,
+) -> KernelRoute | Skipped | None:
+    """``plan_route(best_route(...))``: a best-path change as the kernel route it asks for
+    (rules 2-8), a learned route planned from its packed prefix and next hops (rule 10)."""
+    if best is None:
+        return None
+    if best.source.local:
+        route = best_route(family, prefix, best, ecmp, blackholes, pools)
+        return None if route is None else plan_route(route, config)
+    packed = _next_hop_bytes(best, ecmp)
+    if not packed:
+        return None
+    destination = prefix_destination(prefix, family)
+    return plan_destination(
+        destination,
+        _addresses(packed),
+        packed,
+        best.attrs.local_pref,
+        False,
+        pool_at(destination, pools),
+        config,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KernelPlanner:
+    """A node's kernel planning as the router uses it: ``route`` is ``plan_best`` over this
+    node's blackholes, pools and ``PlanConfig``, a skipped route counting as none."""
+
+    blackholes: frozenset[IPNetwork]
+    pools: tuple[PoolSpec, ...]
+    config: PlanConfig
+
+    def route(
+        self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
+    ) -> KernelRoute | None:
+        planned = plan_best(family, prefix, best, ecmp, self.blackholes, self.pools, self.config)
+        return planned if isinstance(planned, KernelRoute) else None
+
+
 def plan_routes(routes: Iterable[BestRoute], config: PlanConfig) -> KernelPlan:
     """The desired kernel table for a set of best routes."""
     installed: list[KernelRoute] = []
@@ -352,7 +493,7 @@ def plan_routes(routes: Iterable[BestRoute], config: PlanConfig) -> KernelPlan:
 
 
 def satisfies(actual: KernelRoute | None, desired: KernelRoute) -> bool:
-    """Rule 8: does the kernel's ``actual`` route already do what ``desired`` asks?"""
+    """Rule 9: does the kernel's ``actual`` route already do what ``desired`` asks?"""
     if actual is None:
         return False
     if actual == desired:
@@ -382,14 +523,14 @@ def _hop_satisfies(have: NextHop, want: NextHop) -> bool:
 
 
 def index_routes(routes: Iterable[KernelRoute]) -> dict[RouteIdentity, KernelRoute]:
-    """Routes by kernel identity (rule 8); a later route replaces an earlier one."""
+    """Routes by kernel identity (rule 9); a later route replaces an earlier one."""
     return {route.identity: route for route in routes}
 
 
 def diff_indexed(
     have: Mapping[RouteIdentity, KernelRoute], wanted: Mapping[RouteIdentity, KernelRoute]
 ) -> tuple[list[KernelRoute], list[KernelRoute]]:
-    """Rule 8 on indexed tables: ``(to_replace, to_delete)``."""
+    """Rule 9 on indexed tables: ``(to_replace, to_delete)``."""
     to_replace = [route for key, route in wanted.items() if not satisfies(have.get(key), route)]
     to_delete = [route for key, route in have.items() if key not in wanted]
     return to_replace, to_delete
@@ -398,5 +539,5 @@ def diff_indexed(
 def diff(
     current: Iterable[KernelRoute], desired: Iterable[KernelRoute]
 ) -> tuple[list[KernelRoute], list[KernelRoute]]:
-    """Rule 8: ``(to_replace, to_delete)`` turning ``current`` into ``desired``."""
+    """Rule 9: ``(to_replace, to_delete)`` turning ``current`` into ``desired``."""
     return diff_indexed(index_routes(current), index_routes(desired))

@@ -6,6 +6,8 @@ Rules:
    Rejected (RFC 4486 §4) and is closed; it is logged with its address and counted.
 3. TCP-MD5 keys (RFC 2385) are installed on the listening socket per peer address, so the
    kernel drops unsigned or wrongly signed SYNs from that peer.
+4. Accepted connections get the stream reader limit of outgoing ones (``STREAM_LIMIT``), so a
+   peer's buffered input has the same bound either way (transport.py rule 3).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 import structlog
 
 from bgpd.net.sockopts import set_md5
+from bgpd.net.transport import STREAM_LIMIT
 from bgpd.session.config import BGP_PORT, IPAddress
 from bgpd.wire.constants import CeaseSubcode, ErrorCode
 from bgpd.wire.messages import Notification, encode_notification
@@ -56,7 +59,7 @@ class Listener:
         self._sockets = [sock]
         for address, password in self._keys.items():
             set_md5(sock, address, password)
-        self._server = await asyncio.start_server(self._accepted, sock=sock)
+        self._server = await asyncio.start_server(self._accepted, sock=sock, limit=STREAM_LIMIT)
         self.port = sock.getsockname()[1]
         log.info("listening", address=self.address or "::", port=self.port)
 

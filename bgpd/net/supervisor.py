@@ -6,12 +6,19 @@ Rules:
    Change (RFC 4486 §4). Equal configs are left alone. ``shutdown`` ends every session with
    Cease/Administrative Shutdown and its shutdown communication (``bgpd stop --withdraw``).
 2. The routing core sees peers only through ``RoutingCore`` (events in) and ``send`` (encoded
-   UPDATEs out); it never touches a session or a socket.
+   UPDATEs out, pulled: one bounded batch at a time per peer, returning once the socket can
+   take more, transport.py rule 4); it never touches a session or a socket.
 3. Each peer runs in its own task of the supervisor's TaskGroup; a peer task does not end on a
-   peer's error (the runner resets itself), so one peer never takes down another.
+   peer's error (the runner resets itself), so one peer never takes down another. An exception
+   raised by the routing core's ``peer_event`` is not a peer's error: it ends that peer task
+   and so the TaskGroup, and leaving the context raises it (in an ExceptionGroup).
 4. TCP-MD5 mismatches (RFC 2385) that the kernel drops without a trace are found in its
    counters every ``md5_check_interval`` seconds and logged as a warning naming the suspect
    peers (md5watch.py); the active side also logs its failed connects (transport.py).
+5. Leaving the context stops the listener and every session. By default each peer gets a
+   Cease/Peer De-configured NOTIFICATION (``apply({})``). After ``abort()`` no NOTIFICATION is
+   sent: every connection is closed at the TCP level only, so peers that negotiated graceful
+   restart keep our routes as stale while we restart (RFC 4724 §4.2).
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ class Supervisor:
         self._tasks: dict[PeerKey, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._aborted = False  # rule 5: leave without NOTIFICATIONs
 
     @property
     def listener(self) -> Listener | None:
@@ -92,7 +100,8 @@ class Supervisor:
         try:
             if self._listener is not None:
                 await self._listener.close()
-            await asyncio.shield(self.apply({}))
+            if not self._aborted:
+                await asyncio.shield(self.apply({}))
         finally:
             assert self._group is not None
             for task in self._tasks.values():
@@ -100,6 +109,11 @@ class Supervisor:
             if self._watch is not None:
                 self._watch.cancel()
             await self._group.__aexit__(exc_type, exc, tb)
+
+    def abort(self) -> None:
+        """Leave without a NOTIFICATION (rule 5): on exit, every connection is closed at the TCP
+        level only (a graceful restart, RFC 4724 §4.2; or a failed routing core)."""
+        self._aborted = True
 
     # ---- desired state ----
 
@@ -151,7 +165,8 @@ class Supervisor:
     # ---- for the routing core and show commands ----
 
     async def send(self, peer: PeerKey, messages: list[bytes], prefixes: int = 0) -> bool:
-        """Send encoded UPDATEs to ``peer``; False when it is not Established (or unknown)."""
+        """Send encoded UPDATEs to ``peer``; returns once they are written and the socket is
+        below its high-water mark again, False when it is not Established (or unknown)."""
         runner = self._runners.get(peer)
         if runner is None:
             return False

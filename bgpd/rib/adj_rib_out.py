@@ -7,7 +7,10 @@ Rules:
    earlier wish, so pending changes for a prefix coalesce.
 2. ``take`` diffs the staged wishes against ``sent``: a prefix whose desired state is None but was
    sent is withdrawn (so "the new best may not be exported" needs no special case), a changed one
-   is announced, an unchanged one produces nothing. Then ``sent`` equals the desired view.
+   is announced, an unchanged one produces nothing. Then ``sent`` equals the desired view for
+   every prefix taken. ``take(limit=N)`` takes the N oldest wishes and leaves the rest staged,
+   so a peer is handed only what its socket can take and the rest keeps coalescing (BIRD's
+   ``bgp_fire_tx``).
 3. Announcements are grouped by attribute set (identity, as attributes are interned) and each
    group is packed into as few UPDATEs as the negotiated size allows (``encode_updates``);
    withdrawals go first, packed the same way.
@@ -21,6 +24,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import islice
 from typing import NamedTuple
 
 from bgpd.wire.negotiated import Negotiated
@@ -90,17 +94,28 @@ class AdjRibOut:
             pending.setdefault(prefix, state)
         self.sent = {}
 
-    def take(self, negotiated: Negotiated, cache: EncodeCache | None = None) -> list[bytes]:
-        """Rule 2 and 3: UPDATE messages for everything pending; ``sent`` follows."""
-        if not self.pending:
+    def take(
+        self, negotiated: Negotiated, cache: EncodeCache | None = None, limit: int | None = None
+    ) -> list[bytes]:
+        """Rules 2 and 3: UPDATE messages for the pending wishes, the ``limit`` oldest of them
+        when given; ``sent`` follows."""
+        pending = self.pending
+        if not pending:
             return []
+        if limit is None or len(pending) <= limit:
+            batch = pending
+            self.pending = {}
+        else:
+            batch = dict(islice(pending.items(), limit))
+            for prefix in batch:
+                del pending[prefix]
         if self.add_path:
-            return self._take_add_path(negotiated)
+            return self._take_add_path(negotiated, batch)
         sent = self.sent
         get = sent.get
         buckets: dict[PathAttributes, list[Prefix]] = {}
         withdrawn: list[Prefix] = []
-        for prefix, want in self.pending.items():
+        for prefix, want in batch.items():
             have = get(prefix)
             if want is have:
                 continue
@@ -114,7 +129,6 @@ class AdjRibOut:
                     buckets[want] = [prefix]  # type: ignore[index]
                 else:
                     bucket.append(prefix)
-        self.pending = {}
         return self._encode(negotiated, buckets, withdrawn, cache)
 
     def _encode(
@@ -141,11 +155,13 @@ class AdjRibOut:
             )
         return out
 
-    def _take_add_path(self, negotiated: Negotiated) -> list[bytes]:
+    def _take_add_path(
+        self, negotiated: Negotiated, batch: Mapping[Prefix, OutState | None]
+    ) -> list[bytes]:
         sent = self.sent
         buckets: dict[PathAttributes, tuple[list[Prefix], list[int]]] = {}
         withdrawn: tuple[list[Prefix], list[int]] = ([], [])
-        for prefix, want in self.pending.items():
+        for prefix, want in batch.items():
             have: AddPathState = sent.get(prefix, ())  # type: ignore[assignment]
             wanted: AddPathState = want or ()  # type: ignore[assignment]
             if have == wanted:
@@ -165,7 +181,6 @@ class AdjRibOut:
                 sent[prefix] = wanted
             else:
                 del sent[prefix]
-        self.pending = {}
         family = self.family
         out: list[bytes] = []
         if withdrawn[0]:

@@ -1,28 +1,32 @@
 """Per-session import/export policy: ordered rules with first-match-terminates semantics, plus a
-plain callable hook, so the Calico layer can express BGPFilters and its own export function
-(calico-bgp.md §2.8 items 5-6, §2.9, §2.12b).
+terminal hook, the one policy engine of the speaker. Calico's BGPFilters are compiled into it
+(``bgpd.calico.filters``) and Calico's export function is its hook (``bgpd.calico.export``);
+BIRD's filter language at the channel boundary is the model (calico-bgp.md §2.8 items 5-6, §2.9).
 
 Rules:
 1. A ``Policy`` runs, in order: ``prepare`` (a transform, e.g. Calico's priority normalisation),
-   each ``RuleSet`` (one per BGPFilter: the first matching rule's action terminates the whole
-   policy, a BIRD ``accept``/``reject`` inside a function ends the filter), then ``hook``
-   (terminal: its result is the verdict), else ``default``.
+   each ``RuleSet`` (one per filter: the first matching rule's action terminates the whole
+   policy, as a BIRD ``accept``/``reject`` inside a function ends the filter; a ``RuleSet`` of
+   other families is skipped), then ``hook`` (terminal: its result is the verdict), else
+   ``default``.
 2. A ``Rule`` matches when every condition it sets holds (BIRD ``&&``); no condition matches all.
    Operations run only on ``accept`` (Calico allows operations only with Accept).
-3. Prefix conditions follow Calico: Equal ``net = cidr``, NotEqual ``net != cidr``, In
-   ``net ~ cidr`` (inside, including equal), NotIn ``net !~ cidr``; a length range turns the CIDR
-   into ``[cidr{min,max}]`` (min defaults to the CIDR length, max to the family maximum).
-4. Priority ``p`` is LOCAL_PREF ``2147483647 - p`` (calico-bgp.md §2.10).
-5. A policy whose conditions do not look at the prefix or interface (``prefix_independent``)
+3. Prefix conditions follow BIRD as Calico renders them (calico-bgp.md §2.9): Equal
+   ``net = cidr``, NotEqual ``net != cidr``, In ``net ~ cidr`` (inside, including equal), NotIn
+   ``net !~ cidr``. A length range turns the CIDR into the set ``[cidr{min,max}]`` (min defaults
+   to the CIDR length and is never below it, max to the family maximum): Equal and In then mean
+   membership of the set, NotEqual and NotIn its negation. Prefixes are compared packed, as
+   integers.
+4. A policy whose conditions do not look at the prefix or interface (``prefix_independent``)
    lets the speaker evaluate it once per attribute set instead of once per prefix.
-6. Pure: no IO, no clock. Attribute sets produced here are plain values; the caller interns.
+5. Pure: no IO, no clock. Attribute sets produced here are plain values; the caller interns.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from bgpd.rib.route import PeerKind
@@ -37,8 +41,6 @@ from bgpd.wire.types import (
     prefix_from_network,
 )
 
-PRIORITY_BASE = 2_147_483_647  # calico-bgp.md §2.10: priority = 2147483647 - local_pref
-
 
 class Verdict(StrEnum):
     ACCEPT = "accept"
@@ -46,7 +48,7 @@ class Verdict(StrEnum):
 
 
 class MatchOperator(StrEnum):
-    """Calico BGPFilter ``matchOperator`` (calico-bgp.md §1.2.5)."""
+    """How a prefix condition compares (rule 3), spelled as Calico's ``matchOperator``."""
 
     EQUAL = "Equal"
     NOT_EQUAL = "NotEqual"
@@ -85,6 +87,25 @@ class PrefixMatch:
     operator: MatchOperator = MatchOperator.IN
     min_len: int | None = None
     max_len: int | None = None
+    # Derived once (a filter runs once per prefix): the CIDR as a packed prefix, the accepted
+    # lengths, the address size in octets, the CIDR's significant bits as an integer and the
+    # shift that leaves only those bits of an address.
+    _key: Prefix = field(init=False, repr=False, compare=False)
+    _lengths: range = field(init=False, repr=False, compare=False)
+    _size: int = field(init=False, repr=False, compare=False)
+    _top: int = field(init=False, repr=False, compare=False)
+    _shift: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        network = self.network
+        base, most = network.prefixlen, network.max_prefixlen
+        low = base if self.min_len is None else max(base, self.min_len)
+        high = most if self.max_len is None else min(most, self.max_len)
+        object.__setattr__(self, "_key", prefix_from_network(network))
+        object.__setattr__(self, "_lengths", range(low, high + 1))
+        object.__setattr__(self, "_size", most // 8)
+        object.__setattr__(self, "_top", int(network.network_address) >> (most - base))
+        object.__setattr__(self, "_shift", most - base)
 
     @classmethod
     def exact(cls, network: IPNetwork) -> PrefixMatch:
@@ -95,27 +116,27 @@ class PrefixMatch:
         """Strictly more specific than ``network``."""
         return cls(network, MatchOperator.IN, min_len=network.prefixlen + 1)
 
+    @property
+    def ranged(self) -> bool:
+        return self.min_len is not None or self.max_len is not None
+
     def matches(self, prefix: Prefix) -> bool:
-        key = prefix_from_network(self.network)
-        if self.operator is MatchOperator.EQUAL:
-            return prefix == key
-        if self.operator is MatchOperator.NOT_EQUAL:
-            return prefix != key
+        operator = self.operator
+        if not self.ranged:
+            if operator is MatchOperator.EQUAL:
+                return prefix == self._key
+            if operator is MatchOperator.NOT_EQUAL:
+                return prefix != self._key
         inside = self._inside(prefix)
-        return inside if self.operator is MatchOperator.IN else not inside
+        return inside if operator in (MatchOperator.EQUAL, MatchOperator.IN) else not inside
 
     def _inside(self, prefix: Prefix) -> bool:
-        plen = prefix[0]
-        low = self.network.prefixlen if self.min_len is None else self.min_len
-        high = self.network.max_prefixlen if self.max_len is None else self.max_len
-        base = self.network.prefixlen
-        if not (low <= plen <= high) or plen < base:
+        """The prefix is in the set: its length is in range and it lies within the CIDR."""
+        if prefix[0] not in self._lengths:
             return False
-        size = self.network.max_prefixlen // 8
-        address = int.from_bytes(prefix[1:].ljust(size, b"\0"), "big")
-        return address >> (self.network.max_prefixlen - base) == int(
-            self.network.network_address
-        ) >> (self.network.max_prefixlen - base)
+        size = self._size
+        address = int.from_bytes(prefix[1:], "big") << (8 * (size + 1 - len(prefix)))
+        return address >> self._shift == self._top
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +151,7 @@ class Match:
     same_as: bool | None = None
     source: SourceKind | None = None
     interface: str | None = None
+    local_pref: int | None = None  # LOCAL_PREF equals (Calico's ``priority``, §2.9)
 
     @property
     def looks_at_prefix(self) -> bool:
@@ -145,6 +167,8 @@ class Match:
         ):
             return False
         if self.as_path_prefix and not _path_starts_with(attrs, self.as_path_prefix):
+            return False
+        if self.local_pref is not None and attrs.local_pref != self.local_pref:
             return False
         if self.peer_kinds is not None and ctx.peer_kind not in self.peer_kinds:
             return False
@@ -194,18 +218,11 @@ class SetLocalPref:
 
 
 @dataclass(frozen=True, slots=True)
-class SetPriority:
-    """Rule 4: LOCAL_PREF = 2147483647 - priority."""
-
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
 class SetMed:
     value: int
 
 
-Operation = AddCommunity | AddLargeCommunity | PrependAsPath | SetLocalPref | SetPriority | SetMed
+Operation = AddCommunity | AddLargeCommunity | PrependAsPath | SetLocalPref | SetMed
 
 
 def apply_operation(attrs: PathAttributes, op: Operation) -> PathAttributes:
@@ -224,8 +241,6 @@ def apply_operation(attrs: PathAttributes, op: Operation) -> PathAttributes:
         return replace(attrs, as_path=path)
     if isinstance(op, SetLocalPref):
         return replace(attrs, local_pref=op.value)
-    if isinstance(op, SetPriority):
-        return replace(attrs, local_pref=PRIORITY_BASE - op.value)
     return replace(attrs, med=op.value)
 
 
@@ -317,7 +332,6 @@ __all__ = [
     "RuleSet",
     "SetLocalPref",
     "SetMed",
-    "SetPriority",
     "SourceKind",
     "Transform",
     "Verdict",

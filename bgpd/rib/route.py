@@ -9,7 +9,8 @@ Rules:
    attributes holds the same ``Path`` object, so a route costs one dict slot, not an object.
 3. Identity of a candidate inside a Loc-RIB entry is (source, path id): a new announcement with
    the same identity replaces the old one (RFC 4271 §9.1.4 implicit withdraw; RFC 7911 §5).
-4. Pure: imports only ``bgpd.wire`` value types; never ``bgpd.session``.
+4. Pure: imports only ``bgpd.wire`` value types; never ``bgpd.session``, ``bgpd.calico`` or
+   ``peers`` (Calico's ``nextHopMode`` is mapped onto ``NextHopMode`` in ``bgpd.calico.sessions``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bgpd.wire.types import IPAddress, PathAttributes
-from peers.model import NextHopMode as NextHopMode  # the per-session rule: Calico's nextHopMode
 
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 §5.1.5: the default is local policy; 100 is universal.
+
+
+class NextHopMode(StrEnum):
+    """A session's next-hop rule on export (BIRD ``next hop self`` / ``next hop keep``,
+    RFC 4271 §5.1.3): ``Auto`` keeps the next hop towards iBGP peers for learned routes and sets
+    our own towards eBGP peers; ``Self`` always sets ours; ``Keep`` never does."""
+
+    AUTO = "Auto"
+    SELF = "Self"
+    KEEP = "Keep"
 
 
 class PeerKind(StrEnum):

@@ -7,6 +7,11 @@ Rules:
 2. An Established connection is kept and the newcomer closed (RFC 4271 §6.8, last paragraph:
    CollisionDetectEstablishedState is FALSE).
 3. Resolution needs the peer's identifier, known once either connection has received an OPEN.
+4. Two connections opened by the same side (the peer reconnects while its old connection
+   lingers): the identifier rule cannot choose, as one speaker initiated both. An Established
+   older connection is kept and the newcomer closed (RFC 4271 §6.8, as in rule 2); otherwise the
+   older one is closed, because the side that opened a new connection has given up on it (a
+   restarted peer's old connection stays half-open until our hold timer would notice).
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ class Direction(Enum):
     @property
     def other(self) -> Direction:
         return Direction.INCOMING if self is Direction.OUTGOING else Direction.OUTGOING
+
+
+class Age(Enum):
+    """Which of two connections opened by the same side came first."""
+
+    OLDER = "older"
+    NEWER = "newer"
 
 
 def local_wins(local_id: int, local_as: int, peer_id: int, peer_as: int) -> bool:
@@ -60,3 +72,10 @@ def connection_to_close(
         else Direction.INCOMING
     )
     return keep.other
+
+
+def same_direction_to_close(older: State) -> Age:
+    """Which of two connections opened by the same side to close (rule 4): the newcomer when
+    the older one is Established (RFC 4271 §6.8), else the older one. ``older`` is the FSM
+    state of the connection that came first."""
+    return Age.NEWER if older is State.ESTABLISHED else Age.OLDER

@@ -79,8 +79,10 @@ class SessionConfig:
     """ADD-PATH mode for every family: 0 off, 1 receive, 2 send, 3 both (RFC 7911 §4)."""
     graceful_restart_time: int | None = 120
     """Graceful restart capability with this restart time, or None to omit it (RFC 4724 §3)."""
-    graceful_restart_restarting: bool = False
-    """Set the Restart State bit: we are restarting (RFC 4724 §3)."""
+    graceful_restart_restarting: bool = field(default=False, compare=False)
+    """Set the Restart State bit: we are restarting (RFC 4724 §3). Not part of the session's
+    identity: the end of our restart changes no running session (a session that reconnects
+    later keeps the bit it started with; RFC 4724 §4.2 only makes its peer send at once)."""
     graceful_restart_forwarding: bool = False
     """Set the per-family Forwarding State bit: our routes survived the restart (RFC 4724 §3)."""
     route_refresh: bool = True

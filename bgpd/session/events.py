@@ -34,6 +34,11 @@ class State(Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def bird_name(self) -> str:
+        """The state as BIRD's ``show protocols`` and RFC 4271 §8.2.2 spell it: ``OpenSent``."""
+        return "".join(word.capitalize() for word in self.value.split("-"))
+
 
 class Timer(Enum):
     """RFC 4271 §8.1.1 / §10 timers."""

@@ -19,7 +19,8 @@ import pytest
 from etcd_server import TLS_ROOT_PASSWORD, EtcdServer, free_port
 
 from bgpd.datastore.etcd import Changes, EtcdWatcher, Event, EventKind, KeySet, Resync
-from bgpd.datastore.etcd_settings import ConfigError, Endpoint, EtcdSettings, calico_watch_keys
+from bgpd.datastore.etcd_settings import Endpoint, EtcdSettings, calico_watch_keys
+from bgpd.errors import ConfigError
 
 NODES = "/calico/resources/v3/projectcalico.org/nodes/"
 IPPOOLS = "/calico/resources/v3/projectcalico.org/ippools/"

@@ -3,8 +3,9 @@
 Rules:
 1. A ``connect`` link is simply Established: each side's ``Negotiated`` comes from
    ``bgpd.wire.negotiated.negotiate`` over the two OPENs the nodes would send, and every
-   ``SendToPeer`` is framed, decoded with the receiver's codec context and fed to the receiver,
-   so the wire format is exercised end to end.
+   message a node's speaker has for a peer (``PeerHasOutput``, then ``take``) is framed,
+   decoded with the receiver's codec context and fed to the receiver, so the wire format is
+   exercised end to end.
 2. A ``wire`` link runs the real sans-IO session FSM (``bgpd.session.Session``) on both ends
    over an in-memory connection: OPEN, KEEPALIVE and the hold timer are the RFC 4271 ones, and
    the session's actions reach the speaker as the daemon passes them (``Daemon.peer_event``).
@@ -41,9 +42,9 @@ from bgpd.session import (
 )
 from bgpd.speaker import (
     BestChanged,
+    PeerHasOutput,
     PeerSettings,
     RibConverged,
-    SendToPeer,
     Speaker,
     SpeakerConfig,
 )
@@ -288,14 +289,15 @@ class SpeakerNet:
                             node.kernel[key] = output.ecmp
                     elif isinstance(output, RibConverged):
                         node.converged += 1
-                    elif isinstance(output, SendToPeer):
-                        moved += len(output.messages)
+                    elif isinstance(output, PeerHasOutput):
+                        messages = node.speaker.take(output.peer_id)
+                        moved += len(messages)
                         wire = self.wires.get(frozenset((node.name, output.peer_id)))
                         if wire is None:
-                            self._deliver(node.name, output.peer_id, output.messages)
+                            self._deliver(node.name, output.peer_id, messages)
                         else:
                             session = wire.sessions[node.name]
-                            sent = session.send_messages(output.messages, self.now)
+                            sent = session.send_messages(messages, self.now)
                             self._run_session(wire, node.name, sent)
             delivered += moved
             if not moved:

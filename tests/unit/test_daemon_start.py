@@ -49,7 +49,7 @@ async def test_a_datastore_file_that_is_not_yaml_is_refused(tmp_path: Path) -> N
     path.write_text("kind: [BGPPeer\n")
     daemon = Daemon(DaemonConfig(node="node1", datastore=FileSource(path)))
     with pytest.raises(ConfigError) as caught:
-        daemon._open_file_datastore(FileSource(path))
+        daemon.source.open()
     message = str(caught.value)
     assert message.startswith(f"invalid --datastore 'file:{path}': unreadable: ")
     assert "\n" not in message  # one line, however many YAML's own message has
@@ -57,6 +57,5 @@ async def test_a_datastore_file_that_is_not_yaml_is_refused(tmp_path: Path) -> N
 
 async def test_a_readable_datastore_file_is_the_first_snapshot() -> None:
     daemon = Daemon(DaemonConfig(node="node1", datastore=FileSource(DEFAULT_DATASTORE)))
-    daemon._open_file_datastore(FileSource(DEFAULT_DATASTORE))
-    assert daemon.in_sync and daemon._snapshot is not None
-    assert "node1" in daemon._snapshot.nodes
+    snapshot = daemon.source.open()
+    assert snapshot is not None and "node1" in snapshot.nodes

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 
-import pytest
-
 from bgpd.kernel.plan import (
     DEFAULT_METRIC,
     RTPROT_BIRD,
@@ -19,7 +17,6 @@ from bgpd.kernel.plan import (
     diff,
     plan_route,
     plan_routes,
-    route_metric,
     satisfies,
 )
 from encap.model import EncapMode, PoolSpec
@@ -64,21 +61,6 @@ def skipped(route: BestRoute, cfg: PlanConfig | None = None) -> Skipped:
 
 
 # -- metric (priority encoding, §2.10) ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("local_pref", "metric"),
-    [
-        (None, 1024),
-        (2147482623, 1024),  # what a Calico peer sends for a normal-priority route
-        (2147483135, 512),  # elevated priority (live migration)
-        (100, 2147483547),  # eBGP default local-pref as BIRD attaches it
-        (2147483647, 0),
-        (4294967295, 1024),  # no encoding: default
-    ],
-)
-def test_route_metric(local_pref: int | None, metric: int) -> None:
-    assert route_metric(local_pref) == metric
 
 
 def test_metric_and_protocol_on_route() -> None:

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from bgpd.calico.origin import Origination, originate
 from bgpd.datastore.cache import Cache
 from bgpd.datastore.file import parse_text
-from bgpd.origin import Origination, originate
-from peers.model import Community, NextHopMode, Snapshot
+from peers.model import Community, PeerNextHopMode, Snapshot
 from peers.resolve import Environment, hash_router_id, resolve_node, router_id
 from peers.spec import SessionKind, SessionSpec, diff_sessions
 
@@ -56,7 +56,7 @@ def render_session(spec: SessionSpec) -> dict[str, Any]:
     if spec.rr_client:
         out["rr_client"] = True
         out["cluster_id"] = str(spec.cluster_id)
-    if spec.next_hop_mode is not NextHopMode.AUTO:
+    if spec.next_hop_mode is not PeerNextHopMode.AUTO:
         out["next_hop_mode"] = spec.next_hop_mode.value
     if spec.num_allowed_local_as:
         out["num_allowed_local_as"] = spec.num_allowed_local_as
@@ -191,7 +191,7 @@ def _session(**changes: Any) -> SessionSpec:
             ("source_address",),
         ),
         ({"filters": ("f",)}, "refreshed", ("filters",)),
-        ({"next_hop_mode": NextHopMode.SELF}, "refreshed", ("next_hop_mode",)),
+        ({"next_hop_mode": PeerNextHopMode.SELF}, "refreshed", ("next_hop_mode",)),
         ({"rr_client": True}, "refreshed", ("rr_client",)),
         ({"num_allowed_local_as": 2}, "refreshed", ("num_allowed_local_as",)),
         ({"passive": True}, "updated", ("passive",)),

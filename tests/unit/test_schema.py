@@ -22,20 +22,20 @@ from bgpd.datastore.schema import (
     parse_duration,
     parse_key,
 )
+from encap.model import EncapMode
 from peers.model import (
-    AddCommunity,
     AffinityState,
     BGPFilter,
     BGPPeer,
     BlockAffinity,
-    EncapMode,
     FilterAction,
+    FilterAddCommunity,
+    FilterMatchOperator,
+    FilterPrependASPath,
+    FilterSetPriority,
     IPPool,
-    MatchOperator,
-    NextHopMode,
     Node,
-    PrependASPath,
-    SetPriority,
+    PeerNextHopMode,
 )
 
 NODE_KEY = "/calico/resources/v3/projectcalico.org/nodes/node-a"
@@ -323,7 +323,7 @@ def test_bgppeer_fields() -> None:
     peer = decoded[1]
     assert isinstance(peer, BGPPeer)
     assert (peer.as_number, peer.local_as_number, peer.ttl_security) == (65001, 65010, 3)
-    assert peer.next_hop_mode is NextHopMode.KEEP
+    assert peer.next_hop_mode is PeerNextHopMode.KEEP
     assert (peer.max_restart_time, peer.keepalive_time) == (120.0, 10.0)
     assert peer.password is not None and (peer.password.name, peer.password.key) == ("s", "k")
     assert peer.filters == ("f1", "f2") and peer.reverse_peering == "Manual"
@@ -357,13 +357,13 @@ def test_bgpfilter_rules() -> None:
     flt = decoded[1]
     assert isinstance(flt, BGPFilter)
     first, second = flt.export_v4
-    assert first.action is FilterAction.ACCEPT and first.match_operator is MatchOperator.IN
+    assert first.action is FilterAction.ACCEPT and first.match_operator is FilterMatchOperator.IN
     assert (first.prefix_length_min, first.prefix_length_max) == (16, 24)
     assert first.community == (65000, 1, 1) and first.as_path_prefix == (65001, 65002)
     assert first.operations == (
-        AddCommunity((65000 << 16) | 7),
-        PrependASPath((64512, 64512)),
-        SetPriority(256),
+        FilterAddCommunity((65000 << 16) | 7),
+        FilterPrependASPath((64512, 64512)),
+        FilterSetPriority(256),
     )
     assert second.action is FilterAction.REJECT and second.interface == "eth*"
 

@@ -66,6 +66,34 @@ def test_take_sends_exactly_what_turns_sent_into_desired(
         assert messages == []
 
 
+@given(views, views, st.integers(min_value=1, max_value=16))
+def test_taking_a_budget_at_a_time_ends_in_the_same_view(
+    sent: dict[Prefix, PathAttributes], desired: dict[Prefix, PathAttributes], budget: int
+) -> None:
+    out = AdjRibOut(IPV4_UNICAST)
+    out.sent = dict(sent)
+    for prefix in set(sent) | set(desired):
+        out.stage(prefix, desired.get(prefix))
+    held: dict[Prefix, object] = dict(sent)
+    while out.pending:
+        before = len(out.pending)
+        held = _replay(held, out.take(NEGOTIATED, limit=budget))  # type: ignore[arg-type]
+        assert len(out.pending) == max(0, before - budget)
+    assert out.sent == desired and held == desired
+
+
+def test_what_a_budget_leaves_staged_keeps_coalescing() -> None:
+    out = AdjRibOut(IPV4_UNICAST)
+    out.stage(PREFIXES[0], ATTRS[0])
+    out.stage(PREFIXES[1], ATTRS[0])
+    (first,) = _decode(out.take(NEGOTIATED, limit=1))
+    assert first.announced[0].prefixes == [PREFIXES[0]]
+    out.stage(PREFIXES[1], ATTRS[3])  # changed again before the peer could take it
+    (second,) = _decode(out.take(NEGOTIATED, limit=1))
+    assert second.announced[0].prefixes == [PREFIXES[1]]
+    assert second.announced[0].attributes.med == ATTRS[3].med
+
+
 def test_a_prefix_that_may_no_longer_be_exported_is_withdrawn() -> None:
     out = AdjRibOut(IPV4_UNICAST)
     out.stage(PREFIXES[0], ATTRS[0])

@@ -11,7 +11,14 @@ from bgpd.rib.graceful_restart import (
     SelectionDeferral,
     local_capability,
 )
-from bgpd.speaker import BestChanged, PeerSettings, RibConverged, SendToPeer, Speaker, SpeakerConfig
+from bgpd.speaker import (
+    BestChanged,
+    PeerHasOutput,
+    PeerSettings,
+    RibConverged,
+    Speaker,
+    SpeakerConfig,
+)
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.capabilities import GracefulRestart
 from bgpd.wire.codec import decode_message
@@ -178,7 +185,8 @@ def test_restarting_speaker_defers_until_end_of_rib_then_reports_converged() -> 
     outputs = speaker.drain()
     assert _kernel(outputs) == {P1: True, P2: True}
     assert any(isinstance(o, RibConverged) for o in outputs)
-    assert any(isinstance(o, SendToPeer) for o in outputs)  # our End-of-RIB now goes out
+    assert PeerHasOutput("p") in outputs  # our End-of-RIB now goes out
+    assert [t for t, _ in _messages(speaker, outputs)] == [MessageType.UPDATE]
 
 
 def test_restarting_speaker_gives_up_waiting_at_the_deadline() -> None:
@@ -193,11 +201,12 @@ def test_restarting_speaker_gives_up_waiting_at_the_deadline() -> None:
     assert _kernel(outputs) == {P1: True} and any(isinstance(o, RibConverged) for o in outputs)
 
 
-def _messages(outputs: list[object]) -> list[tuple[int, object]]:
+def _messages(speaker: Speaker, outputs: list[object]) -> list[tuple[int, object]]:
+    """What the peers that have output are sent, as their sockets take it (speaker rule 2)."""
     found: list[tuple[int, object]] = []
     for output in outputs:
-        if isinstance(output, SendToPeer):
-            for msg_type, body in Framer().feed(b"".join(output.messages)):
+        if isinstance(output, PeerHasOutput):
+            for msg_type, body in Framer().feed(b"".join(speaker.take(output.peer_id))):
                 found.append(
                     (msg_type, decode_message(msg_type, body, Negotiated(), AttributeCache()))
                 )
@@ -214,9 +223,9 @@ def test_route_refresh_request_is_answered_with_the_adj_rib_out() -> None:
         next_hop_self={IPV4_UNICAST: b"\x0a\0\0\1"},
     )
     speaker.peer_up("p", settings, _negotiated(enhanced=False), 0)
-    speaker.drain()
+    _messages(speaker, speaker.drain())
     speaker.route_refresh_received("p", RouteRefresh(IPV4_UNICAST, 0), 1)
-    answer = _messages(speaker.drain())
+    answer = _messages(speaker, speaker.drain())
     assert [t for t, _ in answer] == [MessageType.UPDATE]
     update = answer[0][1]
     assert isinstance(update, Update) and update.announced[0].prefixes == [P3]
@@ -231,9 +240,9 @@ def test_enhanced_route_refresh_answer_is_framed_by_borr_and_eorr() -> None:
         next_hop_self={IPV4_UNICAST: b"\x0a\0\0\1"},
     )
     speaker.peer_up("p", settings, _negotiated(enhanced=True), 0)
-    speaker.drain()
+    _messages(speaker, speaker.drain())
     speaker.route_refresh_received("p", RouteRefresh(IPV4_UNICAST, 0), 1)
-    answer = _messages(speaker.drain())
+    answer = _messages(speaker, speaker.drain())
     assert [t for t, _ in answer] == [
         MessageType.ROUTE_REFRESH,
         MessageType.UPDATE,
@@ -261,11 +270,11 @@ def test_import_policy_change_without_route_refresh_reapplies_locally() -> None:
     settings = PeerSettings(address=ipaddress.IPv4Address("10.0.0.2"), peer_as=65001)
     speaker.peer_up("p", settings, Negotiated(peer_as=65001, local_as=64512, peer_id=2), 0)
     speaker.update_received("p", _announce(P1), 0)
-    speaker.drain()
+    _messages(speaker, speaker.drain())  # our End-of-RIB goes out
     speaker.set_policy("p", Policy(default=Verdict.REJECT), Policy(), 1)
     outputs = speaker.drain()
     assert _kernel(outputs) == {P1: False}
-    assert not any(isinstance(o, SendToPeer) for o in outputs)  # no ROUTE-REFRESH possible
+    assert not _messages(speaker, outputs)  # no ROUTE-REFRESH possible
     speaker.set_policy("p", Policy(), Policy(), 2)
     assert _kernel(speaker.drain()) == {P1: True}
 

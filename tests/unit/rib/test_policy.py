@@ -7,7 +7,6 @@ import ipaddress
 import pytest
 
 from bgpd.rib.policy import (
-    PRIORITY_BASE,
     AddCommunity,
     AddLargeCommunity,
     Match,
@@ -20,7 +19,6 @@ from bgpd.rib.policy import (
     RuleSet,
     SetLocalPref,
     SetMed,
-    SetPriority,
     SourceKind,
     Verdict,
 )
@@ -71,6 +69,20 @@ def test_prefix_length_range_within_a_cidr() -> None:
     assert not _match(pm, "10.244.1.0/24")
     assert not _match(pm, "10.244.1.1/32")
     assert not _match(pm, "10.245.1.64/26")
+
+
+def test_a_length_range_makes_equal_and_not_equal_set_membership() -> None:
+    equal = PrefixMatch(POOL, MatchOperator.EQUAL, min_len=24, max_len=24)
+    assert _match(equal, "10.244.1.0/24")
+    assert not _match(equal, "10.244.0.0/16") and not _match(equal, "10.245.1.0/24")
+    not_equal = PrefixMatch(POOL, MatchOperator.NOT_EQUAL, min_len=24, max_len=24)
+    assert not _match(not_equal, "10.244.1.0/24") and _match(not_equal, "10.244.0.0/16")
+
+
+def test_a_length_range_never_goes_below_the_cidr_length() -> None:
+    pm = PrefixMatch(POOL, MatchOperator.IN, min_len=8, max_len=40)
+    assert _match(pm, "10.244.0.0/16") and _match(pm, "10.244.1.1/32")
+    assert not _match(pm, "10.0.0.0/8")
 
 
 def test_longer_is_strictly_more_specific() -> None:
@@ -134,11 +146,11 @@ def test_prepare_runs_before_rules() -> None:
     def normalise(
         family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
     ) -> PathAttributes:
-        return PathAttributes(local_pref=PRIORITY_BASE - 1024)
+        return PathAttributes(local_pref=300)
 
-    rules = RuleSet("p", (Rule(Match(), Verdict.ACCEPT, (SetPriority(512),)),))
+    rules = RuleSet("p", (Rule(Match(local_pref=300), Verdict.ACCEPT, (SetLocalPref(512),)),))
     out = Policy(prepare=normalise, filters=(rules,)).evaluate(IPV4_UNICAST, b"\0", ATTRS, IBGP)
-    assert out is not None and out.local_pref == PRIORITY_BASE - 512
+    assert out is not None and out.local_pref == 512
 
 
 def test_community_and_large_community_match() -> None:
@@ -154,6 +166,14 @@ def test_as_path_prefix_match() -> None:
     assert Match(as_path_prefix=(65001, 65002)).matches(b"\0", ATTRS, IBGP)
     assert not Match(as_path_prefix=(65002,)).matches(b"\0", ATTRS, IBGP)
     assert not Match(as_path_prefix=(65001, 65002, 3)).matches(b"\0", ATTRS, IBGP)
+
+
+def test_local_pref_match() -> None:
+    attrs = PathAttributes(local_pref=2147483135)
+    assert Match(local_pref=2147483135).matches(b"\0", attrs, IBGP)
+    assert not Match(local_pref=2147482623).matches(b"\0", attrs, IBGP)
+    assert not Match(local_pref=2147483135).matches(b"\0", ATTRS, IBGP)  # no LOCAL_PREF
+    assert Policy(filters=(RuleSet("lp", (Rule(Match(local_pref=1)),)),)).prefix_independent
 
 
 def test_peer_type_source_and_interface_match() -> None:

@@ -1,0 +1,105 @@
+"""A Calico session's import and export filters as ``bgpd.rib.policy.Policy`` values (calico-bgp.md
+§2.8 items 5-6, §2.9, §2.10, §2.12b).
+
+Rules:
+1. Export (§2.8 item 6): priority normalisation (``prepare``: ``bgpd.calico.advertise`` rule 2),
+   the session's BGPFilters in order (``bgpd.calico.filters``; an accept or reject there ends the
+   whole filter, as in BIRD), then ``calico_export_to_bgp_peers`` as the terminal ``hook``, which
+   adds the prefixAdvertisement communities of an accepted route.
+2. Import (§2.8 item 5): the session's BGPFilters, then accept. A session without filters
+   imports with ``ACCEPT_ALL``, and filters that look only at communities, AS path or priority
+   leave the policy prefix-independent (the speaker evaluates it once per attribute set).
+3. Both steps are frozen values: policies built from equal inputs are equal, so installing
+   one again changes nothing in the speaker.
+4. The export step runs once per exported prefix: it works on the packed prefix (integers, no
+   ``ipaddress`` object) and returns the attributes unchanged when it adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from bgpd.calico.advertise import (
+    ExportPolicy,
+    RouteContext,
+    SourceProtocol,
+    calico_export,
+    export_priority,
+)
+from bgpd.calico.filters import session_rule_sets
+from bgpd.calico.origin import Origination
+from bgpd.kernel.plan import prefix_destination
+from bgpd.rib.policy import ACCEPT_ALL, Policy, PolicyContext, SourceKind
+from bgpd.wire.types import Family, PathAttributes, Prefix
+from peers.model import BGPFilter
+from peers.spec import SessionSpec
+
+
+def _source_protocol(ctx: PolicyContext) -> SourceProtocol:
+    """Our own routes are BIRD's static routes; every other route was learned over BGP."""
+    return SourceProtocol.STATIC if ctx.source is SourceKind.LOCAL else SourceProtocol.BGP
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisePriority:
+    """Rule 1's ``prepare``: a local route, or a learned one without LOCAL_PREF, gets the
+    LOCAL_PREF of the normal route priority; a learned LOCAL_PREF is kept."""
+
+    normal_priority: int
+
+    def __call__(
+        self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> PathAttributes:
+        source = _source_protocol(ctx)
+        _, local_pref = export_priority(source, attrs.local_pref, None, self.normal_priority)
+        return attrs if attrs.local_pref == local_pref else replace(attrs, local_pref=local_pref)
+
+
+@dataclass(frozen=True, slots=True)
+class CalicoExport:
+    """Rule 1's ``hook``: ``calico_export_to_bgp_peers(is_same_as)`` on a packed prefix (rule 4)."""
+
+    policy: ExportPolicy
+
+    def __call__(
+        self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> PathAttributes | None:
+        route = RouteContext(_source_protocol(ctx), ctx.same_as, local_pref=attrs.local_pref)
+        decision = calico_export(prefix_destination(prefix, family), self.policy, route)
+        if not decision.accept:
+            return None
+        communities = tuple(c for c in decision.communities if c not in attrs.communities)
+        large = tuple(c for c in decision.large_communities if c not in attrs.large_communities)
+        if not communities and not large:
+            return attrs
+        return replace(
+            attrs,
+            communities=attrs.communities + communities,
+            large_communities=attrs.large_communities + large,
+        )
+
+
+def session_filters(spec: SessionSpec, filters: Mapping[str, BGPFilter]) -> tuple[object, ...]:
+    """The BGPFilter resources a session uses, in order: what its policies depend on."""
+    return tuple(filters.get(name) for name in spec.filters)
+
+
+def export_policy(
+    spec: SessionSpec, origination: Origination, filters: Mapping[str, BGPFilter]
+) -> Policy:
+    """Rule 1: the session's export filter."""
+    calico = origination.policy
+    return Policy(
+        filters=session_rule_sets(spec.filters, filters, "export", spec.family),
+        hook=CalicoExport(calico),
+        prepare=NormalisePriority(calico.normal_priority),
+    )
+
+
+def import_policy(spec: SessionSpec, filters: Mapping[str, BGPFilter]) -> Policy:
+    """Rule 2: the session's import filter. §2.8 item 5's ``preference = 200`` for an elevated
+    LOCAL_PREF has no counterpart in the RIB yet (``bgpd.rib.best_path`` ranks own routes before
+    LOCAL_PREF), as it had none before BGPFilters were compiled."""
+    rule_sets = session_rule_sets(spec.filters, filters, "import", spec.family)
+    return Policy(filters=rule_sets) if rule_sets else ACCEPT_ALL

@@ -1,0 +1,185 @@
+"""What this node originates, from the datastore, and those routes as the RIB holds them
+(calico-bgp.md §2.10, §2.12, §2.13, §2.16; confd master [BP], [T bird_aggr/bird_ipam]).
+
+Rules:
+1. Own blocks come from this node's block affinities (``bgpd.calico.advertise`` rule 3): each
+   non-pending block is a blackhole route, except /32 and /128 blocks (a blackhole there would
+   shadow the workload route).
+2. Borrowed addresses: an allocation in another node's block whose ``secondary.node`` is this
+   node is a workload route here (Felix's ``cali*`` route that BIRD learns from the kernel);
+   it is exported as a /32 (/128) because no aggregation rule covers it. Tunnel addresses are
+   not routes in the main table and are skipped.
+3. Service ranges (``bgpd.calico.advertise`` rule 4) are static blackhole routes.
+4. A route is advertised when ``calico_export`` accepts it towards an iBGP peer, with the
+   prefixAdvertisement communities it adds; its blackhole reaches the kernel when the kernel
+   plan's own rules (reject CIDRs, pool ownership: ``bgpd.kernel.plan.kernel_refusal``) let it.
+5. A peer with ``reachableBy`` gets a pinned route to its address (§2.12).
+6. In the RIB (``local_routes``) our routes carry ORIGIN IGP, an empty AS_PATH, our address as
+   next hop and the LOCAL_PREF of the normal priority (§2.10); only routes that are advertised
+   or blackholed in the kernel are there. The RIB's export rules do the rest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bgpd.calico.advertise import (
+    ExportPolicy,
+    RejectSet,
+    RouteContext,
+    SourceProtocol,
+    build_export_policy,
+    calico_export,
+    own_affinities,
+)
+from bgpd.calico.priority import local_pref_for_metric
+from bgpd.calico.sessions import FAMILY_OF_VERSION
+from bgpd.calico.tunnels import owned_pools, pool_specs
+from bgpd.kernel.plan import PlanConfig, covers, destination_of, kernel_refusal, pool_at
+from bgpd.wire.constants import Origin
+from bgpd.wire.types import Family, PathAttributes, Prefix, prefix_from_network
+from peers.model import (
+    DEFAULT_NORMAL_ROUTE_PRIORITY,
+    IPAddress,
+    IPNetwork,
+    LargeCommunity,
+    Snapshot,
+)
+from peers.spec import SessionSpec
+
+TUNNEL_ADDRESS_TYPES = frozenset(
+    {"ipipTunnelAddress", "vxlanTunnelAddress", "vxlanV6TunnelAddress", "wireguardTunnelAddress"}
+)
+NORMAL_LOCAL_PREF = local_pref_for_metric(DEFAULT_NORMAL_ROUTE_PRIORITY)
+
+
+class OriginKind(StrEnum):
+    """Why this node originates a route."""
+
+    OWN_BLOCK = "own-block"
+    BORROWED = "borrowed"
+    SERVICE = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class OriginatedRoute:
+    """A route this node puts into its own table from the datastore."""
+
+    network: IPNetwork
+    kind: OriginKind
+    blackhole: bool  # a blackhole route for it sits in the table (BIRD's static protocol)
+    advertise: bool  # ``calico_export`` accepts it (towards an iBGP peer without BGPFilters)
+    install_blackhole: bool  # the blackhole reaches the kernel (rule 4)
+    communities: tuple[int, ...] = ()
+    large_communities: tuple[LargeCommunity, ...] = ()
+    local_pref: int = NORMAL_LOCAL_PREF
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedPeerRoute:
+    """``route <peerIP>/32 via <reachableBy>`` for a peer with ``reachableBy`` (rule 5)."""
+
+    network: IPNetwork
+    gateway: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class Origination:
+    """What this node originates for one IP version, and the export policy that decided it."""
+
+    version: int
+    routes: tuple[OriginatedRoute, ...]
+    reject: RejectSet
+    pinned: tuple[PinnedPeerRoute, ...]
+    policy: ExportPolicy
+
+    def blackholes(self) -> tuple[IPNetwork, ...]:
+        return tuple(r.network for r in self.routes if r.install_blackhole)
+
+
+def originate(
+    node_name: str,
+    snapshot: Snapshot,
+    version: int,
+    sessions: Iterable[SessionSpec] = (),
+    cluster_ips_override: Sequence[IPNetwork] | None = None,
+) -> Origination:
+    """Everything ``node_name`` originates for IP ``version`` (rules 1-5)."""
+    policy = build_export_policy(node_name, snapshot, version, cluster_ips_override)
+    # The kernel plan's own refusal rules (rule 4); VXLAN blackholes stay Felix's (§3.4).
+    kernel = PlanConfig(owned_pools=owned_pools(snapshot), reject_cidrs=policy.reject.networks)
+    pools = pool_specs(snapshot)
+    local_pref = local_pref_for_metric(policy.normal_priority)
+    routes: list[OriginatedRoute] = []
+
+    def add(network: IPNetwork, kind: OriginKind, blackhole: bool, source: SourceProtocol) -> None:
+        destination = destination_of(network)
+        decision = calico_export(destination, policy, RouteContext(source, internal_peer=True))
+        installed = (
+            blackhole and kernel_refusal(destination, pool_at(destination, pools), kernel) is None
+        )
+        routes.append(
+            OriginatedRoute(
+                network=network,
+                kind=kind,
+                blackhole=blackhole,
+                advertise=decision.accept,
+                install_blackhole=installed,
+                communities=decision.communities,
+                large_communities=decision.large_communities,
+                local_pref=local_pref,
+                reason=decision.reason,
+            )
+        )
+
+    own_blocks = own_affinities(node_name, snapshot, version)
+    for cidr, _state in own_blocks:
+        single = cidr.prefixlen == cidr.max_prefixlen
+        add(cidr, OriginKind.OWN_BLOCK, not single, SourceProtocol.STATIC)
+    borrowed: set[IPNetwork] = set()
+    for block in snapshot.blocks.values():
+        if block.cidr.version != version or block.owner == node_name or block.deleted:
+            continue
+        for allocation in block.borrowed:
+            if allocation.node != node_name or allocation.kind in TUNNEL_ADDRESS_TYPES:
+                continue
+            network = ipaddress.ip_network(allocation.address)
+            destination = destination_of(network)
+            if not any(covers(cidr, *destination) for cidr, _ in own_blocks):
+                borrowed.add(network)
+    for network in sorted(borrowed, key=lambda n: int(n.network_address)):
+        add(network, OriginKind.BORROWED, False, SourceProtocol.KERNEL)
+    for network in policy.static_routes:
+        add(network, OriginKind.SERVICE, True, SourceProtocol.STATIC)
+    pinned = tuple(
+        PinnedPeerRoute(ipaddress.ip_network(s.peer_ip), s.reachable_by)
+        for s in sorted(sessions, key=lambda s: s.name)
+        if s.family == version and s.reachable_by is not None
+    )
+    return Origination(version, tuple(routes), policy.reject, pinned, policy)
+
+
+def local_routes(
+    originations: Iterable[Origination], own_addresses: Mapping[int, bytes]
+) -> dict[Family, dict[Prefix, PathAttributes]]:
+    """Rule 6: the routes we originate, as RIB routes."""
+    out: dict[Family, dict[Prefix, PathAttributes]] = {}
+    for origination in originations:
+        family = FAMILY_OF_VERSION[origination.version]
+        table = out.setdefault(family, {})
+        for route in origination.routes:
+            if not (route.advertise or route.install_blackhole):
+                continue
+            table[prefix_from_network(route.network)] = PathAttributes(
+                origin=Origin.IGP,
+                as_path=(),
+                next_hop=own_addresses.get(origination.version, b""),
+                local_pref=route.local_pref,
+                communities=route.communities,
+                large_communities=route.large_communities,
+            )
+    return out

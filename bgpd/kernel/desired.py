@@ -1,0 +1,103 @@
+"""The kernel routes the RIB asks for, and the changes not yet written: the router's half of
+kernel synchronisation (``bgpd.kernel.sync`` is the IO half).
+
+Rules:
+1. Levels, not edges: ``set`` records the desired route of a prefix (None: none); a prefix
+   changed several times before it is written is written once, with its latest route, and a
+   change back to what was last handed out is still written (the kernel is the judge).
+2. ``take(limit)`` hands out the oldest pending changes, at most ``limit`` of them, as a
+   ``KernelBatch``: routes to replace and identities to delete (the old route's identity when
+   the prefix's kernel identity changed, e.g. a new metric). No batch holds a whole table, so
+   the routing loop never stalls on one.
+3. After our own restart, routes a previous run installed stay until the RIB has converged
+   (RFC 4724 §4.1, restarting speaker); then the first batch that leaves nothing pending carries
+   ``sweep_stale``, so a stale route that is still wanted is never swept while it waits.
+4. Pure: no IO, no clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from bgpd.kernel.plan import KernelRoute, RouteIdentity
+from bgpd.wire.types import Family, Prefix
+
+
+@dataclass(frozen=True, slots=True)
+class KernelBatch:
+    """One round of kernel writes (rule 2). ``backlog``: more changes are pending after it."""
+
+    upserts: tuple[KernelRoute, ...] = ()
+    removals: tuple[RouteIdentity, ...] = ()
+    backlog: bool = False
+    sweep_stale: bool = False
+
+    def __len__(self) -> int:
+        return len(self.upserts) + len(self.removals)
+
+
+class DesiredKernel:
+    """Desired kernel routes by family and prefix, and the changes pending since the last
+    batch (prefix -> the route it replaces)."""
+
+    __slots__ = ("_desired", "_pending", "_sweep_wanted")
+
+    def __init__(self) -> None:
+        self._desired: dict[Family, dict[Prefix, KernelRoute]] = {}
+        self._pending: dict[Family, dict[Prefix, KernelRoute | None]] = {}
+        self._sweep_wanted = False
+
+    def __len__(self) -> int:
+        return sum(len(routes) for routes in self._desired.values())
+
+    @property
+    def pending(self) -> bool:
+        """Whether a batch has work (changes, or a sweep to run)."""
+        return bool(self._pending) or self._sweep_wanted
+
+    def get(self, family: Family, prefix: Prefix) -> KernelRoute | None:
+        return self._desired.get(family, {}).get(prefix)
+
+    def prefixes(self, family: Family) -> list[Prefix]:
+        return list(self._desired.get(family, ()))
+
+    def set(self, family: Family, prefix: Prefix, route: KernelRoute | None) -> None:
+        """Rule 1."""
+        desired = self._desired.setdefault(family, {})
+        old = desired.get(prefix)
+        if route is None:
+            desired.pop(prefix, None)
+        else:
+            desired[prefix] = route
+        if old != route:
+            self._pending.setdefault(family, {}).setdefault(prefix, old)
+
+    def converged(self) -> None:
+        """Rule 3: the RIB has converged after our restart; sweep what it did not ask for."""
+        self._sweep_wanted = True
+
+    def take(self, limit: int) -> KernelBatch:
+        """Rule 2 (and rule 3's sweep on the batch that empties the backlog)."""
+        upserts: list[KernelRoute] = []
+        removals: list[RouteIdentity] = []
+        taken = 0
+        for family, changed in list(self._pending.items()):
+            desired = self._desired.get(family, {})
+            for prefix, old in list(itertools.islice(changed.items(), limit - taken)):
+                del changed[prefix]
+                new = desired.get(prefix)
+                if new is not None:
+                    upserts.append(new)
+                if old is not None and (new is None or new.identity != old.identity):
+                    removals.append(old.identity)
+                taken += 1
+            if not changed:
+                del self._pending[family]
+            if taken >= limit:
+                break
+        backlog = bool(self._pending)
+        sweep = self._sweep_wanted and not backlog
+        if sweep:
+            self._sweep_wanted = False
+        return KernelBatch(tuple(upserts), tuple(removals), backlog, sweep)

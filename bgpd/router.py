@@ -1,0 +1,415 @@
+"""The router: where a node's routing decisions are made, as pure code (aioquic's shape, one floor
+up from the session). The daemon is its only caller and executes what it asks for.
+
+Inputs (each with ``now``, the caller's monotonic clock):
+  ``apply_plan``     the node's routing plan, derived from a datastore snapshot by
+                     ``bgpd.calico.node`` (sessions with their policies, local routes, kernel
+                     planner, tunnels) — the router itself knows nothing of Calico;
+  ``session_event``  a session's Established, Down, UPDATE or ROUTE-REFRESH, by peer key;
+  ``timer``          graceful-restart and selection-deferral deadlines (``next_deadline``).
+Outputs, drained with ``drain()`` after any input:
+  ``DesiredSessions`` (the supervisor's desired set), ``TunnelsWanted`` (tunnel devices),
+  ``MessagesWaiting`` (a peer has messages: pull them with ``take``), ``KernelWork`` (pull a
+  round with ``kernel_batch``), ``Notice`` (a line for the log).
+
+Rules:
+1. One writer: only the daemon's routing task calls the input, drain and pull methods; the
+   control surface only reads (``peer_statuses``, ``route_statuses``, ``status``).
+2. Nothing is advertised, withdrawn or programmed before the first plan (confd's in-sync rule);
+   a datastore outage just means no new plan, and the last one stays.
+3. The Speaker is rebuilt when the router id, AS or cluster id changes; otherwise a new plan
+   only updates local routes and the policies of established sessions (a policy equal to the
+   installed one changes nothing, so an unrelated datastore change resets and refreshes
+   nothing). A de-configured session's routes go at once, not kept as stale (RFC 4724 §4: it
+   ends with a Cease NOTIFICATION).
+4. After our own restart (the kernel held our routes at start) selection is deferred until the
+   peers' End-of-RIB or the restart deadline (RFC 4724 §4.1); sessions advertise the
+   Restart State bit meanwhile; then the kernel sweeps what the RIB no longer wants.
+5. Every best-path change is planned into a desired kernel route (``bgpd.kernel.desired``);
+   every new plan re-plans all of them (pools, rejects and encapsulation may have changed).
+6. Messages are pulled per peer, at most ``budget`` prefixes at a time (Speaker rule 2).
+7. Pure: no IO, no clock, no Calico model (``tests/test_layers.py``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from bgpd.kernel.desired import DesiredKernel, KernelBatch
+from bgpd.kernel.plan import KernelRoute
+from bgpd.rib.graceful_restart import SelectionDeferral
+from bgpd.rib.policy import Policy
+from bgpd.rib.route import Path
+from bgpd.session.config import PeerKey, SessionConfig
+from bgpd.session.events import (
+    Down,
+    Established,
+    RouteRefreshReceived,
+    State,
+    UpdateReceived,
+)
+from bgpd.session.timers import keepalive_interval
+from bgpd.speaker import (
+    BestChanged,
+    PeerHasOutput,
+    PeerSettings,
+    RibConverged,
+    Speaker,
+    SpeakerConfig,
+)
+from bgpd.status import PeerStatus, RouteStatus, capability_names, route_status
+from bgpd.wire.attributes import AttributeCache
+from bgpd.wire.constants import Afi
+from bgpd.wire.negotiated import Negotiated
+from bgpd.wire.types import Family, PathAttributes, Prefix, prefix_from_str
+from encap.vxlan import TunnelPlan
+
+SessionEvent = Established | Down | UpdateReceived | RouteRefreshReceived
+TAKE_BUDGET = 16384  # prefixes of UPDATEs handed to a peer's sender at a time (rule 6)
+
+
+class KernelPlanning(Protocol):
+    """Turns a prefix's best path and ECMP set into the kernel route it asks for (None: none)."""
+
+    def route(
+        self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
+    ) -> KernelRoute | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    """One desired session: how the FSM runs it, how the RIB treats it, and its policies."""
+
+    config: SessionConfig
+    settings: PeerSettings
+    import_policy: Policy
+    export_policy: Policy
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPlan:
+    """A node's routing intent, derived from one datastore snapshot (``bgpd.calico.node``).
+    ``router_id`` None: the node has no router id yet (nothing can run, rule 2)."""
+
+    router_id: ipaddress.IPv4Address | None
+    local_as: int
+    cluster_id: int | None
+    sessions: Mapping[str, SessionPlan]
+    local_routes: Mapping[Family, Mapping[Prefix, PathAttributes]]
+    kernel: KernelPlanning
+    tunnels: TunnelPlan | None = None
+    listen_address: str | None = None
+    listen_port: int = 179
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredSessions:
+    configs: Mapping[PeerKey, SessionConfig]
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelsWanted:
+    plan: TunnelPlan | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesWaiting:
+    peer: PeerKey
+
+
+@dataclass(frozen=True, slots=True)
+class KernelWork:
+    """Desired kernel routes changed: the kernel side should pull a ``kernel_batch``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A line for the log: ``level`` is a log level name, ``fields`` its key-value pairs."""
+
+    level: str
+    event: str
+    fields: tuple[tuple[str, object], ...] = ()
+
+
+Output = DesiredSessions | TunnelsWanted | MessagesWaiting | KernelWork | Notice
+
+
+@dataclass(frozen=True, slots=True)
+class RouterStatus:
+    router_id: str
+    in_sync: bool
+    restarting: bool
+    kernel_routes: int
+    problems: tuple[str, ...]
+
+
+class SessionCounters(Protocol):
+    """What ``peer_statuses`` reads of a running session (the transport's statistics)."""
+
+    @property
+    def state(self) -> State: ...
+    @property
+    def since(self) -> float: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def negotiated(self) -> Negotiated | None: ...
+    @property
+    def prefixes_in(self) -> int: ...
+    @property
+    def messages_in(self) -> int: ...
+    @property
+    def messages_out(self) -> int: ...
+    @property
+    def updates_in(self) -> int: ...
+    @property
+    def updates_out(self) -> int: ...
+
+
+@dataclass
+class _Applied:
+    plan: RoutingPlan
+    names: dict[PeerKey, str] = field(default_factory=dict)
+
+
+class Router:
+    """Rules 1-7."""
+
+    def __init__(
+        self,
+        *,
+        restarting: bool = False,
+        restart_deadline: float = 120.0,
+        attribute_cache: AttributeCache | None = None,
+    ) -> None:
+        self.restarting = restarting
+        self.speaker: Speaker | None = None
+        self.kernel = DesiredKernel()
+        self._restart_deadline = restart_deadline
+        self._cache = attribute_cache if attribute_cache is not None else AttributeCache()
+        self._applied: _Applied | None = None
+        self._outputs: list[Output] = []
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def apply_plan(self, plan: RoutingPlan, now: float) -> None:
+        """A new routing plan (rules 2, 3, 5)."""
+        for problem in plan.problems:
+            self._notice("warning", "datastore problem", problem=problem)
+        if plan.router_id is None:
+            self._notice(
+                "error", "no router id: the node has no IPv4 address; set CALICO_ROUTER_ID"
+            )
+            return
+        previous = self._applied.plan if self._applied is not None else None
+        applied = self._applied = _Applied(plan)
+        for name, session in plan.sessions.items():
+            applied.names[session.config.key] = name
+        speaker = self.speaker
+        if (
+            speaker is None
+            or previous is None
+            or (previous.router_id, previous.local_as, previous.cluster_id)
+            != (plan.router_id, plan.local_as, plan.cluster_id)
+        ):
+            deferral = (
+                SelectionDeferral(now + self._restart_deadline, frozenset(plan.sessions))
+                if self.restarting
+                else None
+            )
+            config = SpeakerConfig(int(plan.router_id), plan.local_as, plan.cluster_id)
+            speaker = self.speaker = Speaker(config, self._cache, restarting=deferral)
+        speaker.set_local_routes(plan.local_routes, now)
+        established = set(speaker.peers())
+        for name in established - plan.sessions.keys():
+            speaker.peer_down(name, graceful=False, now=now)
+        for name, session in plan.sessions.items():
+            if name in established:
+                speaker.set_policy(name, session.import_policy, session.export_policy, now)
+        self._outputs.append(DesiredSessions(self._session_configs(plan)))
+        self._outputs.append(TunnelsWanted(plan.tunnels))
+        self._replan_kernel()
+
+    def session_event(self, peer: PeerKey, event: SessionEvent, now: float) -> str | None:
+        """A session's event, in order per peer; returns the session's name (None: a session
+        no longer in the plan, whose late events are ignored)."""
+        applied, speaker = self._applied, self.speaker
+        name = applied.names.get(peer) if applied is not None else None
+        if applied is None or speaker is None or name is None:
+            return None
+        session = applied.plan.sessions[name]
+        if isinstance(event, Established):
+            speaker.peer_up(name, session.settings, event.negotiated, now)
+            speaker.set_policy(name, session.import_policy, session.export_policy, now)
+        elif isinstance(event, Down):
+            if event.was_established:
+                speaker.peer_down(name, graceful=event.notification is None, now=now)
+        elif isinstance(event, UpdateReceived):
+            speaker.update_received(name, event.update, now)
+        else:
+            speaker.route_refresh_received(name, event.refresh, now)
+        return name
+
+    def timer(self, now: float) -> None:
+        if self.speaker is not None:
+            self.speaker.timer(now)
+
+    def next_deadline(self) -> float | None:
+        return self.speaker.next_deadline() if self.speaker is not None else None
+
+    # -- outputs --------------------------------------------------------------------------------
+
+    def drain(self) -> list[Output]:
+        """Everything the daemon must do now, in order."""
+        outputs, self._outputs = self._outputs, []
+        speaker, applied = self.speaker, self._applied
+        if speaker is not None and applied is not None:
+            planner = applied.plan.kernel
+            for change in speaker.drain():
+                if isinstance(change, BestChanged):
+                    family, prefix = change.family, change.prefix
+                    route = planner.route(family, prefix, change.best, change.ecmp)
+                    self.kernel.set(family, prefix, route)
+                elif isinstance(change, PeerHasOutput):
+                    session = applied.plan.sessions.get(change.peer_id)
+                    if session is not None:
+                        outputs.append(MessagesWaiting(session.config.key))
+                elif isinstance(change, RibConverged):
+                    self._converged(outputs)
+        if self.kernel.pending:
+            outputs.append(KernelWork())
+        return outputs
+
+    def take(self, peer: PeerKey, budget: int = TAKE_BUDGET) -> list[bytes]:
+        """Rule 6: the peer's next messages, pulled when its socket can take them."""
+        name = self._applied.names.get(peer) if self._applied is not None else None
+        if name is None or self.speaker is None:
+            return []
+        return self.speaker.take(name, budget)
+
+    def has_messages(self, peer: PeerKey) -> bool:
+        name = self._applied.names.get(peer) if self._applied is not None else None
+        return name is not None and self.speaker is not None and self.speaker.has_output(name)
+
+    def kernel_batch(self, limit: int) -> KernelBatch:
+        """The next round of kernel writes (``bgpd.kernel.desired`` rule 2)."""
+        return self.kernel.take(limit)
+
+    # -- reads (rule 1) -------------------------------------------------------------------------
+
+    def status(self) -> RouterStatus:
+        plan = self._applied.plan if self._applied is not None else None
+        return RouterStatus(
+            router_id=str(plan.router_id) if plan is not None else "",
+            in_sync=plan is not None,
+            restarting=self.restarting,
+            kernel_routes=len(self.kernel),
+            problems=plan.problems if plan is not None else (),
+        )
+
+    def peer_statuses(
+        self, counters: Mapping[PeerKey, SessionCounters], started: float
+    ) -> list[PeerStatus]:
+        """Each planned session as ``show protocols`` and ``bgpd show peers`` present it;
+        ``started`` (wall clock) stands for "since" of a session that never ran."""
+        applied, speaker = self._applied, self.speaker
+        if applied is None:
+            return []
+        out: list[PeerStatus] = []
+        for name, session in sorted(applied.plan.sessions.items()):
+            config = session.config
+            st = counters.get(config.key)
+            held, sent = speaker.route_counts(name) if speaker is not None else (0, 0)
+            negotiated = st.negotiated if st is not None else None
+            helper = speaker is not None and speaker.graceful_restart.is_retaining(name)
+            restart_state = "helper" if helper else ("restarting" if self.restarting else "")
+            out.append(
+                PeerStatus(
+                    name=name,
+                    peer_ip=str(config.peer_address),
+                    peer_as=session.settings.peer_as,
+                    local_as=config.local_as,
+                    state=st.state.bird_name if st is not None else State.IDLE.bird_name,
+                    since=st.since if st is not None else started,
+                    passive=config.passive,
+                    family="ipv6" if config.families[0].afi is Afi.IPV6 else "ipv4",
+                    last_error=(st.last_error or "") if st is not None else "",
+                    router_id=str(ipaddress.IPv4Address(negotiated.peer_id)) if negotiated else "",
+                    hold_time=negotiated.hold_time if negotiated else 0,
+                    keepalive_time=round(
+                        keepalive_interval(negotiated.hold_time, config.keepalive_time)
+                    )
+                    if negotiated
+                    else 0,
+                    capabilities=capability_names(negotiated) if negotiated else (),
+                    prefixes_received=st.prefixes_in if st is not None else 0,
+                    prefixes_accepted=held,
+                    prefixes_advertised=sent,
+                    messages_in=st.messages_in if st is not None else 0,
+                    messages_out=st.messages_out if st is not None else 0,
+                    updates_in=st.updates_in if st is not None else 0,
+                    updates_out=st.updates_out if st is not None else 0,
+                    graceful_restart=restart_state,
+                    source_address=str(config.source_address or ""),
+                    port=config.port,
+                )
+            )
+        return out
+
+    def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
+        """Loc-RIB candidates, every prefix's or one prefix's (the filter pushed down)."""
+        speaker = self.speaker
+        if speaker is None:
+            return []
+        wanted = prefix_from_str(prefix) if prefix else None
+        version = ipaddress.ip_network(prefix, strict=False).version if prefix else 0
+        names = {name: name for name in self._applied.plan.sessions} if self._applied else {}
+        out: list[RouteStatus] = []
+        for family, loc in speaker.loc_ribs.items():
+            if wanted is not None and (family.afi is Afi.IPV6) != (version == 6):
+                continue
+            for key in [wanted] if wanted is not None else loc.prefixes():
+                best = loc.best(key)
+                for path in loc.candidates(key):
+                    out.append(route_status(family, key, path, path is best, names))
+        return out
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _session_configs(self, plan: RoutingPlan) -> dict[PeerKey, SessionConfig]:
+        """The supervisor's desired set; the Restart State bit while we restart (rule 4)."""
+        return {
+            session.config.key: replace(session.config, graceful_restart_restarting=self.restarting)
+            for session in plan.sessions.values()
+        }
+
+    def _replan_kernel(self) -> None:
+        """Rule 5: every prefix of the Loc-RIBs planned again; routes of prefixes the RIB no
+        longer has are no longer desired."""
+        speaker, applied = self.speaker, self._applied
+        if speaker is None or applied is None:
+            return
+        planner = applied.plan.kernel
+        kernel = self.kernel
+        for family, loc in speaker.loc_ribs.items():
+            for prefix in list(loc.prefixes()):
+                route = planner.route(family, prefix, loc.best(prefix), loc.ecmp(prefix))
+                kernel.set(family, prefix, route)
+            for prefix in kernel.prefixes(family):
+                if prefix not in loc:
+                    kernel.set(family, prefix, None)
+
+    def _converged(self, outputs: list[Output]) -> None:
+        """Rule 4: the selection deferral is over."""
+        outputs.append(
+            Notice("info", "routing converged after restart", (("reason", "end-of-rib"),))
+        )
+        self.restarting = False
+        self.kernel.converged()
+
+    def _notice(self, level: str, event: str, **fields: object) -> None:
+        self._outputs.append(Notice(level, event, tuple(fields.items())))

@@ -114,6 +114,29 @@ def run_config(
     )
 
 
+def check_metrics_listen(listen: tuple[str, int] | None) -> None:
+    """Bind ``--metrics-listen``'s address once before anything is logged, so an address that is
+    not ours or a port in use is the one line of rule 2, not the last line after the start-up
+    log. The daemon's own bind still reports a port taken in between the same way."""
+    import socket
+
+    from bgpd.errors import ConfigError
+
+    if listen is None:
+        return
+    host, port = listen
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ConfigError("--metrics-listen", f"{host}:{port}", reason) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     import gc
@@ -131,6 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         nodename_file = None
     try:
         config = run_config(args, os.environ, nodename_file, socket.gethostname())
+        check_metrics_listen(config.metrics_listen)
     except ConfigError as exc:
         print(f"bgpd: {exc}", file=sys.stderr)
         return 2

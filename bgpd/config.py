@@ -5,11 +5,16 @@ Rules:
    ``NODENAME``, ``DATASTORE_TYPE``, ``ETCD_*``, ``CALICO_ROUTER_ID``, ``BGP_LOGSEVERITYSCREEN``).
 2. A bad value fails at start with one ``ConfigError`` naming the field and the bad value.
 3. Pure: the environment, the host name and the nodename file's content are passed in.
+4. The node name is a Kubernetes name, a lowercase RFC 1123 subdomain as Calico's Node resource
+   requires (it is part of etcd keys: a '/' would read another node's keys); the host name
+   fallback is lowercased first, as calico-node does (``names.Hostname``).
+5. ``CALICO_ROUTER_ID`` 0.0.0.0 is refused: a BGP Identifier of zero is invalid (RFC 6286 §2.1).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +30,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "none")
 LOG_FORMATS = ("json", "console", "auto")  # auto: console on a terminal, else JSON
 # BIRD/Calico severities (calico-bgp.md §2.3) mapped onto ours.
 _LEVEL_ALIASES = {"warn": "warning", "fatal": "critical", "panic": "critical"}
+# A DNS-1123 subdomain, as Kubernetes and libcalico-go validate resource names (rule 4).
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NODE_NAME_MAX = 253
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +108,44 @@ def _datastore(flag: str | None, environ: Mapping[str, str]) -> FileSource | Etc
 def node_name(
     flag: str | None, environ: Mapping[str, str], nodename_file: str | None, hostname: str
 ) -> str:
-    """``--node``, else ``NODENAME``, else /var/lib/calico/nodename, else the host name."""
-    for candidate in (flag, environ.get("NODENAME"), nodename_file, hostname):
+    """``--node``, else ``NODENAME``, else /var/lib/calico/nodename, else the host name
+    (lowercased, as calico-node does); a name that is not a node name names its source (rule 4)."""
+    candidates = (
+        ("--node", flag),
+        ("NODENAME", environ.get("NODENAME")),
+        (NODENAME_FILE, nodename_file),
+        ("host name", hostname.lower()),
+    )
+    for source, candidate in candidates:
         if candidate and candidate.strip():
-            return candidate.strip()
+            name = candidate.strip()
+            if len(name) > _NODE_NAME_MAX or not _NODE_NAME.fullmatch(name):
+                raise ConfigError(
+                    source,
+                    name,
+                    "a node name must be a lowercase RFC 1123 subdomain "
+                    "(a-z, 0-9, '-' and '.', at most 253 characters)",
+                )
+            return name
     raise ConfigError("--node", "", "no node name (set --node or NODENAME)")
+
+
+def _router_id(environ: Mapping[str, str]) -> str:
+    """``CALICO_ROUTER_ID``: "", "hash" or a non-zero dotted quad (rule 5)."""
+    router_id = environ.get("CALICO_ROUTER_ID", "").strip()
+    if not router_id or router_id == "hash":
+        return router_id
+    try:
+        address = ipaddress.IPv4Address(router_id)
+    except ValueError:
+        raise ConfigError(
+            "CALICO_ROUTER_ID", router_id, "must be an IPv4 address or hash"
+        ) from None
+    if int(address) == 0:
+        raise ConfigError(
+            "CALICO_ROUTER_ID", router_id, "a BGP Identifier of zero is invalid (RFC 6286 §2.1)"
+        )
+    return router_id
 
 
 def build_config(
@@ -132,14 +173,7 @@ def build_config(
     fmt = (log_format or "auto").lower()
     if fmt not in LOG_FORMATS:
         raise ConfigError("--log-format", log_format, "must be json, console or auto")
-    router_id = environ.get("CALICO_ROUTER_ID", "").strip()
-    if router_id and router_id != "hash":
-        try:
-            ipaddress.IPv4Address(router_id)
-        except ValueError:
-            raise ConfigError(
-                "CALICO_ROUTER_ID", router_id, "must be an IPv4 address or hash"
-            ) from None
+    router_id = _router_id(environ)
     socket_path = control_socket or DEFAULT_CONTROL_SOCKET
     if not socket_path.startswith("/") and not socket_path.startswith("."):
         raise ConfigError("--control-socket", socket_path, "must be a path")

@@ -68,7 +68,7 @@ from bgpd.wire.types import Family, PathAttributes, Prefix, prefix_from_str
 from encap.vxlan import TunnelPlan
 
 SessionEvent = Established | Down | UpdateReceived | RouteRefreshReceived
-TAKE_BUDGET = 16384  # prefixes of UPDATEs handed to a peer's sender at a time (rule 6)
+TAKE_BUDGET = 65536  # prefixes of UPDATEs handed to a peer's sender at a time (rule 6)
 
 
 class KernelPlanning(Protocol):

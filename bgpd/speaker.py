@@ -54,7 +54,7 @@ from bgpd.wire.types import IPV4_UNICAST, IPV6_UNICAST, Family, IPAddress, PathA
 
 REFRESH_REQUEST, REFRESH_BEGIN, REFRESH_END = 0, 1, 2  # RFC 7313 §3.2 subtypes
 _CACHE_LIMIT = 65536
-ENCODE_CACHE_GROUPS = 64  # rule 4: encoded UPDATE groups kept for peers taking the same change
+ENCODE_CACHE_GROUPS = 8192  # rule 4: encoded UPDATE groups kept for peers taking the same change
 _MISSING = object()
 
 
@@ -134,6 +134,7 @@ class _Peer:
         "import_ctx",
         "export_ctx_local",
         "export_ctx_remote",
+        "own_addresses",
     )
 
     def __init__(
@@ -149,6 +150,7 @@ class _Peer:
         self.negotiated = negotiated
         self.source = source
         self.target = target
+        self.own_addresses = frozenset(target.next_hop_self.values())
         families = negotiated.families
         self.adj_out = {f: AdjRibOut(f, f in negotiated.add_path_tx) for f in sorted(families)}
         self.full_sync: set[Family] = set(families)
@@ -535,7 +537,12 @@ class Speaker:
     ) -> Path | None:
         source = peer.source
         reject = import_check(
-            attrs, source, self.config.router_id, self.cluster_id, peer.settings.allow_own_as
+            attrs,
+            source,
+            self.config.router_id,
+            self.cluster_id,
+            peer.settings.allow_own_as,
+            peer.own_addresses,
         )
         if reject is not None:
             self._count(reject)

@@ -80,11 +80,6 @@ class CalicoExport:
         )
 
 
-def session_filters(spec: SessionSpec, filters: Mapping[str, BGPFilter]) -> tuple[object, ...]:
-    """The BGPFilter resources a session uses, in order: what its policies depend on."""
-    return tuple(filters.get(name) for name in spec.filters)
-
-
 def export_policy(
     spec: SessionSpec, origination: Origination, filters: Mapping[str, BGPFilter]
 ) -> Policy:

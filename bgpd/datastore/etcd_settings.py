@@ -8,6 +8,8 @@ Rules:
    (comma-separated, ``http(s)://host:port`` or ``host:port``), ``ETCD_CA_CERT_FILE``,
    ``ETCD_CERT_FILE`` with ``ETCD_KEY_FILE``, ``ETCD_USERNAME`` with ``ETCD_PASSWORD``; an empty
    variable is unset; TLS per endpoint (``https``, or a certificate file without a scheme).
+   ``ETCD_ENDPOINTS`` empty or unset is refused as Calico refuses it ("no etcd endpoints
+   specified", ``libcalico-go/lib/backend/etcdv3/etcdv3.go``), never a silent 127.0.0.1:2379.
 2. ``ETCD_DISCOVERY_SRV`` is refused (DNS discovery is not supported).
 3. The watched keys are confd's BGP set (calico-bgp.md §1.2-§1.4) plus the IPAM config and
    allocation blocks (borrowed IPs); an entry ending in ``/`` is a prefix.
@@ -24,7 +26,6 @@ from bgpd.errors import ConfigError
 
 RESOURCES_PREFIX = "/calico/resources/v3/projectcalico.org/"
 IPAM_PREFIX = "/calico/ipam/v2/"
-DEFAULT_ENDPOINT = "http://127.0.0.1:2379"  # libcalico-go apiconfig default
 
 _ENDPOINTS_VAR = "ETCD_ENDPOINTS"
 _CA_VAR = "ETCD_CA_CERT_FILE"
@@ -83,7 +84,11 @@ class EtcdSettings:
         _require_pair(tls_files, _CERT_VAR, _KEY_VAR)
         credentials = {name: value(name) for name in (_USERNAME_VAR, _PASSWORD_VAR)}
         _require_pair(credentials, _USERNAME_VAR, _PASSWORD_VAR)
-        raw_endpoints = value(_ENDPOINTS_VAR) or DEFAULT_ENDPOINT
+        raw_endpoints = value(_ENDPOINTS_VAR)
+        if raw_endpoints is None:
+            raise ConfigError(
+                _ENDPOINTS_VAR, environ.get(_ENDPOINTS_VAR, ""), "no etcd endpoints specified"
+            )
         default_tls = any(tls_files.values())
         endpoints = tuple(
             _parse_endpoint(_ENDPOINTS_VAR, raw_endpoints, item, default_tls)

@@ -8,11 +8,17 @@ Rules:
    and every batch yields the cache's new snapshot; an outage keeps the last one (the watcher
    reconnects). ``reload`` has nothing to read again: the caller re-applies its last snapshot.
 3. Every record the datastore rejects is counted once in the metrics, by resource.
+4. A rejected etcd record is logged with its key and reason once per revision of the key: a
+   watch event's bad value always (it is a new revision), a resync's only when that key was not
+   already rejected for the same reason (a resync re-lists the same bad values; logging them
+   again every reconnect would be noise). A key written good or deleted is forgotten.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
+
+import structlog
 
 from bgpd.config import ConfigError, DaemonConfig, EtcdSource, FileSource
 from bgpd.datastore.cache import Cache, RejectedRecord
@@ -22,6 +28,61 @@ from bgpd.datastore.file import FileDatastore
 from bgpd.datastore.schema import resource_of_key
 from bgpd.metrics import Metrics
 from peers.model import Snapshot
+
+log = structlog.get_logger("bgpd.datastore")
+
+
+class RejectedKeys:
+    """The etcd keys whose current value was rejected, and which rejections to log (rule 4)."""
+
+    def __init__(self) -> None:
+        self._bad: dict[str, tuple[str, str]] = {}  # etcd key -> (where, reason)
+
+    def __len__(self) -> int:
+        return len(self._bad)
+
+    def resynced(
+        self, errors: Sequence[RejectedRecord], keys: Collection[str]
+    ) -> list[tuple[str, RejectedRecord]]:
+        """A complete listing of ``keys`` rejected ``errors``: those not already known, each
+        with its etcd key. The listing replaces what was known."""
+        bad: dict[str, tuple[str, str]] = {}
+        fresh: list[tuple[str, RejectedRecord]] = []
+        for error in errors:
+            key = etcd_key_of(error.key, keys)
+            bad[key] = (error.key, error.reason)
+            if self._bad.get(key) != bad[key]:
+                fresh.append((key, error))
+        self._bad = bad
+        return fresh
+
+    def changed(self, key: str, error: RejectedRecord | None) -> None:
+        """A watch event wrote ``key``: rejected with ``error``, or good or deleted (None)."""
+        if error is None:
+            self._bad.pop(key, None)
+        else:
+            self._bad[key] = (error.key, error.reason)
+
+
+def etcd_key_of(where: str, keys: Collection[str]) -> str:
+    """The etcd key a rejection names: ``where`` is the key, or the key and a field path after
+    a dot (``.../bgppeers/p1.spec.peerIP``); keys may hold dots too, so the longest listed key
+    that ``where`` starts with wins."""
+    if where in keys:
+        return where
+    end = where.rfind(".")
+    while end > 0:
+        if where[:end] in keys:
+            return where[:end]
+        end = where.rfind(".", 0, end)
+    return where
+
+
+def _log_rejected(key: str, error: RejectedRecord, revision: int) -> None:
+    fields = {"field": error.key[len(key) + 1 :]} if error.key != key else {}
+    log.warning(
+        "datastore.etcd.rejected", key=key, reason=error.reason, revision=revision, **fields
+    )
 
 
 class DatastoreSource:
@@ -67,22 +128,45 @@ class DatastoreSource:
         assert isinstance(source, EtcdSource)
         cache = Cache()
         keys = calico_watch_keys(self._config.node)
+        rejected = RejectedKeys()
         async with EtcdWatcher(source.settings, keys) as watcher:
             async for batch in watcher:
                 if isinstance(batch, Resync):
                     self._metrics.datastore_event("resync")
+                    before = cache.rejected
                     snapshot = cache.load(batch.pairs, batch.revision)
+                    self._log_resync(rejected, cache, cache.rejected - before, batch)
                 else:
                     assert isinstance(batch, Changes)
                     for event in batch.events:
                         self._metrics.datastore_event(event.kind.name.lower())
+                        before = cache.rejected
                         if event.kind == EventKind.DELETE:
                             cache.delete(event.key, event.mod_revision)
                         elif event.value is not None:
                             cache.put(event.key, event.value, event.mod_revision)
+                        error = cache.last_errors[-1] if cache.rejected > before else None
+                        rejected.changed(event.key, error)
+                        if error is not None:
+                            _log_rejected(event.key, error, event.mod_revision)
                     snapshot = cache.snapshot()
                 self._count_rejected(cache.rejected, tuple(cache.last_errors))
                 yield snapshot
+
+    @staticmethod
+    def _log_resync(rejected: RejectedKeys, cache: Cache, count: int, batch: Resync) -> None:
+        """Rule 4 for a listing that rejected ``count`` records (the newest kept errors)."""
+        errors = tuple(cache.last_errors)[-count:] if count > 0 else ()
+        keys = {key for key, _ in batch.pairs} if errors else set()
+        for key, error in rejected.resynced(errors, keys):
+            _log_rejected(key, error, batch.revision)
+        if count > len(errors):
+            log.warning(
+                "datastore.etcd.rejected_unlisted",
+                count=count - len(errors),
+                reason="more rejected records than are remembered",
+                revision=batch.revision,
+            )
 
     def _count_rejected(self, total: int, last_errors: tuple[RejectedRecord, ...]) -> None:
         """Rule 3: records rejected since the last count, by resource (the key's kind)."""

@@ -3,7 +3,9 @@
 Rules:
 1. Listens on a configurable address and port (default port 179, RFC 4271 §8.2.1.1).
 2. A connection from an address with no configured peer gets NOTIFICATION Cease/Connection
-   Rejected (RFC 4486 §4) and is closed; it is logged with its address and counted.
+   Rejected (RFC 4486 §4) and is closed; every one is counted (``rejected``), but a source's
+   first rejection gets a line and the rest one summary per interval (``bgpd.net.ratelimit``),
+   so a flood of connections is not a flood of log.
 3. TCP-MD5 keys (RFC 2385) are installed on the listening socket per peer address, so the
    kernel drops unsigned or wrongly signed SYNs from that peer.
 4. Accepted connections get the stream reader limit of outgoing ones (``STREAM_LIMIT``), so a
@@ -15,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import math
 import socket
+import time
 from collections.abc import Callable
 
 import structlog
 
+from bgpd.net.ratelimit import RejectionLog, RejectionSummary
 from bgpd.net.sockopts import set_md5
 from bgpd.net.transport import STREAM_LIMIT
 from bgpd.session.config import BGP_PORT, IPAddress
@@ -45,10 +50,21 @@ def _peer_address(writer: asyncio.StreamWriter) -> IPAddress:
 class Listener:
     """Accepts BGP connections and routes them with ``handoff``."""
 
-    def __init__(self, handoff: Handoff, address: str | None = None, port: int = BGP_PORT) -> None:
+    def __init__(
+        self,
+        handoff: Handoff,
+        address: str | None = None,
+        port: int = BGP_PORT,
+        *,
+        rejections: RejectionLog | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.address = address
         self.port = port
-        self.rejected = 0
+        self.rejected = 0  # every rejected connection, logged or summarised (rule 2)
+        self._rejections = rejections if rejections is not None else RejectionLog()
+        self._clock = clock
+        self._summary_timer: asyncio.TimerHandle | None = None
         self._handoff = handoff
         self._server: asyncio.Server | None = None
         self._sockets: list[socket.socket] = []
@@ -89,6 +105,10 @@ class Listener:
             set_md5(sock, address, password)
 
     async def close(self) -> None:
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            self._summary_timer = None
+        self._log_summary(self._rejections.close(math.inf))
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -99,14 +119,53 @@ class Listener:
         address = _peer_address(writer)
         if self._handoff(address, reader, writer):
             return
-        self.rejected += 1
-        log.warning(
-            "connection rejected: no configured peer",
-            address=str(address),
-            reason="connection-rejected",
-            rejected_total=self.rejected,
-        )
+        self.reject(address)
         with contextlib.suppress(ConnectionError):
             writer.write(REJECTED)
             await writer.drain()
         writer.close()
+
+    def reject(self, address: IPAddress) -> None:
+        """Count a rejected connection; log it if it is its source's first (rule 2)."""
+        self.rejected += 1
+        now = self._clock()
+        self._log_summary(self._rejections.close(now))
+        if self._rejections.reject(str(address), now):
+            log.warning(
+                "connection rejected: no configured peer",
+                address=str(address),
+                reason="connection-rejected",
+                rejected_total=self.rejected,
+                further=f"summarised every {self._rejections.interval:g} s",
+            )
+        self._schedule_summary(now)
+
+    def summarise(self) -> None:
+        """Log the closed window's summary; called when it is due (rule 2)."""
+        self._summary_timer = None
+        now = self._clock()
+        self._log_summary(self._rejections.close(now))
+        self._schedule_summary(now)  # a timer that fired a little early tries again
+
+    def _schedule_summary(self, now: float) -> None:
+        due = self._rejections.due()
+        if due is not None and self._summary_timer is None:
+            loop = asyncio.get_running_loop()
+            self._summary_timer = loop.call_later(max(0.0, due - now), self.summarise)
+
+    def _log_summary(self, summary: RejectionSummary | None) -> None:
+        if summary is None:
+            return
+        sources = f"{summary.sources}{'+' if summary.untracked else ''}"
+        plural = "" if sources == "1" else "s"
+        log.warning(
+            f"rejected {summary.connections} more connections from {sources} "
+            f"source{plural}: no configured peer",
+            reason="connection-rejected",
+            connections=summary.connections,
+            sources=summary.sources,
+            busiest={source: count for source, count in summary.top},
+            untracked_connections=summary.untracked,
+            interval=self._rejections.interval,
+            rejected_total=self.rejected,
+        )

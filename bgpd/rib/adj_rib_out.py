@@ -23,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import NamedTuple
 
@@ -102,20 +102,25 @@ class AdjRibOut:
         pending = self.pending
         if not pending:
             return []
+        batch: Iterable[tuple[Prefix, OutState | None]]
         if limit is None or len(pending) <= limit:
-            batch = pending
+            batch = pending.items()
             self.pending = {}
-        else:
-            batch = dict(islice(pending.items(), limit))
-            for prefix in batch:
+        elif len(pending) <= 2 * limit:  # the rest, in order, is copied: at most ``limit``
+            batch = islice(pending.items(), limit)
+            self.pending = dict(islice(pending.items(), limit, None))
+        else:  # the oldest ``limit`` are moved out: each take costs O(limit), not O(pending)
+            oldest = dict(islice(pending.items(), limit))
+            for prefix in oldest:
                 del pending[prefix]
+            batch = oldest.items()
         if self.add_path:
             return self._take_add_path(negotiated, batch)
         sent = self.sent
         get = sent.get
         buckets: dict[PathAttributes, list[Prefix]] = {}
         withdrawn: list[Prefix] = []
-        for prefix, want in batch.items():
+        for prefix, want in batch:
             have = get(prefix)
             if want is have:
                 continue
@@ -156,12 +161,12 @@ class AdjRibOut:
         return out
 
     def _take_add_path(
-        self, negotiated: Negotiated, batch: Mapping[Prefix, OutState | None]
+        self, negotiated: Negotiated, batch: Iterable[tuple[Prefix, OutState | None]]
     ) -> list[bytes]:
         sent = self.sent
         buckets: dict[PathAttributes, tuple[list[Prefix], list[int]]] = {}
         withdrawn: tuple[list[Prefix], list[int]] = ([], [])
-        for prefix, want in batch.items():
+        for prefix, want in batch:
             have: AddPathState = sent.get(prefix, ())  # type: ignore[assignment]
             wanted: AddPathState = want or ()  # type: ignore[assignment]
             if have == wanted:

@@ -7,6 +7,17 @@ Rules:
    ``allow_own_as`` times is a loop (RFC 4271 §9.1.2); a route carrying our router id as
    ORIGINATOR_ID, or our cluster id in CLUSTER_LIST, is a reflection loop (RFC 4456 §8).
    LOCAL_PREF from an external peer is ignored (RFC 4271 §5.1.5).
+   A semantically incorrect next hop means the route is ignored, counted, and the session stays
+   up (RFC 4271 §6.3: "If the NEXT_HOP attribute is semantically incorrect, the error SHOULD be
+   logged, and the route SHOULD be ignored. In this case, a NOTIFICATION message SHOULD NOT be
+   sent, and the connection SHOULD NOT be closed"): our own address on the session ("It MUST
+   NOT be the IP address of the receiving speaker"), and an address no host can be reached at:
+   IPv4 0/8, 127/8, 224/4 and 240/4 (so 255.255.255.255), IPv6 ::, ::1 and ff00::/8 (RFC 6890).
+   This holds for every next hop, the NEXT_HOP attribute's and MP_REACH_NLRI's (RFC 4760 §3);
+   of a 32-octet IPv6 next hop (RFC 2545 §3) the global address is judged, the link-local one
+   is the peer's own business. The codec already treats the NEXT_HOP attribute's 0.0.0.0,
+   multicast and broadcast as malformed (RFC 7606 §7.3, treat-as-withdraw); this rule covers
+   the rest and the MP next hops, which the codec cannot reject without a session reset.
 2. Eligibility (``export_check``): never back to the session it came from; NO_ADVERTISE to no
    one, NO_EXPORT / NO_EXPORT_SUBCONFED not to external peers (RFC 1997); iBGP split horizon
    (RFC 4271 §9.2.1) relaxed by reflection: a client's route goes to every internal peer, a
@@ -25,6 +36,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -42,6 +54,8 @@ class ImportReject(StrEnum):
     AS_LOOP = "as-path-loop"
     ORIGINATOR_LOOP = "originator-id-loop"
     CLUSTER_LOOP = "cluster-list-loop"
+    NEXT_HOP_INVALID = "next-hop-invalid"
+    NEXT_HOP_OURS = "next-hop-own-address"
 
 
 class ExportReject(StrEnum):
@@ -75,16 +89,47 @@ class ExportTarget:
         return self.cluster_id.to_bytes(4, "big")
 
 
+_V6_UNSPECIFIED = bytes(16)
+_V6_LOOPBACK = bytes(15) + b"\x01"
+
+
+def next_hop_invalid(next_hop: bytes) -> bool:
+    """Rule 1: whether a received next hop is an address no route can point at (RFC 4271 §6.3
+    "a valid IP host address"; the special-purpose blocks of RFC 6890 that are never a
+    forwarding destination). Empty (no next hop: locally built) is not judged here."""
+    size = len(next_hop)
+    if size == 4:
+        first = next_hop[0]
+        # 0/8 this network, 127/8 loopback, 224/4 multicast, 240/4 reserved + 255.255.255.255.
+        return first == 0 or first == 127 or first >= 224
+    if size >= 16:
+        head = next_hop[:16] if size != 16 else next_hop  # RFC 2545 §3: global, then link-local
+        return head[0] == 0xFF or head == _V6_UNSPECIFIED or head == _V6_LOOPBACK
+    return False
+
+
 def import_check(
-    attrs: PathAttributes, source: RouteSource, router_id: int, cluster_id: int, allow_own_as: int
+    attrs: PathAttributes,
+    source: RouteSource,
+    router_id: int,
+    cluster_id: int,
+    allow_own_as: int,
+    own_addresses: Collection[bytes] = (),
 ) -> ImportReject | None:
-    """Rule 1."""
+    """Rule 1. ``own_addresses``: our addresses on the session (``ExportTarget.next_hop_self``
+    values), which a received next hop must not be (RFC 4271 §6.3 a)."""
     if as_path_contains(attrs.as_path, source.local_as) > allow_own_as:
         return ImportReject.AS_LOOP  # RFC 4271 §9.1.2
     if attrs.originator_id is not None and int.from_bytes(attrs.originator_id, "big") == router_id:
         return ImportReject.ORIGINATOR_LOOP  # RFC 4456 §8
     if attrs.cluster_list and cluster_id.to_bytes(4, "big") in attrs.cluster_list:
         return ImportReject.CLUSTER_LOOP  # RFC 4456 §8
+    next_hop = attrs.next_hop
+    if next_hop:
+        if next_hop_invalid(next_hop):
+            return ImportReject.NEXT_HOP_INVALID  # RFC 4271 §6.3: route ignored, no NOTIFICATION
+        if own_addresses and (next_hop if len(next_hop) != 32 else next_hop[:16]) in own_addresses:
+            return ImportReject.NEXT_HOP_OURS  # RFC 4271 §6.3 a): not the receiving speaker's
     return None
 
 

@@ -20,6 +20,11 @@ Rules:
    to no confederation, so every external peer is outside it) or, when the context carries the
    peer's AS (``Negotiated.enforce_first_as``), whose leftmost AS is not the peer's (RFC 4271
    §6.3) is a malformed AS_PATH: treat-as-withdraw (RFC 7606 §7.2).
+8. A row with ``external_discard`` (LOCAL_PREF) received from an external peer is discarded
+   whatever its flags, length or value, and the route kept (RFC 7606 §7.5: "If the LOCAL_PREF
+   attribute is received from an external neighbor, it SHALL be discarded using the approach of
+   'attribute discard'"; RFC 4271 §5.1.5: ignored from external peers). Only from an internal
+   peer is a LOCAL_PREF whose length is not 4 malformed: treat-as-withdraw.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class AttributeRow:
     decode: Decoder
     action: ErrorAction
     subcode: int
+    external_discard: bool = False
 
 
 def _fixed(value: bytes, size: int, what: str) -> None:
@@ -150,10 +156,8 @@ def _decode_med(value: bytes, ctx: DecodeContext, out: Fields) -> None:
 
 
 def _decode_local_pref(value: bytes, ctx: DecodeContext, out: Fields) -> None:
+    # From an external peer the row's ``external_discard`` (rule 8) discards it before this runs.
     _fixed(value, 4, "LOCAL_PREF")
-    if ctx.external:
-        # RFC 7606 §7.5: LOCAL_PREF from an external neighbour is discarded.
-        raise Malformed("LOCAL_PREF received from an external peer", DISCARD)
     out["local_pref"] = int.from_bytes(value, "big")
 
 
@@ -218,7 +222,15 @@ ATTRIBUTES: dict[int, AttributeRow] = {
         AttributeRow(AttrType.AS_PATH, "as_path", WELL_KNOWN, _decode_as_path, TAW, 11),
         AttributeRow(AttrType.NEXT_HOP, "next_hop", WELL_KNOWN, _decode_next_hop, TAW, 8),
         AttributeRow(AttrType.MULTI_EXIT_DISC, "med", OPTIONAL, _decode_med, TAW, 5),
-        AttributeRow(AttrType.LOCAL_PREF, "local_pref", WELL_KNOWN, _decode_local_pref, TAW, 5),
+        AttributeRow(
+            AttrType.LOCAL_PREF,
+            "local_pref",
+            WELL_KNOWN,
+            _decode_local_pref,
+            TAW,
+            5,
+            external_discard=True,  # RFC 7606 §7.5, RFC 4271 §5.1.5
+        ),
         AttributeRow(
             AttrType.ATOMIC_AGGREGATE,
             "atomic_aggregate",
@@ -338,6 +350,12 @@ def decode_attribute_list(
                 break
             if flags & AttrFlag.TRANSITIVE:
                 unknown.append(UnknownAttribute(flags | AttrFlag.PARTIAL, code, bytes(value)))
+            continue
+        if row.external_discard and ctx.external:
+            # Rule 8: whatever its flags, length or value (RFC 7606 §7.5).
+            issues.append(
+                AttributeIssue(code, DISCARD, row.subcode, f"{row.name} from an external peer")
+            )
             continue
         present.add(code)
         try:

@@ -531,7 +531,9 @@ def test_settings_from_env_reads_calico_variables(tmp_path: Path) -> None:
     assert (settings.username, settings.password) == ("calico", "s3cret")
     assert settings.ca_cert_file == str(files["ca.pem"])
     assert "s3cret" not in repr(settings)
-    assert EtcdSettings.from_env({}).endpoints == (Endpoint("127.0.0.1", 2379, tls=False),)
+    for unset in ({}, {"ETCD_ENDPOINTS": " "}):  # Calico: "no etcd endpoints specified"
+        with pytest.raises(ConfigError, match="ETCD_ENDPOINTS.*no etcd endpoints specified"):
+            EtcdSettings.from_env(unset)
 
 
 @pytest.mark.parametrize(

@@ -265,6 +265,24 @@ SOFT_CASES = [
     ("7.4-med-length", MANDATORY + attr(0x80, 4, b"\x00\x01"), IBGP, TAW, 4),
     ("7.5-local-pref-length", MANDATORY + attr(0x40, 5, b"\x00"), IBGP, TAW, 5),
     ("7.5-local-pref-from-ebgp", MANDATORY + attr(0x40, 5, b"\x00\x00\x00\x64"), EBGP, DISCARD, 5),
+    ("7.5-local-pref-length-3", MANDATORY + attr(0x40, 5, b"\x00\x00\x64"), IBGP, TAW, 5),
+    # RFC 7606 §7.5: from an external peer LOCAL_PREF is discarded whatever it holds.
+    (
+        "7.5-local-pref-length-3-from-ebgp",
+        MANDATORY + attr(0x40, 5, b"\x00\x00\x64"),
+        EBGP,
+        DISCARD,
+        5,
+    ),
+    ("7.5-local-pref-empty-from-ebgp", MANDATORY + attr(0x40, 5, b""), EBGP, DISCARD, 5),
+    ("7.5-local-pref-length-5-from-ebgp", MANDATORY + attr(0x40, 5, b"\x00" * 5), EBGP, DISCARD, 5),
+    (
+        "7.5-local-pref-flags-from-ebgp",
+        MANDATORY + attr(0xC0, 5, b"\x00\x00\x00\x64"),
+        EBGP_64512,
+        DISCARD,
+        5,
+    ),
     ("7.6-atomic-aggregate-length", MANDATORY + attr(0x40, 6, b"\x01"), IBGP, DISCARD, 6),
     ("7.7-aggregator-length", MANDATORY + attr(0xC0, 7, b"\x00\x01\x0a"), IBGP, DISCARD, 7),
     ("7.8-communities-length", MANDATORY + attr(0xC0, 8, b"\x00\x01\x00"), IBGP, TAW, 8),
@@ -464,6 +482,26 @@ def test_discarded_local_pref_is_absent_and_route_kept() -> None:
     body = update_body(MANDATORY + attr(0x40, 5, b"\x00\x00\x00\x64"))
     update = decode_message(2, body, EBGP, AttributeCache())
     assert update.announced[0].attributes.local_pref is None
+
+
+@pytest.mark.parametrize(
+    "value", [b"", b"\x00", b"\x00\x00\x64", b"\x00\x00\x00\x64", b"\x00" * 5], ids=len
+)
+def test_local_pref_from_ebgp_is_discarded_whatever_its_length(value: bytes) -> None:
+    # RFC 7606 §7.5, RFC 4271 §5.1.5: the route is kept, without LOCAL_PREF; the same octets
+    # from an internal peer are treat-as-withdraw unless 4 long (shared cache: rule 6).
+    cache = AttributeCache()
+    body = update_body(MANDATORY + attr(0x40, 5, value))
+    update = decode_message(2, body, EBGP, cache)
+    assert not update.treat_as_withdraw
+    assert [(i.attr_code, i.action) for i in update.issues] == [(5, DISCARD)]
+    assert [p for a in update.announced for p in a.prefixes] == [V4_NLRI]
+    assert update.announced[0].attributes.local_pref is None
+    internal = decode_message(2, body, IBGP, cache)
+    if len(value) == 4:
+        assert internal.announced[0].attributes.local_pref == 100 and not internal.issues
+    else:
+        assert internal.treat_as_withdraw and not internal.announced
 
 
 def test_first_of_repeated_attributes_wins() -> None:

@@ -8,7 +8,7 @@ BIRD2  ?= /opt/bird2
 DEBIAN_PACKAGES := bird frr gobgpd etcd-server etcd-client nftables iproute2 iputils-ping procps psmisc \
                    libssh-gcrypt-4 python3-venv
 
-.PHONY: all deps deps-debian deps-python test lint unit demo bench clean
+.PHONY: all deps deps-debian deps-python test lint unit demo bench soak clean
 
 all: test
 
@@ -66,6 +66,10 @@ bench: deps
 	$(PY) bench/convergence.py --trials 100
 	$(PY) bench/rr_scale.py --clients 500 --mesh-nodes 200
 	$(PY) bench/restart.py
+
+## soak: 30 minutes of mixed churn, RSS, file descriptors and tasks sampled each minute (not in test)
+soak: deps
+	$(PY) bench/soak.py $(SOAK_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

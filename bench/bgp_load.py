@@ -16,6 +16,10 @@ Rules:
 3. A NOTIFICATION or a closed connection ends the peer's session (``error`` says why); nothing
    reconnects, so a benchmark sees every failure.
 4. The caller makes the sockets' namespace current (``netns.inside``) while the peers connect.
+5. With ``graceful_restart``, OPEN also carries the Graceful Restart capability with forwarding
+   state kept for IPv4 unicast (RFC 4724 §3), and the first announcement ends with End-of-RIB
+   (RFC 4724 §2). ``announce`` and ``withdraw`` change the peer's routes later; ``drop`` ends the
+   connection without a NOTIFICATION, as a crashed speaker does.
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ import socket
 import struct
 from collections.abc import Callable
 
-from bgpd.wire.capabilities import FourOctetAs, Multiprotocol
+from bgpd.wire.capabilities import Capability, FourOctetAs, GracefulRestart, Multiprotocol
 from bgpd.wire.codec import encode_message
 from bgpd.wire.constants import HEADER_LEN
 from bgpd.wire.messages import Keepalive, Open
 from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.nlri import decode_prefixes
 from bgpd.wire.types import IPV4_UNICAST, PathAttributes, Prefix, prefix_from_str
-from bgpd.wire.update import encode_updates
+from bgpd.wire.update import encode_end_of_rib, encode_updates, encode_withdrawals
 
 MSG_OPEN, MSG_UPDATE, MSG_NOTIFICATION, MSG_KEEPALIVE = 1, 2, 3, 4
 AS_TRANS = 23456
@@ -50,12 +54,14 @@ class SimPeer:
         prefixes: list[str],
         hold: int = 90,
         port: int = 179,
+        graceful_restart: bool = False,
     ) -> None:
         self.address = address
         self.target = target
         self.port = port
         self.asn = asn
         self.hold = hold
+        self.graceful_restart = graceful_restart
         self.prefixes: list[Prefix] = [prefix_from_str(p) for p in prefixes]
         self.received: set[Prefix] = set()
         self.established = asyncio.Event()
@@ -84,7 +90,9 @@ class SimPeer:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         bgp_id = int(ipaddress.IPv4Address(self.address))
-        capabilities = (Multiprotocol(IPV4_UNICAST), FourOctetAs(self.asn))
+        capabilities: tuple[Capability, ...] = (Multiprotocol(IPV4_UNICAST), FourOctetAs(self.asn))
+        if self.graceful_restart:
+            capabilities += (GracefulRestart(families=((IPV4_UNICAST, 0x80),)),)  # rule 5
         my_as = self.asn if self.asn <= 0xFFFF else AS_TRANS  # RFC 6793 §4.2.1
         open_message = Open(my_as, self.hold, bgp_id, capabilities)
         try:
@@ -98,7 +106,9 @@ class SimPeer:
                     writer.write(encode_message(Keepalive()))
                 elif kind == MSG_KEEPALIVE and not self.established.is_set():
                     self.established.set()
-                    self._announce(writer)
+                    self.announce(self.prefixes)
+                    if self.graceful_restart:
+                        writer.write(encode_end_of_rib(IPV4_UNICAST))
                     self._tasks.append(asyncio.create_task(self._keepalives(writer)))
                 elif kind == MSG_UPDATE:
                     self._update(body)
@@ -110,8 +120,9 @@ class SimPeer:
         finally:
             writer.close()
 
-    def _announce(self, writer: asyncio.StreamWriter) -> None:
-        if not self.prefixes:
+    def announce(self, prefixes: list[Prefix]) -> None:
+        """Announce ``prefixes`` with this speaker as next hop (rule 5)."""
+        if not prefixes or self._writer is None:
             return
         attrs = PathAttributes(
             origin=0,
@@ -119,8 +130,20 @@ class SimPeer:
             next_hop=ipaddress.IPv4Address(self.address).packed,
             local_pref=100,
         )
-        for message in encode_updates(IPV4_UNICAST, attrs, self.prefixes, Negotiated()):
-            writer.write(message)
+        for message in encode_updates(IPV4_UNICAST, attrs, prefixes, Negotiated()):
+            self._writer.write(message)
+
+    def withdraw(self, prefixes: list[Prefix]) -> None:
+        """Withdraw ``prefixes`` (rule 5)."""
+        if not prefixes or self._writer is None:
+            return
+        for message in encode_withdrawals(IPV4_UNICAST, prefixes, Negotiated()):
+            self._writer.write(message)
+
+    def drop(self) -> None:
+        """End the connection at once, with no NOTIFICATION (rule 5)."""
+        if self._writer is not None:
+            self._writer.transport.abort()
 
     def _update(self, body: bytes) -> None:
         """RFC 4271 §4.3: withdrawn routes, path attributes, NLRI; only the prefixes count."""

@@ -83,6 +83,16 @@ class _StatusCollector(Collector):
         yield GaugeMetricFamily(
             "bgpd_problems", "Configuration or datastore problems", value=len(status.problems)
         )
+        try:
+            tasks = len(asyncio.all_tasks())  # scrapes run on the daemon's loop
+        except RuntimeError:  # no running loop: a scrape from a test or a tool
+            tasks = None
+        if tasks is not None:
+            yield GaugeMetricFamily(
+                "bgpd_asyncio_tasks",
+                "asyncio tasks alive in the daemon (flat when idle)",
+                value=tasks,
+            )
         unroutable = GaugeMetricFamily(
             "bgpd_encap_unsupported_pool",
             "1 for each IP pool whose tunnel encapsulation this kernel cannot build",

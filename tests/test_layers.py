@@ -8,6 +8,7 @@ Rules (../shared/design/architecture.md §2):
 4. A pure module imports no IO module of ours either (purity holds transitively).
 5. The routing core (``bgpd.wire``, ``bgpd.session``, ``bgpd.rib``, ``bgpd.speaker``,
    ``bgpd.router``) never imports Calico's rules (``bgpd.calico``) or its model (``peers``).
+6. ``bgpd.bfd`` imports nothing of ours but itself.
 Edge modules (the IO shell) are listed explicitly in ``IO_MODULES``; everything else is pure.
 """
 
@@ -108,6 +109,9 @@ def test_layer_rules(path: Path) -> None:
         assert not any(n.startswith("bgpd.rib") for n in imported), module
     if module.startswith("bgpd.rib"):
         assert not any(n.startswith("bgpd.session") for n in imported), module
+    if _within(module, ("bgpd.bfd",)):
+        others = sorted(n for n in imported if n.split(".")[0] in PACKAGES)
+        assert all(_within(n, ("bgpd.bfd",)) for n in others), f"{module} imports {others}"
     if _within(module, ROUTING_CORE):
         calico = sorted(n for n in imported if _within(n, CALICO))
         assert not calico, f"routing core module {module} imports {calico}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -97,3 +98,20 @@ def test_http_serves_metrics_and_health() -> None:
     assert http_answer("POST", "/metrics", metrics, health).startswith(b"HTTP/1.1 405")
     head = http_answer("HEAD", "/metrics", metrics, health)
     assert head.endswith(b"\r\n\r\n") and b"bgpd_info" not in head
+
+
+def test_a_scrape_on_the_daemons_loop_counts_its_tasks() -> None:
+    async def scrape_with_tasks() -> float:
+        sleepers = [asyncio.create_task(asyncio.sleep(10)) for _ in range(3)]
+        try:
+            return scrape()[("bgpd_asyncio_tasks", ())]
+        finally:
+            for task in sleepers:
+                task.cancel()
+            await asyncio.gather(*sleepers, return_exceptions=True)
+
+    assert asyncio.run(scrape_with_tasks()) == 4  # the three sleepers and the scraping task
+
+
+def test_a_scrape_off_any_loop_has_no_task_gauge() -> None:
+    assert not any(name == "bgpd_asyncio_tasks" for name, _ in scrape())

@@ -1,0 +1,227 @@
+"""The BFD edge (IO): UDP sockets, the session table and the clock around ``bgpd.bfd``.
+
+Rules:
+1. One receive socket per endpoint on UDP 3784 (RFC 5881 §4) with ``IP_RECVTTL``; a packet whose
+   TTL is not 255 is dropped (RFC 5881 §5). Each session sends from its own socket, bound to one
+   source port in 49152-65535 for its whole life (§4), with TTL 255 (§5).
+2. Demultiplexing (RFC 5880 §6.3, §6.8.6): a nonzero Your Discriminator selects the session; a
+   zero one selects it by the source address, and only in Down or AdminDown. Every drop is
+   counted by reason (``drops``); none reaches a session, none is fatal.
+3. The endpoint alone calls its sessions; time is ``loop.time()`` and jitter ``random.random``,
+   passed in. State changes go to ``on_change(peer, StateChanged)``.
+4. ``remove_peer`` sends AdminDown (RFC 5880 §6.8.16) for one detection time before the socket
+   closes; ``close`` does so for every session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import random
+import socket
+import sys
+from collections.abc import Callable
+
+import structlog
+
+from bgpd.bfd.fsm import BfdSession, Output, StateChanged, Timers, Transmit
+from bgpd.bfd.packet import (
+    SINGLE_HOP_PORT,
+    SINGLE_HOP_TTL,
+    SOURCE_PORTS,
+    DropReason,
+    PacketDropped,
+    decode,
+    encode,
+    session_checks,
+    ttl_check,
+)
+
+log = structlog.get_logger("bgpd.bfd")
+
+Address = ipaddress.IPv4Address
+ChangeHandler = Callable[[Address, StateChanged], None]
+_ANCILLARY = socket.CMSG_SPACE(4)  # IP_TTL arrives as one int, in host byte order
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # linux/in.h
+
+
+class _Peer:
+    __slots__ = ("address", "session", "sock")
+
+    def __init__(self, address: Address, session: BfdSession, sock: socket.socket) -> None:
+        self.address = address
+        self.session = session
+        self.sock = sock
+
+
+class BfdEndpoint:
+    """Single-hop BFD sessions from ``local`` (rules 1-4)."""
+
+    def __init__(
+        self, local: Address, on_change: ChangeHandler, port: int = SINGLE_HOP_PORT
+    ) -> None:
+        self.local = local
+        self.port = port
+        self.on_change = on_change
+        self.drops: collections.Counter[DropReason] = collections.Counter()
+        self._peers: dict[Address, _Peer] = {}
+        self._by_discriminator: dict[int, _Peer] = {}
+        self._leaving: list[_Peer] = []  # rule 4: AdminDown until their detection time passes
+        self._rx: socket.socket | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._random = random.Random()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        rx.setblocking(False)
+        rx.bind((str(self.local), self.port))
+        self._rx = rx
+        asyncio.get_running_loop().add_reader(rx.fileno(), self._readable)
+        self._task = asyncio.create_task(self._timers(), name="bfd-timers")
+
+    async def close(self) -> None:
+        """Rule 4 for every session, then stop."""
+        for address in list(self._peers):
+            self.remove_peer(address)
+        loop = asyncio.get_running_loop()
+        while self._leaving:
+            await asyncio.sleep(0.05)
+            self._run_timers(loop.time())
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._rx is not None:
+            loop.remove_reader(self._rx.fileno())
+            self._rx.close()
+
+    # -- the session set ---------------------------------------------------------------------
+
+    def add_peer(self, address: Address, timers: Timers) -> BfdSession:
+        discriminator = self._new_discriminator()
+        session = BfdSession(discriminator, timers, self._random.random)
+        sock = self._sender()
+        peer = _Peer(address, session, sock)
+        self._peers[address] = peer
+        self._by_discriminator[discriminator] = peer
+        self._execute(peer, session.start(asyncio.get_running_loop().time()))
+        return session
+
+    def remove_peer(self, address: Address) -> None:
+        peer = self._peers.pop(address, None)
+        if peer is None:
+            return
+        del self._by_discriminator[peer.session.local_discriminator]
+        self._leaving.append(peer)
+        self._execute(peer, peer.session.disable(asyncio.get_running_loop().time()))
+
+    def session(self, address: Address) -> BfdSession | None:
+        peer = self._peers.get(address)
+        return peer.session if peer is not None else None
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _new_discriminator(self) -> int:
+        while True:
+            value = self._random.randrange(1, 1 << 32)
+            if value not in self._by_discriminator:
+                return value
+
+    def _sender(self) -> socket.socket:
+        """Rule 1: a socket bound to a free port of 49152-65535, TTL 255."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, SINGLE_HOP_TTL)
+        sock.setblocking(False)
+        for _ in range(64):
+            try:
+                sock.bind((str(self.local), self._random.choice(SOURCE_PORTS)))
+                return sock
+            except OSError:
+                continue
+        sock.close()
+        raise OSError("no free BFD source port in 49152-65535")
+
+    def _readable(self) -> None:
+        assert self._rx is not None
+        while True:
+            try:
+                data, ancillary, _flags, source = self._rx.recvmsg(512, _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                return
+            self._receive(data, ancillary, Address(source[0]))
+
+    def _receive(
+        self, data: bytes, ancillary: list[tuple[int, int, bytes]], source: Address
+    ) -> None:
+        ttl = next(
+            (
+                int.from_bytes(d[:4], sys.byteorder)
+                for _, kind, d in ancillary
+                if kind == socket.IP_TTL
+            ),
+            0,
+        )
+        reason = ttl_check(ttl, multihop=False)
+        if reason is not None:
+            self.drops[reason] += 1
+            return
+        try:
+            packet = decode(data)
+        except PacketDropped as dropped:
+            self.drops[dropped.reason] += 1
+            return
+        if packet.your_discriminator:
+            peer = self._by_discriminator.get(packet.your_discriminator)
+        else:
+            peer = self._peers.get(source)
+        reason = session_checks(packet, peer is not None)
+        if peer is None or reason is not None:
+            self.drops[reason or DropReason.UNKNOWN_PEER] += 1
+            return
+        self._execute(peer, peer.session.receive(packet, asyncio.get_running_loop().time()))
+
+    def _execute(self, peer: _Peer, outputs: list[Output]) -> None:
+        for output in outputs:
+            if isinstance(output, Transmit):
+                with contextlib.suppress(OSError):  # an unreachable peer is BFD's to notice
+                    peer.sock.sendto(encode(output.packet), (str(peer.address), self.port))
+            else:
+                log.info(
+                    "bfd.state",
+                    peer=str(peer.address),
+                    old=output.old.name,
+                    new=output.new.name,
+                    diagnostic=output.diagnostic.name,
+                )
+                self.on_change(peer.address, output)
+        self._wake.set()
+
+    def _run_timers(self, now: float) -> None:
+        for peer in (*self._peers.values(), *self._leaving):
+            deadline = peer.session.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._execute(peer, peer.session.timer(now))
+        for peer in [p for p in self._leaving if p.session.next_deadline() is None]:
+            peer.sock.close()  # rule 4: its AdminDown time is over
+            self._leaving.remove(peer)
+
+    async def _timers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._run_timers(loop.time())
+            deadlines = [
+                d
+                for p in (*self._peers.values(), *self._leaving)
+                if (d := p.session.next_deadline()) is not None
+            ]
+            self._wake.clear()
+            timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)

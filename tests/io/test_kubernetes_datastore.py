@@ -1,0 +1,224 @@
+"""bgpd's Kubernetes datastore (``DATASTORE_TYPE=kubernetes``) against the test double API server:
+the snapshots the daemon sees, through ``DatastoreSource``, across paging, watches, 410 Gone and
+an API outage."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from kube_api_server import KubeApiServer
+
+from bgpd.config import DaemonConfig, KubernetesSource
+from bgpd.datastore.kube_settings import KubeSettings
+from bgpd.datastore.source import DatastoreSource
+from bgpd.metrics import Metrics
+from peers.model import Snapshot
+
+WAIT_LIMIT = 30.0
+V1 = "/apis/crd.projectcalico.org/v1"
+NODES = "/api/v1/nodes"
+
+
+def k8s_node(name: str, address: str, **annotations: str) -> dict[str, Any]:
+    notes = {"projectcalico.org/IPv4Address": address, "projectcalico.org/ASNumber": "64512"}
+    notes.update({f"projectcalico.org/{k}": v for k, v in annotations.items()})
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "annotations": notes}}
+
+
+def peer(name: str, ip: str, asn: int = 65001) -> dict[str, Any]:
+    return {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "BGPPeer",
+        "metadata": {"name": name},
+        "spec": {"peerIP": ip, "asNumber": asn},
+    }
+
+
+def affinity(node: str, cidr: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "BlockAffinity",
+        "metadata": {"name": f"{node}-{cidr.replace('.', '-').replace('/', '-')}"},
+        "spec": {"node": node, "cidr": cidr, "state": "confirmed", "deleted": "false"},
+    }
+
+
+class Follower:
+    """Consumes ``DatastoreSource.snapshots`` in a task and keeps the last snapshot."""
+
+    def __init__(self, source: DatastoreSource) -> None:
+        self.source = source
+        self.snapshots: list[Snapshot] = []
+        self._task = asyncio.create_task(self._consume())
+
+    async def _consume(self) -> None:
+        async for snapshot in self.source.snapshots():
+            self.snapshots.append(snapshot)
+
+    @property
+    def last(self) -> Snapshot:
+        return self.snapshots[-1]
+
+    async def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        async with asyncio.timeout(WAIT_LIMIT):
+            while not (self.snapshots and condition()):
+                if self._task.done():
+                    self._task.result()
+                    raise AssertionError(f"source ended before {what}")
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+@asynccontextmanager
+async def following(
+    server: KubeApiServer, metrics: Metrics | None = None, **overrides: Any
+) -> AsyncIterator[Follower]:
+    settings = KubeSettings(
+        host="127.0.0.1",
+        port=server.port,
+        tls=False,
+        reconnect_initial=0.05,
+        reconnect_max=0.2,
+        **overrides,
+    )
+    config = DaemonConfig(node="node1", datastore=KubernetesSource(settings))
+    follower = Follower(DatastoreSource(config, metrics or Metrics()))
+    try:
+        yield follower
+    finally:
+        await follower.stop()
+
+
+def rejected_count(metrics: Metrics, resource: str) -> float:
+    labels = {"resource": resource, "reason": "invalid"}
+    value = metrics.registry.get_sample_value("bgpd_datastore_rejected_records_total", labels)
+    return value or 0.0
+
+
+async def started(**kwargs: Any) -> KubeApiServer:
+    server = KubeApiServer(**kwargs)
+    await server.start()
+    return server
+
+
+async def test_paged_list_then_watch_add_modify_delete() -> None:
+    server = await started()
+    try:
+        for index in range(7):
+            server.put(NODES, k8s_node(f"node{index}", f"10.0.0.{index + 1}/24"))
+        server.put(V1 + "/bgppeers", peer("tor", "192.0.2.1"))
+        server.put(V1 + "/blockaffinities", affinity("node1", "10.244.1.0/26"))
+        server.put(V1 + "/blockaffinities", affinity("node2", "10.244.2.0/26"))
+        async with following(server, list_page_size=2) as follower:
+            await follower.wait_for(lambda: len(follower.last.nodes) == 7, "the listing")
+            snapshot = follower.last
+            assert snapshot.peers["tor"].as_number == 65001
+            assert [a.node for a in snapshot.affinities.values()] == ["node1"]
+            node_lists = [t for m, t in server.requests if t.startswith(NODES + "?limit=2")]
+            assert len(node_lists) == 4  # 7 nodes in pages of 2
+            assert any("continue=" in t for t in node_lists)
+
+            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            server.put(V1 + "/bgppeers", peer("rr", "192.0.2.2"))
+            await follower.wait_for(lambda: "rr" in follower.last.peers, "an added peer")
+            server.put(V1 + "/bgppeers", peer("rr", "192.0.2.2", asn=65002))
+            await follower.wait_for(
+                lambda: follower.last.peers["rr"].as_number == 65002, "a modified peer"
+            )
+            server.delete(NODES, "node6")
+            await follower.wait_for(lambda: "node6" not in follower.last.nodes, "a deleted node")
+            server.bookmark()
+            server.put(NODES, k8s_node("node9", "10.0.0.99/24"))
+            await follower.wait_for(
+                lambda: "node9" in follower.last.nodes, "a node after a bookmark"
+            )
+            watch_targets = [t for _, t in server.requests if "watch=true" in t]
+            assert all("allowWatchBookmarks=true" in t for t in watch_targets)
+    finally:
+        await server.stop()
+
+
+async def test_gone_relists_without_losing_a_change() -> None:
+    server = await started()
+    try:
+        server.put(V1 + "/bgppeers", peer("a", "192.0.2.1"))
+        async with following(server) as follower:
+            await follower.wait_for(lambda: "a" in follower.last.peers, "the listing")
+            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            lists_before = sum(1 for _, t in server.requests if t.startswith(V1 + "/bgppeers?l"))
+            server.drop_watches()  # the watches re-open at their resume point...
+            server.delete(V1 + "/bgppeers", "a")  # ...which a compaction has made too old
+            server.put(V1 + "/bgppeers", peer("b", "192.0.2.2"))
+            server.compact()
+            await follower.wait_for(lambda: set(follower.last.peers) == {"b"}, "the relisted state")
+            lists_after = sum(1 for _, t in server.requests if t.startswith(V1 + "/bgppeers?l"))
+            assert lists_after > lists_before
+    finally:
+        await server.stop()
+
+
+async def test_outage_keeps_the_last_snapshot_then_converges() -> None:
+    server = await started()
+    try:
+        server.put(V1 + "/bgppeers", peer("a", "192.0.2.1"))
+        server.put(NODES, k8s_node("node1", "10.0.0.1/24"))
+        async with following(server) as follower:
+            await follower.wait_for(lambda: "a" in follower.last.peers, "the listing")
+            count = len(follower.snapshots)
+            await server.stop()
+            requests_before = len(server.requests)
+            await asyncio.sleep(0.5)  # several backoff rounds against a closed port
+            assert len(follower.snapshots) == count  # nothing yielded: nothing withdrawn
+            assert "a" in follower.last.peers
+            server.delete(V1 + "/bgppeers", "a")
+            server.put(V1 + "/bgppeers", peer("c", "192.0.2.3"))
+            await server.start()
+            await follower.wait_for(lambda: set(follower.last.peers) == {"c"}, "convergence")
+            assert len(server.requests) > requests_before
+            assert follower.last.nodes["node1"].ipv4_address == ipaddress.IPv4Interface(
+                "10.0.0.1/24"
+            )
+    finally:
+        await server.stop()
+
+
+async def test_bad_objects_are_skipped_and_counted() -> None:
+    server = await started()
+    metrics = Metrics()
+    try:
+        server.put(V1 + "/bgppeers", peer("good", "192.0.2.1"))
+        server.put(V1 + "/ippools", {"metadata": {"name": "bad"}, "spec": {"cidr": "x"}})
+        bad_block = {"metadata": {"name": "b"}, "spec": {"cidr": "nope"}}
+        server.put(V1 + "/ipamblocks", bad_block)
+        async with following(server, metrics) as follower:
+            await follower.wait_for(lambda: "good" in follower.last.peers, "the listing")
+            assert not follower.last.pools
+            assert rejected_count(metrics, "IPPool") == 1
+            assert rejected_count(metrics, "IPAMBlock") == 1
+            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            server.put(V1 + "/ippools", {"metadata": {"name": "bad"}, "spec": {"cidr": "y"}})
+            server.put(V1 + "/bgppeers", peer("later", "192.0.2.9"))
+            await follower.wait_for(lambda: "later" in follower.last.peers, "a later change")
+            assert rejected_count(metrics, "IPPool") == 2
+    finally:
+        await server.stop()
+
+
+async def test_native_v3_group_is_discovered() -> None:
+    server = await started(groups=("projectcalico.org/v3",))
+    try:
+        v3_peer = dict(peer("v3peer", "192.0.2.7"), apiVersion="projectcalico.org/v3")
+        server.put("/apis/projectcalico.org/v3/bgppeers", v3_peer)
+        async with following(server) as follower:
+            await follower.wait_for(lambda: "v3peer" in follower.last.peers, "the v3 listing")
+            assert any(t.startswith("/apis/projectcalico.org/v3/") for _, t in server.requests)
+            assert not any("crd.projectcalico.org" in t for _, t in server.requests)
+    finally:
+        await server.stop()

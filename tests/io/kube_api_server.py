@@ -10,7 +10,8 @@ Rules (the real server's semantics that bgpd relies on):
    that asked for them. A version older than the compaction point is answered, as the real
    server does, with an ERROR event carrying a Status of code 410, then the end of the stream.
 4. ``/api``, ``/apis`` and the group version documents are served for discovery; ``groups``
-   chooses which Calico groups exist.
+   chooses which Calico groups exist. Objects are read (GET), created (POST to the collection),
+   replaced (PUT) and deleted (DELETE) as kubectl does; there is no OpenAPI document.
 5. Tests drive it directly (``put``, ``delete``, ``compact``, ``drop_watches``, ``stop``/``start``
    on the same port) and can read ``requests`` (method and target of every request).
 """
@@ -125,17 +126,19 @@ class KubeApiServer:
             while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
                 name, _, value = line.decode().partition(":")
                 headers[name.strip().lower()] = value.strip()
+            body = b""
             if int(headers.get("content-length", "0")):
-                await reader.readexactly(int(headers["content-length"]))
+                body = await reader.readexactly(int(headers["content-length"]))
             method, target, _ = request.decode().split(" ", 2)
             self.requests.append((method, target))
             parts = urlsplit(target)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             if query.get("watch") in ("true", "1"):
                 await self._watch(writer, parts.path, query)
+            elif method == "GET":
+                await self._reply(writer, *self._get(parts.path, query))
             else:
-                status, body = self._get(parts.path, query)
-                await self._reply(writer, status, body)
+                await self._reply(writer, *self._write(method, parts.path, body))
         except (ConnectionError, ValueError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -143,8 +146,9 @@ class KubeApiServer:
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
+        reason = "OK" if status < 300 else "Error"
         head = (
-            f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
         )
         writer.write(head.encode() + data)
@@ -160,6 +164,8 @@ class KubeApiServer:
         return None
 
     def _get(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        if path == "/version":
+            return 200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-bgpd-double"}
         if path == "/api":
             return 200, {"kind": "APIVersions", "versions": ["v1"]}
         if path == "/apis":
@@ -172,10 +178,37 @@ class KubeApiServer:
                 for g in self.groups
             ]
             return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+        if path == "/api/v1":
+            return 200, _resource_list("v1", {"nodes": "Node"})
+        for group in self.groups:
+            if path == f"/apis/{group}":
+                return 200, _resource_list(group, CALICO_PLURALS)
         collection = self._collection(path)
-        if collection is None:
+        if collection is not None:
+            return self._list(collection, query)
+        collection, _, name = path.rpartition("/")
+        obj = self.objects.get(collection, {}).get(name)
+        if self._collection(collection) is None or obj is None:
             return 404, _status(404, "NotFound", f"{path} not found")
-        return self._list(collection, query)
+        return 200, obj
+
+    def _write(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        """POST to a collection creates; PUT to an object replaces; DELETE deletes."""
+        collection, _, name = path.rpartition("/")
+        if method == "POST" and self._collection(path) is not None:
+            obj = json.loads(body)
+            if obj["metadata"]["name"] in self.objects.get(path, {}):
+                return 409, _status(409, "AlreadyExists", f"{path} exists")
+            return 201, self.put(path, obj)
+        if self._collection(collection) is None:
+            return 404, _status(404, "NotFound", f"{path} not found")
+        if method == "PUT":
+            return 200, self.put(collection, json.loads(body))
+        if method == "DELETE" and name in self.objects.get(collection, {}):
+            obj = self.objects[collection][name]
+            self.delete(collection, name)
+            return 200, obj
+        return 404, _status(404, "NotFound", f"{path} not found")
 
     def _list(self, collection: str, query: dict[str, str]) -> tuple[int, Any]:
         limit = int(query.get("limit", "0") or 0)
@@ -225,6 +258,15 @@ class KubeApiServer:
         finally:
             if watch in self._watches:
                 self._watches.remove(watch)
+
+
+def _resource_list(group_version: str, plurals: dict[str, str]) -> dict[str, Any]:
+    verbs = ["get", "list", "watch", "create", "update", "delete"]
+    resources = [
+        {"name": plural, "singularName": "", "namespaced": False, "kind": kind, "verbs": verbs}
+        for plural, kind in plurals.items()
+    ]
+    return {"kind": "APIResourceList", "groupVersion": group_version, "resources": resources}
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:

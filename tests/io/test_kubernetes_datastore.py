@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from kube_api_server import KubeApiServer
 
 from bgpd.config import DaemonConfig, KubernetesSource
@@ -220,5 +225,92 @@ async def test_native_v3_group_is_discovered() -> None:
             await follower.wait_for(lambda: "v3peer" in follower.last.peers, "the v3 listing")
             assert any(t.startswith("/apis/projectcalico.org/v3/") for _, t in server.requests)
             assert not any("crd.projectcalico.org" in t for _, t in server.requests)
+    finally:
+        await server.stop()
+
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None, reason="kubectl is not installed (Debian package kubernetes-client)"
+)
+
+
+def write_kubeconfig(tmp_path: Path, server: KubeApiServer) -> Path:
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "double",
+        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "bgpd"}}],
+        "clusters": [{"name": "double", "cluster": {"server": server.url}}],
+        "users": [{"name": "bgpd", "user": {"token": "test-token"}}],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+async def kubectl(kubeconfig: Path, *args: str) -> str:
+    assert KUBECTL is not None
+    process = await asyncio.create_subprocess_exec(
+        KUBECTL,
+        "--kubeconfig",
+        str(kubeconfig),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(kubeconfig.parent)},
+    )
+    async with asyncio.timeout(WAIT_LIMIT):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+@needs_kubectl
+async def test_kubectl_checks_the_double_and_drives_bgpd(tmp_path: Path) -> None:
+    """The real kubectl gets, applies, deletes and watches through the double, and what it
+    applies reaches bgpd's snapshots."""
+    server = await started()
+    try:
+        kubeconfig = write_kubeconfig(tmp_path, server)
+        manifest = tmp_path / "peer.yaml"
+        manifest.write_text(yaml.safe_dump(peer("tor", "192.0.2.1")))
+        async with following(server) as follower:
+            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+            assert "bgppeer.crd.projectcalico.org/tor created" in out
+            await follower.wait_for(lambda: "tor" in follower.last.peers, "the applied peer")
+            listed = await kubectl(
+                kubeconfig, "get", "bgppeers.crd.projectcalico.org", "-o", "json"
+            )
+            assert [item["metadata"]["name"] for item in json.loads(listed)["items"]] == ["tor"]
+
+            assert KUBECTL is not None
+            watcher = await asyncio.create_subprocess_exec(
+                KUBECTL,
+                "--kubeconfig",
+                str(kubeconfig),
+                "get",
+                "bgppeers.crd.projectcalico.org",
+                "-w",
+                "-o",
+                "name",
+                stdout=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            )
+            try:
+                assert watcher.stdout is not None
+                async with asyncio.timeout(WAIT_LIMIT):
+                    first = await watcher.stdout.readline()
+                    assert first.decode().strip() == "bgppeer.crd.projectcalico.org/tor"
+                    server.put(V1 + "/bgppeers", peer("rr", "192.0.2.2"))
+                    second = await watcher.stdout.readline()
+                    assert second.decode().strip() == "bgppeer.crd.projectcalico.org/rr"
+            finally:
+                watcher.terminate()
+                await watcher.wait()
+
+            await kubectl(kubeconfig, "delete", "bgppeers.crd.projectcalico.org", "tor")
+            await follower.wait_for(lambda: set(follower.last.peers) == {"rr"}, "the deletion")
     finally:
         await server.stop()

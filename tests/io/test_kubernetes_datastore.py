@@ -8,6 +8,8 @@ import asyncio
 import ipaddress
 import json
 import shutil
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ import yaml
 from kube_api_server import KubeApiServer
 
 from bgpd.config import DaemonConfig, KubernetesSource
+from bgpd.control.commands import ControlError, ask
 from bgpd.datastore.kube_settings import KubeSettings
 from bgpd.datastore.source import DatastoreSource
 from bgpd.metrics import Metrics
@@ -313,4 +316,74 @@ async def test_kubectl_checks_the_double_and_drives_bgpd(tmp_path: Path) -> None
             await kubectl(kubeconfig, "delete", "bgppeers.crd.projectcalico.org", "tor")
             await follower.wait_for(lambda: set(follower.last.peers) == {"rr"}, "the deletion")
     finally:
+        await server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@needs_kubectl
+async def test_bgpd_run_follows_a_peer_applied_with_kubectl(tmp_path: Path) -> None:
+    """``bgpd run`` with DATASTORE_TYPE=kubernetes and KUBECONFIG: a BGPPeer applied with kubectl
+    becomes a peer of the daemon, and deleting it removes it (no kernel, loopback only; the
+    peer's port is a closed one, so no other process is contacted)."""
+    server = await started()
+    control = str(tmp_path / "bird.ctl")
+    server.put(NODES, k8s_node("node1", "127.0.0.1/8"))
+    config = {"nodeToNodeMeshEnabled": False, "asNumber": 64512, "listenPort": free_port()}
+    server.put(
+        V1 + "/bgpconfigurations",
+        {"metadata": {"name": "default"}, "spec": config, "kind": "BGPConfiguration"},
+    )
+    kubeconfig = write_kubeconfig(tmp_path, server)
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bgpd",
+        "run",
+        "--node",
+        "node1",
+        "--no-kernel",
+        "--control-socket",
+        control,
+        "--metrics-listen",
+        "none",
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATASTORE_TYPE": "kubernetes",
+            "KUBECONFIG": str(kubeconfig),
+        },
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def peers() -> list[str] | None:
+        """Each peer as text, or None while the control socket does not answer."""
+        try:
+            listed = await asyncio.to_thread(ask, control, "peers")
+        except (OSError, ControlError):
+            return None
+        return [json.dumps(p) for p in listed]
+
+    async def wait_peers(condition: Callable[[list[str]], bool], what: str) -> None:
+        async with asyncio.timeout(WAIT_LIMIT):
+            while (listed := await peers()) is None or not condition(listed):
+                assert daemon.returncode is None, f"bgpd exited before {what}"
+                await asyncio.sleep(0.1)
+
+    try:
+        await wait_peers(lambda listed: not listed, "its control socket, with no peer")
+        manifest = tmp_path / "peer.yaml"
+        manifest.write_text(yaml.safe_dump(peer("tor", f"127.0.0.2:{free_port()}")))
+        await kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+        await wait_peers(lambda listed: any("127.0.0.2" in p for p in listed), "the peer")
+        await kubectl(kubeconfig, "delete", "bgppeers.crd.projectcalico.org", "tor")
+        await wait_peers(lambda listed: not any("127.0.0.2" in p for p in listed), "removal")
+    finally:
+        daemon.terminate()
+        await daemon.wait()
         await server.stop()

@@ -13,7 +13,9 @@ Rules:
    account's ``token`` and ``ca.crt`` under ``/var/run/secrets/kubernetes.io/serviceaccount``.
 3. ``CALICO_API_GROUP`` (``projectcalico.org/v3`` or ``crd.projectcalico.org/v1``) skips the group
    discovery; ``USE_POD_CIDR`` is Calico's boolean (``libcalico-go/lib/apiconfig``).
-4. Secrets (token, key data) are kept out of ``repr``.
+4. Secrets (token, key data) are kept out of ``repr``. A token read from a file (the service
+   account's, a kubeconfig ``tokenFile``) is read again for every request, as the kubelet
+   rotates bound service-account tokens.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class KubeSettings:
     ca_data: bytes | None = None
     insecure: bool = False
     token: str | None = field(default=None, repr=False)
+    token_file: str | None = None  # read again for every request (kubelet rotates it)
     cert_data: bytes | None = None
     key_data: bytes | None = field(default=None, repr=False)
     api_group: str = ""  # "" = discover (kdd.py, discovery.go)
@@ -102,8 +105,10 @@ def _in_cluster(environ: Mapping[str, str]) -> dict[str, Any]:
         )
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError("KUBERNETES_SERVICE_PORT", port, "must be 1-65535")
-    token = _read("service account token", SERVICE_ACCOUNT_DIR / "token").decode().strip()
+    token_file = SERVICE_ACCOUNT_DIR / "token"
+    token = _read("service account token", token_file).decode().strip()
     return {
+        "token_file": str(token_file),
         "host": host.strip("[]"),
         "port": int(port),
         "tls": True,
@@ -152,8 +157,9 @@ def _from_kubeconfig(path: str, context_name: str) -> dict[str, Any]:
         raise ConfigError("KUBECONFIG", path, f"cluster {context.get('cluster')!r} has no server")
     token = user.get("token")
     token_file = user.get("tokenFile")
-    if not token and token_file:
-        token = _read("KUBECONFIG", base / str(token_file)).decode().strip()
+    token_path = str(base / str(token_file)) if token_file and not token else None
+    if token_path is not None:
+        token = _read("KUBECONFIG", Path(token_path)).decode().strip()
     cert, key = material(user, "client-certificate"), material(user, "client-key")
     if (cert is None) != (key is None):
         raise ConfigError("KUBECONFIG", path, "client-certificate and client-key go together")
@@ -162,6 +168,7 @@ def _from_kubeconfig(path: str, context_name: str) -> dict[str, Any]:
         "ca_data": material(cluster, "certificate-authority"),
         "insecure": bool(cluster.get("insecure-skip-tls-verify")),
         "token": str(token) if token else None,
+        "token_file": token_path,
         "cert_data": cert,
         "key_data": key,
     }

@@ -102,6 +102,15 @@ class ApiClient:
         self._settings = settings
         self._ssl = _ssl_context(settings)
 
+    def _token(self) -> str | None:
+        """The bearer token, read again from its file when it has one (kube_settings rule 4)."""
+        path = self._settings.token_file
+        if path is not None:
+            with suppress(OSError):
+                with open(path, encoding="utf-8") as handle:
+                    return handle.read().strip()
+        return self._settings.token
+
     async def _open(
         self, path: str, query: dict[str, Any]
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
@@ -120,8 +129,9 @@ class ApiClient:
                     "User-Agent: bgpd",
                     "Connection: close",
                 ]
-                if settings.token:
-                    lines.append(f"Authorization: Bearer {settings.token}")
+                token = self._token()
+                if token:
+                    lines.append(f"Authorization: Bearer {token}")
                 writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
                 status_line = await reader.readline()
                 headers: dict[str, str] = {}

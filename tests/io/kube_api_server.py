@@ -13,7 +13,8 @@ Rules (the real server's semantics that bgpd relies on):
    chooses which Calico groups exist. Objects are read (GET), created (POST to the collection),
    replaced (PUT) and deleted (DELETE) as kubectl does; there is no OpenAPI document.
 5. Tests drive it directly (``put``, ``delete``, ``compact``, ``drop_watches``, ``stop``/``start``
-   on the same port) and can read ``requests`` (method and target of every request).
+   on the same port) and can read ``requests`` (method and target of every request) and
+   ``authorizations`` (the Authorization header of each).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class KubeApiServer:
     objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     history: list[tuple[int, str, str, dict[str, Any]]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
     _watches: list[_Watch] = field(default_factory=list)
@@ -131,6 +133,7 @@ class KubeApiServer:
                 body = await reader.readexactly(int(headers["content-length"]))
             method, target, _ = request.decode().split(" ", 2)
             self.requests.append((method, target))
+            self.authorizations.append(headers.get("authorization", ""))
             parts = urlsplit(target)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             if query.get("watch") in ("true", "1"):

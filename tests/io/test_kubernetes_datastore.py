@@ -387,3 +387,21 @@ async def test_bgpd_run_follows_a_peer_applied_with_kubectl(tmp_path: Path) -> N
         daemon.terminate()
         await daemon.wait()
         await server.stop()
+
+
+async def test_a_rotated_token_file_is_used_by_the_next_request(tmp_path: Path) -> None:
+    server = await started()
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    try:
+        server.put(V1 + "/bgppeers", peer("a", "192.0.2.1"))
+        async with following(server, token_file=str(token)) as follower:
+            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            assert set(server.authorizations) == {"Bearer first"}
+            token.write_text("second\n")
+            server.drop_watches()
+            await follower.wait_for(
+                lambda: "Bearer second" in server.authorizations, "a request with the new token"
+            )
+    finally:
+        await server.stop()

@@ -8,7 +8,8 @@ Rules:
 1. The Calico group is ``CALICO_API_GROUP`` or discovered from ``GET /apis``: the native
    ``projectcalico.org/v3`` CRDs only when ``crd.projectcalico.org`` is not served (Calico's
    ``discovery.go``). Nodes are core/v1.
-2. Every resource is LISTed in pages (``limit``/``continue``); when all are listed one
+2. Every resource is LISTed in pages (``limit``/``continue``; a resource the server answers 404
+   for is empty and not watched: an older Calico without it); when all are listed one
    ``Resync`` of every pair is yielded. Then each resource is WATCHed from its list's
    ``resourceVersion`` with ``allowWatchBookmarks=true``; ADDED/MODIFIED/DELETED become
    ``Changes``; BOOKMARK moves the resume point; a watch that ends is re-opened from it.
@@ -295,10 +296,18 @@ class KubernetesWatcher:
         return pair
 
     async def _list(self, collection: Collection) -> tuple[list[tuple[str, bytes]], str]:
+        """Every object of ``collection`` and the version to watch from; ``""`` when the
+        server does not serve the resource (an older Calico without it): nothing to watch."""
         pairs: list[tuple[str, bytes]] = []
         query: dict[str, Any] = {"limit": self._settings.list_page_size}
         while True:
-            page = await self._client.get(collection.path, query)
+            try:
+                page = await self._client.get(collection.path, query)
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                log.warning("datastore.kubernetes.not_served", path=collection.path)
+                return pairs, ""
             for obj in page.get("items") or ():
                 if isinstance(obj, dict):
                     pair = self._pair(collection.resource, obj)
@@ -370,6 +379,7 @@ class KubernetesWatcher:
                 tasks = [
                     asyncio.create_task(self._watch(collection, version, queue))
                     for collection, version in zip(found, versions, strict=True)
+                    if version
                 ]
                 while True:
                     getter = asyncio.create_task(queue.get())

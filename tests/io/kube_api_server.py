@@ -49,6 +49,7 @@ class _Watch:
 @dataclass
 class KubeApiServer:
     groups: tuple[str, ...] = ("crd.projectcalico.org/v1",)
+    absent: frozenset[str] = frozenset()  # plurals not served (an older Calico's CRDs)
     version: int = 1
     compacted: int = 0
     objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -162,7 +163,8 @@ class KubeApiServer:
             return path
         for group in self.groups:
             prefix = f"/apis/{group}/"
-            if path.startswith(prefix) and path[len(prefix) :] in CALICO_PLURALS:
+            plural = path[len(prefix) :]
+            if path.startswith(prefix) and plural in CALICO_PLURALS and plural not in self.absent:
                 return path
         return None
 

@@ -405,3 +405,17 @@ async def test_a_rotated_token_file_is_used_by_the_next_request(tmp_path: Path) 
             )
     finally:
         await server.stop()
+
+
+async def test_a_resource_the_server_lacks_is_empty_and_not_watched() -> None:
+    server = await started(absent=frozenset({"bgpfilters"}))
+    try:
+        server.put(V1 + "/bgppeers", peer("a", "192.0.2.1"))
+        async with following(server) as follower:
+            await follower.wait_for(lambda: "a" in follower.last.peers, "the listing")
+            await follower.wait_for(lambda: server.watch_count() == 7, "the other watches")
+            server.put(V1 + "/bgppeers", peer("b", "192.0.2.2"))
+            await follower.wait_for(lambda: "b" in follower.last.peers, "a watched change")
+            assert not any("bgpfilters?" in t and "watch" in t for _, t in server.requests)
+    finally:
+        await server.stop()

@@ -7,6 +7,9 @@ PY     := $(VENV)/bin/python
 BIRD2  ?= /opt/bird2
 DEBIAN_PACKAGES := bird frr gobgpd etcd-server etcd-client nftables iproute2 iputils-ping procps psmisc \
                    libssh-gcrypt-4 python3-venv
+# kubectl checks the test Kubernetes API server; Debian ships it as kubernetes-client, installed
+# only when no kubectl binary is on PATH already.
+DEBIAN_PACKAGES += $(if $(shell command -v kubectl),,kubernetes-client)
 
 .PHONY: all deps deps-debian deps-python test lint unit demo bench soak clean
 

@@ -2,7 +2,8 @@
 
 Rules:
 1. Flags win over environment; environment wins over defaults (calico-node compatibility:
-   ``NODENAME``, ``DATASTORE_TYPE``, ``ETCD_*``, ``CALICO_ROUTER_ID``, ``BGP_LOGSEVERITYSCREEN``).
+   ``NODENAME``, ``DATASTORE_TYPE``, ``ETCD_*``, ``KUBECONFIG``, ``CALICO_ROUTER_ID``,
+   ``BGP_LOGSEVERITYSCREEN``).
 2. A bad value fails at start with one ``ConfigError`` naming the field and the bad value.
 3. Pure: the environment, the host name and the nodename file's content are passed in.
 4. The node name is a Kubernetes name, a lowercase RFC 1123 subdomain as Calico's Node resource
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from bgpd.datastore import DEFAULT_DATASTORE
 from bgpd.datastore.etcd_settings import EtcdSettings
+from bgpd.datastore.kube_settings import KubeSettings
 from bgpd.errors import ConfigError as ConfigError  # re-exported: what a bad setting raises
 
 DEFAULT_CONTROL_SOCKET = "/var/run/calico/bird.ctl"
@@ -47,9 +49,14 @@ class EtcdSource:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesSource:
+    settings: KubeSettings
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     node: str
-    datastore: FileSource | EtcdSource
+    datastore: FileSource | EtcdSource | KubernetesSource
     control_socket: str = DEFAULT_CONTROL_SOCKET
     metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9179)
     log_level: str = "info"
@@ -85,9 +92,11 @@ def _listen(name: str, raw: str) -> tuple[str, int] | None:
     return host, port
 
 
-def _datastore(flag: str | None, environ: Mapping[str, str]) -> FileSource | EtcdSource:
-    """``--datastore``, else ``DATASTORE_TYPE``; a bad etcd setting raises ``ConfigError`` from
-    ``etcd_settings``, naming its variable."""
+def _datastore(
+    flag: str | None, environ: Mapping[str, str]
+) -> FileSource | EtcdSource | KubernetesSource:
+    """``--datastore``, else ``DATASTORE_TYPE``; a bad etcd or Kubernetes setting raises
+    ``ConfigError`` from ``etcd_settings`` or ``kube_settings``, naming its variable."""
     if flag:
         if flag.startswith("file:"):
             path = Path(flag[len("file:") :])
@@ -100,8 +109,12 @@ def _datastore(flag: str | None, environ: Mapping[str, str]) -> FileSource | Etc
     kind = environ.get("DATASTORE_TYPE", "").strip()
     if kind == "etcdv3":
         return EtcdSource(EtcdSettings.from_env(environ))
+    if kind == "kubernetes":
+        return KubernetesSource(KubeSettings.from_env(environ))
     if kind not in ("", "file"):
-        raise ConfigError("DATASTORE_TYPE", kind, "supported: etcdv3 (or --datastore file:PATH)")
+        raise ConfigError(
+            "DATASTORE_TYPE", kind, "supported: etcdv3, kubernetes (or --datastore file:PATH)"
+        )
     return FileSource(DEFAULT_DATASTORE, embedded=True)
 
 

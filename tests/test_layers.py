@@ -34,6 +34,7 @@ IO_MODULES = {
     "bgpd.control.commands",
     "bgpd.datastore.etcd",
     "bgpd.datastore.file",
+    "bgpd.datastore.kubernetes",
     "bgpd.datastore.source",
     "bgpd.kernel.netlink",
     "bgpd.kernel.linkwatch",

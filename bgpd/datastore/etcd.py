@@ -238,7 +238,7 @@ class _Session:
         await self.channel.close()
 
 
-class _Backoff:
+class Backoff:
     """Capped exponential delay with +-20% jitter (rule 7)."""
 
     def __init__(self, initial: float, ceiling: float) -> None:
@@ -267,7 +267,7 @@ class EtcdWatcher:
             raise ValueError("no etcd endpoint configured")
         self._settings = settings
         self._keys = KeySet(keys)
-        self._backoff = _Backoff(settings.reconnect_initial, settings.reconnect_max)
+        self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
         self._revision = 0
         self._connected = False
         self._ever_connected = False

@@ -7,6 +7,8 @@ Rules:
 2. etcd is listed and watched (``EtcdWatcher``): a resync replaces the cache, events update it,
    and every batch yields the cache's new snapshot; an outage keeps the last one (the watcher
    reconnects). ``reload`` has nothing to read again: the caller re-applies its last snapshot.
+   The Kubernetes API (``KubernetesWatcher``) yields the same batches of etcd-shaped pairs and
+   is followed by the same loop.
 3. Every record the datastore rejects is counted once in the metrics, by resource.
 4. A rejected etcd record is logged with its key and reason once per revision of the key: a
    watch event's bad value always (it is a new revision), a resync's only when that key was not
@@ -16,16 +18,17 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Sequence
 
 import structlog
 
-from bgpd.config import ConfigError, DaemonConfig, EtcdSource, FileSource
+from bgpd.config import ConfigError, DaemonConfig, EtcdSource, FileSource, KubernetesSource
 from bgpd.datastore.cache import Cache, RejectedRecord
-from bgpd.datastore.etcd import Changes, EtcdWatcher, EventKind, Resync
+from bgpd.datastore.etcd import Batch, Changes, EtcdWatcher, EventKind, Resync
 from bgpd.datastore.etcd_settings import calico_watch_keys
 from bgpd.datastore.file import FileDatastore
-from bgpd.datastore.schema import resource_of_key
+from bgpd.datastore.kubernetes import KubernetesWatcher
+from bgpd.datastore.schema import RecordError, resource_of_key
 from bgpd.metrics import Metrics
 from peers.model import Snapshot
 
@@ -125,33 +128,46 @@ class DatastoreSource:
                 self._metrics.datastore_event("load")
                 yield snapshot
         source = self._config.datastore
-        assert isinstance(source, EtcdSource)
-        cache = Cache()
-        keys = calico_watch_keys(self._config.node)
-        rejected = RejectedKeys()
-        async with EtcdWatcher(source.settings, keys) as watcher:
-            async for batch in watcher:
-                if isinstance(batch, Resync):
-                    self._metrics.datastore_event("resync")
-                    before = cache.rejected
-                    snapshot = cache.load(batch.pairs, batch.revision)
-                    self._log_resync(rejected, cache, cache.rejected - before, batch)
-                else:
-                    assert isinstance(batch, Changes)
-                    for event in batch.events:
-                        self._metrics.datastore_event(event.kind.name.lower())
-                        before = cache.rejected
-                        if event.kind == EventKind.DELETE:
-                            cache.delete(event.key, event.mod_revision)
-                        elif event.value is not None:
-                            cache.put(event.key, event.value, event.mod_revision)
-                        error = cache.last_errors[-1] if cache.rejected > before else None
-                        rejected.changed(event.key, error)
-                        if error is not None:
-                            _log_rejected(event.key, error, event.mod_revision)
-                    snapshot = cache.snapshot()
-                self._count_rejected(cache.rejected, tuple(cache.last_errors))
+        if isinstance(source, KubernetesSource):
+            kubernetes = KubernetesWatcher(source.settings, self._config.node, self._kdd_rejected)
+            async for snapshot in self._follow(kubernetes):
                 yield snapshot
+        assert isinstance(source, EtcdSource)
+        keys = calico_watch_keys(self._config.node)
+        async with EtcdWatcher(source.settings, keys) as watcher:
+            async for snapshot in self._follow(watcher):
+                yield snapshot
+
+    def _kdd_rejected(self, kind: str, error: RecordError) -> None:
+        """Rule 3 for a Kubernetes object whose identity did not read (``kubernetes`` rule 5)."""
+        self._metrics.datastore_rejected(kind, "invalid")
+
+    async def _follow(self, batches: AsyncIterable[Batch]) -> AsyncIterator[Snapshot]:
+        """A snapshot per batch of a listing and watching datastore (rules 2-4)."""
+        cache = Cache()
+        rejected = RejectedKeys()
+        async for batch in batches:
+            if isinstance(batch, Resync):
+                self._metrics.datastore_event("resync")
+                before = cache.rejected
+                snapshot = cache.load(batch.pairs, batch.revision)
+                self._log_resync(rejected, cache, cache.rejected - before, batch)
+            else:
+                assert isinstance(batch, Changes)
+                for event in batch.events:
+                    self._metrics.datastore_event(event.kind.name.lower())
+                    before = cache.rejected
+                    if event.kind == EventKind.DELETE:
+                        cache.delete(event.key, event.mod_revision)
+                    elif event.value is not None:
+                        cache.put(event.key, event.value, event.mod_revision)
+                    error = cache.last_errors[-1] if cache.rejected > before else None
+                    rejected.changed(event.key, error)
+                    if error is not None:
+                        _log_rejected(event.key, error, event.mod_revision)
+                snapshot = cache.snapshot()
+            self._count_rejected(cache.rejected, tuple(cache.last_errors))
+            yield snapshot
 
     @staticmethod
     def _log_resync(rejected: RejectedKeys, cache: Cache, count: int, batch: Resync) -> None:

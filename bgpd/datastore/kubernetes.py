@@ -1,0 +1,409 @@
+"""Kubernetes API datastore adapter: list Calico's resources, then watch them, across any failure.
+
+Role: the IO edge between the API server and the datastore cache. It yields the same batches as
+the etcd adapter (``etcd.Resync`` and ``etcd.Changes`` of etcd-shaped pairs, made by the pure
+``kdd`` module), so ``source`` follows both datastores with one loop.
+
+Rules:
+1. The Calico group is ``CALICO_API_GROUP`` or discovered from ``GET /apis``: the native
+   ``projectcalico.org/v3`` CRDs only when ``crd.projectcalico.org`` is not served (Calico's
+   ``discovery.go``). Nodes are core/v1.
+2. Every resource is LISTed in pages (``limit``/``continue``; a resource the server answers 404
+   for is empty and not watched: an older Calico without it); when all are listed one
+   ``Resync`` of every pair is yielded. Then each resource is WATCHed from its list's
+   ``resourceVersion`` with ``allowWatchBookmarks=true``; ADDED/MODIFIED/DELETED become
+   ``Changes``; BOOKMARK moves the resume point; a watch that ends is re-opened from it.
+3. 410 Gone (a status or an ERROR event with code 410) lists everything again at once; any
+   other failure closes the watches, sleeps a capped exponential backoff and lists again.
+   Nothing is yielded meanwhile: the consumer keeps its last snapshot, nothing is withdrawn.
+4. Batch revisions are this adapter's own counter (Kubernetes resourceVersions are opaque).
+5. An object whose identity cannot be read is logged once per resourceVersion, reported to
+   ``on_rejected`` and treated as deleted; a value that does not decode is the cache's business.
+6. HTTP/1.1 over asyncio streams (TLS from the settings), one connection per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+
+from bgpd.datastore.etcd import Backoff, Batch, Changes, Event, EventKind, Resync
+from bgpd.datastore.kdd import (
+    V1_GROUP,
+    V1_RESOURCES,
+    V3_GROUP,
+    V3_RESOURCES,
+    CalicoResource,
+    KddPair,
+    calico_pair,
+    node_pair,
+    object_name,
+)
+from bgpd.datastore.kube_settings import KubeSettings
+from bgpd.datastore.schema import RecordError
+
+log = structlog.get_logger(__name__)
+NODES = CalicoResource("nodes", "Node")
+
+
+class ApiError(Exception):
+    """A request failed: ``status`` is the HTTP status (0 for a connection failure)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}" if status else reason)
+        self.status = status
+
+
+class _Gone(Exception):
+    """A resourceVersion is too old (410): list again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """Where one resource is listed and watched."""
+
+    resource: CalicoResource
+    path: str
+
+
+def _ssl_context(settings: KubeSettings) -> ssl.SSLContext | None:
+    if not settings.tls:
+        return None
+    context = ssl.create_default_context()
+    if settings.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif settings.ca_data is not None:
+        context.load_verify_locations(cadata=settings.ca_data.decode())
+    if settings.cert_data is not None and settings.key_data is not None:
+        with tempfile.TemporaryDirectory() as directory:
+            cert, key = os.path.join(directory, "c"), os.path.join(directory, "k")
+            with open(cert, "wb") as handle:
+                handle.write(settings.cert_data)
+            with open(key, "wb") as handle:
+                handle.write(settings.key_data)
+            context.load_cert_chain(cert, key)
+    return context
+
+
+class ApiClient:
+    """GET requests and watch streams against one API server (rule 6)."""
+
+    def __init__(self, settings: KubeSettings) -> None:
+        self._settings = settings
+        self._ssl = _ssl_context(settings)
+
+    def _token(self) -> str | None:
+        """The bearer token, read again from its file when it has one (kube_settings rule 4)."""
+        path = self._settings.token_file
+        if path is not None:
+            with suppress(OSError):
+                with open(path, encoding="utf-8") as handle:
+                    return handle.read().strip()
+        return self._settings.token
+
+    async def _open(
+        self, path: str, query: dict[str, Any]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        settings = self._settings
+        target = f"{path}?{urlencode(query)}" if query else path
+        try:
+            async with asyncio.timeout(settings.request_timeout):
+                reader, writer = await asyncio.open_connection(
+                    settings.host, settings.port, ssl=self._ssl
+                )
+                host = f"[{settings.host}]" if ":" in settings.host else settings.host
+                lines = [
+                    f"GET {target} HTTP/1.1",
+                    f"Host: {host}:{settings.port}",
+                    "Accept: application/json",
+                    "User-Agent: bgpd",
+                    "Connection: close",
+                ]
+                token = self._token()
+                if token:
+                    lines.append(f"Authorization: Bearer {token}")
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+                status_line = await reader.readline()
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            raise ApiError(0, f"{settings.host}:{settings.port}: {exc!r}") from None
+        parts = status_line.decode("latin-1").split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            writer.close()
+            raise ApiError(0, f"bad status line {status_line!r}")
+        status = int(parts[1])
+        chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+        if status != 200:
+            body = await _read_body(reader, headers, chunked)
+            writer.close()
+            if status == 410:
+                raise _Gone(path)
+            raise ApiError(status, body[:200].decode("utf-8", "replace"))
+        if not chunked:
+            body = await _read_body(reader, headers, chunked)
+            feed = asyncio.StreamReader()
+            feed.feed_data(body)
+            feed.feed_eof()
+            return feed, writer, False
+        return reader, writer, True
+
+    async def get(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        reader, writer, chunked = await self._open(path, query or {})
+        try:
+            async with asyncio.timeout(self._settings.request_timeout):
+                body = await (_chunks(reader) if chunked else reader.read())
+            return json.loads(body)
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+            raise ApiError(0, f"GET {path}: {exc!r}") from None
+        finally:
+            writer.close()
+
+    async def watch(self, path: str, query: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """Watch events, one JSON object per line of a chunked body, until the server ends it."""
+        reader, writer, chunked = await self._open(path, query)
+        buffer = b""
+        try:
+            while True:
+                if chunked:
+                    size_line = await reader.readline()
+                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        return
+                    data = await reader.readexactly(size + 2)
+                    buffer += data[:-2]
+                else:
+                    data = await reader.read()
+                    buffer += data + b"\n"
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        event = json.loads(line)
+                        if isinstance(event, dict):
+                            yield event
+                if not chunked:
+                    return
+        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+            raise ApiError(0, f"watch {path}: {exc!r}") from None
+        finally:
+            writer.close()
+
+
+async def _chunks(reader: asyncio.StreamReader) -> bytes:
+    body = b""
+    while True:
+        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            await reader.readline()
+            return body
+        body += (await reader.readexactly(size + 2))[:-2]
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], chunked: bool) -> bytes:
+    try:
+        if chunked:
+            return await _chunks(reader)
+        length = headers.get("content-length")
+        return await (reader.readexactly(int(length)) if length else reader.read())
+    except (OSError, ValueError, asyncio.IncompleteReadError):
+        return b""
+
+
+async def collections(client: ApiClient, group: str) -> tuple[Collection, ...]:
+    """Where Calico's resources are served (rule 1)."""
+    if not group:
+        served = await client.get("/apis")
+        names = {g.get("name") for g in served.get("groups", ()) if isinstance(g, dict)}
+        group = V3_GROUP if V3_GROUP in names and V1_GROUP not in names else V1_GROUP
+    resources, version = (V3_RESOURCES, "v3") if group == V3_GROUP else (V1_RESOURCES, "v1")
+    calico = tuple(Collection(r, f"/apis/{group}/{version}/{r.plural}") for r in resources)
+    return (Collection(NODES, "/api/v1/nodes"), *calico)
+
+
+class KubernetesWatcher:
+    """Async iterator of ``Resync``/``Changes`` batches (see the rules)."""
+
+    def __init__(
+        self,
+        settings: KubeSettings,
+        node: str,
+        on_rejected: Callable[[str, RecordError], None] = lambda kind, error: None,
+    ) -> None:
+        self._settings = settings
+        self._node = node
+        self._on_rejected = on_rejected
+        self._client = ApiClient(settings)
+        self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
+        self._revision = 0
+        self._keys: dict[tuple[str, str], str] = {}  # (plural, name) -> etcd key
+        self._logged: dict[tuple[str, str], str] = {}  # (plural, name) -> resourceVersion
+        self.resyncs = 0
+        self.failures = 0
+
+    def __aiter__(self) -> AsyncIterator[Batch]:
+        return self._batches()
+
+    async def __aenter__(self) -> KubernetesWatcher:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def _pair(self, resource: CalicoResource, obj: Any) -> KddPair | None:
+        version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        where = (resource.plural, object_name(obj))
+        try:
+            if resource is NODES:
+                pair: KddPair | None = node_pair(obj, self._settings.use_pod_cidr)
+            else:
+                pair = calico_pair(resource, obj, self._node)
+        except RecordError as error:
+            if self._logged.get(where) != version:
+                self._logged[where] = version
+                log.warning(
+                    "datastore.kubernetes.rejected",
+                    resource=resource.plural,
+                    name=where[1],
+                    reason=error.reason,
+                    field=error.key,
+                    resource_version=version,
+                )
+                self._on_rejected(resource.kind, error)
+            return None
+        if pair is not None and pair.ignored and self._logged.get(where) != version:
+            self._logged[where] = version
+            for annotation, reason in pair.ignored:
+                log.warning(
+                    "datastore.kubernetes.annotation_ignored",
+                    node=where[1],
+                    annotation=annotation,
+                    reason=reason,
+                    resource_version=version,
+                )
+        return pair
+
+    async def _list(self, collection: Collection) -> tuple[list[tuple[str, bytes]], str]:
+        """Every object of ``collection`` and the version to watch from; ``""`` when the
+        server does not serve the resource (an older Calico without it): nothing to watch."""
+        pairs: list[tuple[str, bytes]] = []
+        query: dict[str, Any] = {"limit": self._settings.list_page_size}
+        while True:
+            try:
+                page = await self._client.get(collection.path, query)
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                log.warning("datastore.kubernetes.not_served", path=collection.path)
+                return pairs, ""
+            for obj in page.get("items") or ():
+                if isinstance(obj, dict):
+                    pair = self._pair(collection.resource, obj)
+                    name = object_name(obj)
+                    if pair is not None:
+                        self._keys[(collection.resource.plural, name)] = pair.key
+                        pairs.append((pair.key, pair.value))
+            meta = page.get("metadata") or {}
+            if not meta.get("continue"):
+                return pairs, str(meta.get("resourceVersion", ""))
+            query = {"limit": self._settings.list_page_size, "continue": meta["continue"]}
+
+    def _events(self, resource: CalicoResource, kind: str, obj: Any) -> list[Event]:
+        where = (resource.plural, object_name(obj))
+        old = self._keys.pop(where, None)
+        pair = None if kind == "DELETED" else self._pair(resource, obj)
+        self._revision += 1
+        events = []
+        if old is not None and (pair is None or pair.key != old):
+            events.append(Event(EventKind.DELETE, old, None, None, self._revision))
+        if pair is not None:
+            self._keys[where] = pair.key
+            events.append(Event(EventKind.PUT, pair.key, pair.value, None, self._revision))
+        if kind == "DELETED":
+            self._logged.pop(where, None)
+        return events
+
+    async def _watch(
+        self, collection: Collection, version: str, queue: asyncio.Queue[list[Event]]
+    ) -> None:
+        while True:
+            query = {
+                "watch": "true",
+                "allowWatchBookmarks": "true",
+                "resourceVersion": version,
+                "timeoutSeconds": self._settings.watch_timeout,
+            }
+            async for event in self._client.watch(collection.path, query):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Gone(collection.path)
+                    raise ApiError(int(obj.get("code") or 0), str(obj.get("message", "")))
+                version = str((obj.get("metadata") or {}).get("resourceVersion", version))
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    events = self._events(collection.resource, kind, obj)
+                    if events:
+                        await queue.put(events)
+
+    async def _batches(self) -> AsyncGenerator[Batch, None]:
+        found: tuple[Collection, ...] = ()
+        while True:
+            tasks: list[asyncio.Task[None]] = []
+            try:
+                found = found or await collections(self._client, self._settings.api_group)
+                self._keys.clear()
+                pairs: list[tuple[str, bytes]] = []
+                versions = []
+                for collection in found:
+                    listed, version = await self._list(collection)
+                    pairs.extend(listed)
+                    versions.append(version)
+                self._revision += 1
+                self.resyncs += 1
+                self._backoff.reset()
+                log.info("datastore.kubernetes.listed", objects=len(pairs), resyncs=self.resyncs)
+                yield Resync(tuple(pairs), self._revision)
+                queue: asyncio.Queue[list[Event]] = asyncio.Queue()
+                tasks = [
+                    asyncio.create_task(self._watch(collection, version, queue))
+                    for collection, version in zip(found, versions, strict=True)
+                    if version
+                ]
+                while True:
+                    getter = asyncio.create_task(queue.get())
+                    done, _ = await asyncio.wait(
+                        [getter, *tasks], return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if getter not in done:
+                        getter.cancel()
+                        for task in done:
+                            task.result()
+                        raise ApiError(0, "a watch ended")
+                    events = getter.result()
+                    while not queue.empty():
+                        events.extend(queue.get_nowait())
+                    yield Changes(tuple(events), self._revision)
+            except _Gone as gone:
+                log.info("datastore.kubernetes.gone", path=str(gone))
+            except ApiError as error:
+                self.failures += 1
+                log.warning("datastore.kubernetes.disconnected", reason=str(error))
+                await asyncio.sleep(self._backoff.next_delay())
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with suppress(asyncio.CancelledError, Exception):
+                        await task

@@ -1,0 +1,175 @@
+"""KDD objects, shaped as Calico's Kubernetes backend stores them, become the etcd pairs the cache
+decodes into the same records as the etcd datastore (``bgpd.datastore.kdd``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from bgpd.datastore.cache import Cache
+from bgpd.datastore.kdd import V1_RESOURCES, V3_RESOURCES, CalicoResource, calico_pair, node_pair
+from bgpd.datastore.schema import RecordError, decode_etcd
+from peers.model import AffinityState, AllocationBlock, BGPPeer, BlockAffinity, IPAMConfig, Node
+
+RESOURCES = {resource.kind: resource for resource in V1_RESOURCES}
+
+
+def crd(kind: str, name: str, spec: dict[str, object], labels: dict[str, str] | None = None):
+    metadata: dict[str, object] = {"name": name, "resourceVersion": "17", "uid": "u-1"}
+    if labels:
+        metadata["labels"] = labels
+    return {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def decoded(resource: CalicoResource, obj: object, node: str = "node1") -> object:
+    pair = calico_pair(resource, obj, node)
+    assert pair is not None
+    result = decode_etcd(pair.key, pair.value)
+    assert result is not None
+    return result[1]
+
+
+def test_bgppeer_crd_decodes_as_the_etcd_resource() -> None:
+    obj = crd("BGPPeer", "rack1-tor", {"peerIP": "192.0.2.1", "asNumber": 64513, "node": "node1"})
+    peer = decoded(RESOURCES["BGPPeer"], obj)
+    assert isinstance(peer, BGPPeer)
+    assert peer.name == "rack1-tor"
+    assert peer.as_number == 64513
+
+
+def test_block_affinity_v1_uses_spec_identity_and_string_deleted() -> None:
+    spec = {"node": "node1", "cidr": "10.244.1.0/26", "state": "confirmed", "deleted": "false"}
+    pair = calico_pair(
+        RESOURCES["BlockAffinity"], crd("BlockAffinity", "node1-10-244-1-0-26", spec), "node1"
+    )
+    assert pair is not None
+    assert pair.key == "/calico/ipam/v2/host/node1/ipv4/block/10.244.1.0-26"
+    record = decode_etcd(pair.key, pair.value)
+    assert record is not None and isinstance(record[1], BlockAffinity)
+    assert record[1].state is AffinityState.CONFIRMED and not record[1].deleted
+    deleted = dict(spec, deleted="true")
+    gone = decoded(RESOURCES["BlockAffinity"], crd("BlockAffinity", "x", deleted))
+    assert isinstance(gone, BlockAffinity) and gone.deleted
+
+
+def test_other_nodes_and_non_host_affinities_are_not_read() -> None:
+    other = {"node": "node2", "cidr": "10.244.2.0/26", "state": "confirmed"}
+    assert (
+        calico_pair(RESOURCES["BlockAffinity"], crd("BlockAffinity", "a", other), "node1") is None
+    )
+    virtual = {"node": "node1", "cidr": "10.244.3.0/26", "type": "virtual"}
+    assert (
+        calico_pair(RESOURCES["BlockAffinity"], crd("BlockAffinity", "b", virtual), "node1") is None
+    )
+
+
+def test_ipam_block_keyed_by_its_cidr() -> None:
+    spec = {
+        "cidr": "10.244.1.0/30",
+        "affinity": "host:node1",
+        "allocations": [0, 1, None, None],
+        "attributes": [
+            {"handle_id": "h0", "secondary": {"node": "node1"}},
+            {"secondary": {"node": "node3"}},
+        ],
+        "deleted": False,
+    }
+    block = decoded(RESOURCES["IPAMBlock"], crd("IPAMBlock", "10-244-1-0-30", spec))
+    assert isinstance(block, AllocationBlock)
+    assert block.owner == "node1"
+    assert [a.node for a in block.borrowed] == ["node3"]
+
+
+@pytest.mark.parametrize("resource", [RESOURCES["IPAMConfig"], V3_RESOURCES[-1]])
+def test_ipam_config_both_groups(resource: CalicoResource) -> None:
+    spec = {"strictAffinity": True, "autoAllocateBlocks": False, "maxBlocksPerHost": 4}
+    config = decoded(resource, crd(resource.kind, "default", spec))
+    assert config == IPAMConfig(
+        strict_affinity=True, auto_allocate_blocks=False, max_blocks_per_host=4
+    )
+
+
+def test_identity_errors_name_the_field() -> None:
+    with pytest.raises(RecordError, match=r"ipamblocks/b\.spec\.cidr"):
+        calico_pair(RESOURCES["IPAMBlock"], crd("IPAMBlock", "b", {"cidr": "nope"}), "node1")
+    with pytest.raises(RecordError, match=r"metadata\.name"):
+        calico_pair(RESOURCES["BGPPeer"], {"spec": {}}, "node1")
+
+
+def test_bad_spec_is_rejected_by_the_cache_like_etcd() -> None:
+    pair = calico_pair(RESOURCES["IPPool"], crd("IPPool", "p", {"cidr": "not-a-cidr"}), "node1")
+    assert pair is not None
+    cache = Cache()
+    cache.load([(pair.key, pair.value)], revision=1)
+    assert cache.rejected == 1
+    assert "cidr" in cache.last_errors[-1].key
+
+
+def k8s_node(annotations: dict[str, str], labels: dict[str, str] | None = None, pod_cidr: str = ""):
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "node1", "annotations": annotations, "labels": labels or {}},
+        "spec": {"podCIDR": pod_cidr} if pod_cidr else {},
+    }
+
+
+def test_node_annotations_map_to_the_calico_node() -> None:
+    obj = k8s_node(
+        {
+            "projectcalico.org/IPv4Address": "10.0.0.1/24",
+            "projectcalico.org/IPv6Address": "fd00::1/64",
+            "projectcalico.org/ASNumber": "64512",
+            "projectcalico.org/RouteReflectorClusterID": "224.0.0.1",
+            "projectcalico.org/IPv4IPIPTunnelAddr": "10.244.1.1",
+            "projectcalico.org/IPv4VXLANTunnelAddr": "10.244.1.2",
+            "projectcalico.org/VXLANTunnelMACAddr": "66:00:00:00:00:01",
+            "projectcalico.org/labels": json.dumps({"calico-only": "x", "zone": "old"}),
+        },
+        labels={"zone": "a", "kubernetes.io/hostname": "node1"},
+    )
+    pair = node_pair(obj)
+    assert pair.ignored == ()
+    record = decode_etcd(pair.key, pair.value)
+    assert record is not None
+    node = record[1]
+    assert isinstance(node, Node)
+    assert node.ipv4_address == ipaddress.IPv4Interface("10.0.0.1/24")
+    assert node.ipv6_address == ipaddress.IPv6Interface("fd00::1/64")
+    assert node.as_number == 64512
+    assert node.rr_cluster_id == "224.0.0.1"
+    assert node.ipv4_ipip_tunnel_addr == ipaddress.IPv4Address("10.244.1.1")
+    assert node.ipv4_vxlan_tunnel_addr == ipaddress.IPv4Address("10.244.1.2")
+    assert node.vxlan_tunnel_mac == "66:00:00:00:00:01"
+    assert dict(node.labels) == {"calico-only": "x", "zone": "a", "kubernetes.io/hostname": "node1"}
+
+
+def test_invalid_annotation_is_ignored_not_the_node() -> None:
+    pair = node_pair(
+        k8s_node(
+            {"projectcalico.org/IPv4Address": "10.0.0.1/24", "projectcalico.org/ASNumber": "x"}
+        )
+    )
+    assert [annotation for annotation, _ in pair.ignored] == ["projectcalico.org/ASNumber"]
+    record = decode_etcd(pair.key, pair.value)
+    assert record is not None and isinstance(record[1], Node)
+    assert record[1].as_number is None
+    assert record[1].ipv4_address is not None
+
+
+def test_use_pod_cidr_gives_the_tunnel_address() -> None:
+    obj = k8s_node({"projectcalico.org/IPv4IPIPTunnelAddr": "10.9.9.9"}, pod_cidr="10.244.7.0/24")
+    record = decode_etcd(*_pair(node_pair(obj, use_pod_cidr=True)))
+    assert record is not None and isinstance(record[1], Node)
+    assert record[1].ipv4_ipip_tunnel_addr == ipaddress.IPv4Address("10.244.7.1")
+
+
+def _pair(pair):  # type: ignore[no-untyped-def]
+    return pair.key, pair.value

@@ -464,8 +464,6 @@ def _decode_bgppeer(name: str, meta: _Fields, spec: _Fields) -> BGPPeer:
             peer_version = ipaddress.ip_address(host).version
         except ValueError:
             raise RecordError(spec.path("peerIP"), f"bad peer address {peer_ip!r}") from None
-        if asn is None:
-            raise RecordError(spec.path("asNumber"), "required with peerIP")
         reachable_by = spec.string("reachableBy")
         if reachable_by:
             _address(reachable_by, spec.path("reachableBy"), peer_version)

@@ -213,7 +213,7 @@ def test_affinities_and_blocks() -> None:
         ),
         (
             "/calico/resources/v3/projectcalico.org/bgppeers/p",
-            enc({"spec": {"peerIP": "10.0.0.1"}}),
+            enc({"spec": {"localWorkloadSelector": "all()"}}),
             "asNumber",
         ),
         (
@@ -569,3 +569,13 @@ spec:
     config = records[RecordKey(Kind.BGPCONFIGURATION, "default")]
     assert config.communities[0].value == "5663:12"  # type: ignore[union-attr]
     assert config.prefix_advertisements[0].communities == ("5663:13", "a")  # type: ignore[union-attr]
+
+
+def test_peer_ip_without_as_number_is_accepted() -> None:
+    """Calico confd case explicit_peering/route_reflector_v6_by_ip (golden calico-rr-v6-by-ip)."""
+    decoded = decode_etcd(
+        "/calico/resources/v3/projectcalico.org/bgppeers/p", enc({"spec": {"peerIP": "fe0a::2"}})
+    )
+    assert decoded is not None
+    peer = decoded[1]
+    assert isinstance(peer, BGPPeer) and peer.peer_ip == "fe0a::2" and peer.as_number is None

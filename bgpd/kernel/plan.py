@@ -5,7 +5,11 @@ kernel filter: the router plans every best-path change through ``plan_best``.
 Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
 1. Routes go out with protocol ``bird`` (RTPROT_BIRD = 12) by default, in the main table.
 2. Metric: the priority carried in LOCAL_PREF (§2.10: BIRD's ``krt_metric`` from
-   ``bgp_local_pref``, ``bgpd.calico.priority`` rule 2), else the default metric 1024.
+   ``bgp_local_pref``, ``bgpd.calico.priority`` rules 2-3: 2147483547 for a route learned
+   without LOCAL_PREF), else the default metric 1024. A blackhole is one of BIRD's static
+   routes, which Calico's kernel filter gives no ``krt_metric``, so BIRD's kernel protocol
+   installs it with metric 0; Linux stores an IPv6 route of metric 0 with 1024
+   (``IP6_RT_PRIO_USER``), so an IPv6 blackhole is planned with 1024 (``BLACKHOLE_METRIC``).
 3. Routes inside a reject CIDR (``/rejectcidrs``: advertised service ranges) are never installed
    (§2.11 step 1).
 4. WireGuard (§2.11 step 3): a next hop that is the address of another node with a WireGuard
@@ -51,6 +55,7 @@ from encap.model import Encapsulation, IPAddress, IPNetwork, PoolSpec
 RTPROT_BIRD = 12
 MAIN_TABLE = 254
 DEFAULT_METRIC = 1024
+BLACKHOLE_METRIC = {4: 0, 6: 1024}  # rule 2
 
 
 class RouteKind(StrEnum):
@@ -320,6 +325,9 @@ def plan_destination(
     if refusal is not None:
         return Skipped(network_of(*destination), refusal)
     version, address, prefixlen = destination
+    if local_blackhole:
+        identity = (config.table, version, address, prefixlen, BLACKHOLE_METRIC[version])
+        return KernelRoute.keyed(identity, RouteKind.BLACKHOLE, (), config.protocol)
     identity = (
         config.table,
         version,
@@ -327,8 +335,6 @@ def plan_destination(
         prefixlen,
         metric_for_local_pref(local_pref, config.default_metric),
     )
-    if local_blackhole:
-        return KernelRoute.keyed(identity, RouteKind.BLACKHOLE, (), config.protocol)
     memo_key = (version, hops_key, id(pool))
     memo = config._hops.get(memo_key)
     if memo is not None and memo[0] is pool:

@@ -173,7 +173,8 @@ def test_kernel_filter() -> None:
     for network, hop, accept, reason in cases:
         planned = _plan(network, (_learned(hop),), config, pools)
         if accept:
-            assert isinstance(planned, KernelRoute) and planned.metric == 1024
+            # learned without LOCAL_PREF: BIRD's default 100 -> 2147483647 - 100
+            assert isinstance(planned, KernelRoute) and planned.metric == 2147483547
         else:
             assert isinstance(planned, Skipped) and reason in planned.reason
 

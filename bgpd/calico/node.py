@@ -44,7 +44,13 @@ class NodePlanner:
         env = Environment(router_id=config.router_id, secrets=environ_secret_lookup(config.environ))
         peering = resolve_node(config.node, snapshot, env)
         originations = tuple(
-            originate(config.node, snapshot, version, peering.sessions.values())
+            originate(
+                config.node,
+                snapshot,
+                version,
+                peering.sessions.values(),
+                program_vxlan=config.program_vxlan,
+            )
             for version in (4, 6)
         )
         me = snapshot.nodes.get(config.node)

@@ -13,6 +13,10 @@ Rules:
 4. A route is advertised when ``calico_export`` accepts it towards an iBGP peer, with the
    prefixAdvertisement communities it adds; its blackhole reaches the kernel when the kernel
    plan's own rules (reject CIDRs, pool ownership: ``bgpd.kernel.plan.kernel_refusal``) let it.
+   With ``program_vxlan`` (bgpd playing Felix's VXLAN part) a VXLAN pool's own blocks are
+   blackholed too, as Felix does for every local non-/32 block (projectcalico/calico 87c15906,
+   ``felix/dataplane/linux/route_mgr.go``, its blackhole routes), so traffic to an unused
+   address of the block is dropped instead of following the default route.
 5. A peer with ``reachableBy`` gets a pinned route to its address (§2.12).
 6. In the RIB (``local_routes``) our routes carry ORIGIN IGP, an empty AS_PATH, our address as
    next hop and the LOCAL_PREF of the normal priority (§2.10); only routes that are advertised
@@ -107,11 +111,17 @@ def originate(
     version: int,
     sessions: Iterable[SessionSpec] = (),
     cluster_ips_override: Sequence[IPNetwork] | None = None,
+    program_vxlan: bool = False,
 ) -> Origination:
     """Everything ``node_name`` originates for IP ``version`` (rules 1-5)."""
     policy = build_export_policy(node_name, snapshot, version, cluster_ips_override)
-    # The kernel plan's own refusal rules (rule 4); VXLAN blackholes stay Felix's (§3.4).
-    kernel = PlanConfig(owned_pools=owned_pools(snapshot), reject_cidrs=policy.reject.networks)
+    # The kernel plan's own refusal rules (rule 4); VXLAN blackholes are Felix's (§3.4) unless
+    # we play its VXLAN part.
+    kernel = PlanConfig(
+        owned_pools=owned_pools(snapshot),
+        reject_cidrs=policy.reject.networks,
+        program_vxlan=program_vxlan,
+    )
     pools = pool_specs(snapshot)
     local_pref = local_pref_for_metric(policy.normal_priority)
     routes: list[OriginatedRoute] = []

@@ -17,10 +17,15 @@ Rules:
    blackholed too, as Felix does for every local non-/32 block (projectcalico/calico 87c15906,
    ``felix/dataplane/linux/route_mgr.go``, its blackhole routes), so traffic to an unused
    address of the block is dropped instead of following the default route.
-5. A peer with ``reachableBy`` gets a pinned route to its address (§2.12).
+5. A peer with ``reachableBy`` gets a pinned route to its address (§2.12): BIRD's static
+   ``route <peerIP>/32 via <reachableBy>`` (projectcalico/calico 87c15906, confd case
+   ``reachable_by/global_peers``, its ``bird_aggr.cfg``). It is in the RIB (where, like BIRD's
+   static route, it outranks a learned route) and the kernel (``bgpd.kernel.plan`` rule 6),
+   and ``calico_export`` refuses it (it is inside no pool).
 6. In the RIB (``local_routes``) our routes carry ORIGIN IGP, an empty AS_PATH, our address as
-   next hop and the LOCAL_PREF of the normal priority (§2.10); only routes that are advertised
-   or blackholed in the kernel are there. The RIB's export rules do the rest.
+   next hop (a pinned route: its gateway) and the LOCAL_PREF of the normal priority (§2.10);
+   only routes that are advertised, blackholed in the kernel, or pinned are there. The RIB's
+   export rules do the rest.
 """
 
 from __future__ import annotations
@@ -103,6 +108,10 @@ class Origination:
 
     def blackholes(self) -> tuple[IPNetwork, ...]:
         return tuple(r.network for r in self.routes if r.install_blackhole)
+
+    def pinned_routes(self) -> dict[IPNetwork, IPAddress]:
+        """Rule 5: peer /32 (/128) -> its ``reachableBy`` gateway."""
+        return {p.network: p.gateway for p in self.pinned}
 
 
 def originate(
@@ -191,5 +200,12 @@ def local_routes(
                 local_pref=route.local_pref,
                 communities=route.communities,
                 large_communities=route.large_communities,
+            )
+        for network, gateway in origination.pinned_routes().items():
+            table[prefix_from_network(network)] = PathAttributes(
+                origin=Origin.IGP,
+                as_path=(),
+                next_hop=gateway.packed,
+                local_pref=NORMAL_LOCAL_PREF,
             )
     return out

@@ -1,4 +1,6 @@
-"""The daemon with an IP-in-IP pool: tunl0 where the kernel has it, a degraded node where not.
+"""The daemon with an IP-in-IP pool: tunl0 where the kernel has it, a degraded node where not;
+and with other datastores, the static kernel routes Calico's BIRD or Felix would install (the
+own VXLAN block's blackhole with ``--program-vxlan``, a ``reachableBy`` peer's pinned route).
 
 Issue contract (calico-bgp.md §3): a kernel without IP-in-IP gives a clear error naming the pool,
 a metric (``bgpd_encap_unsupported_pool``), readiness that fails naming the pool, and leaves the
@@ -63,6 +65,19 @@ VXLAN_DATASTORE = [
         },
     ),
     calico_resource("BlockAffinity", "node1-vxlan", {"node": "node1", "cidr": "10.246.1.0/26"}),
+]
+
+
+# A BGPPeer with reachableBy gets BIRD's static route <peerIP>/32 via <reachableBy>
+# (projectcalico/calico 87c15906, confd case reachable_by/global_peers, bird_aggr.cfg).
+REACHABLE_BY_DATASTORE = [
+    calico_resource("BGPConfiguration", "default", {"asNumber": 64512}),
+    calico_resource("Node", "node1", {"bgp": {"ipv4Address": "10.77.0.1/24"}}),
+    calico_resource(
+        "BGPPeer",
+        "external-rr",
+        {"peerIP": "10.225.0.4", "asNumber": 65515, "reachableBy": "10.77.0.254"},
+    ),
 ]
 
 
@@ -186,3 +201,12 @@ def test_program_vxlan_blackholes_the_own_vxlan_block(daemon: Daemon) -> None:
         return "blackhole 10.246.1.0/26" in routes
 
     wait_for(blackholed, 30, daemon.describe)
+
+
+@pytest.mark.parametrize("daemon", [(REACHABLE_BY_DATASTORE, ())], indirect=True)
+def test_reachable_by_peer_gets_its_pinned_route(daemon: Daemon) -> None:
+    def pinned() -> bool:
+        routes = daemon.ns.ip("-4", "route", "show", "proto", "bird").stdout
+        return "10.225.0.4 via 10.77.0.254 dev eth0" in routes
+
+    wait_for(pinned, 30, daemon.describe)

@@ -18,6 +18,12 @@ Rules:
    ``peerIP`` records take ``asNumber``, ``keepOriginalNextHop``, ``numAllowedLocalASNumbers``,
    ``ttlSecurity``, ``filters``, ``nextHopMode``; they are ``calico_node`` when the IP is any
    node's address, and take that node's listen port when no port is written.
+   A ``peerIP`` BGPPeer without ``asNumber`` means the global AS when Calico matches it to its
+   nodes ([CL] ``nodesWithIPPortAndAS``: AS 0 stands for the global AS), so its forward record
+   takes the AS of the Calico node at that IP (confd case
+   ``explicit_peering/route_reflector_v6_by_ip``, projectcalico/calico 87c15906). Calico writes
+   ``as 0`` for such a peer that is no Calico node, which BIRD refuses; we report a problem
+   and emit no record instead.
 5. Every record then gets the password (Secret lookup), ``sourceAddress`` (default
    ``UseNodeIP``), ``maxRestartTime`` and ``keepaliveTime`` (whole seconds, Go rounding).
    ``localASNumber`` applies to forward records only: on a reverse record it would describe
@@ -137,6 +143,15 @@ class _Resolver:
             owners = self.nodes_with_ip_port_and_as(ip, peer.as_number, 0)
             if owners:
                 port = self.snapshot.listen_port_of(owners[0]) or 0
+        asn = peer.as_number
+        if asn is None:
+            owners = self.nodes_with_ip_port_and_as(ip, None, port)
+            if not owners:
+                self.result.problems.append(
+                    f"BGPPeer {peer.name}: no asNumber and {ip} is no Calico node of the global AS"
+                )
+                return None
+            asn = self.snapshot.node_as(owners[0])
         reachable_by = None
         if peer.reachable_by:
             reachable_by = _same_family(peer.reachable_by, ip.version)
@@ -148,7 +163,7 @@ class _Resolver:
                 return None
         return PeerRecord(
             ip=ip,
-            as_num=peer.as_number or 0,
+            as_num=asn,
             port=port,
             keep_next_hop=peer.keep_original_next_hop,
             calico_node=ip in self.node_ips,

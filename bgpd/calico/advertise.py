@@ -4,8 +4,9 @@ routes this node advertises (calico-bgp.md §2.8 item 6, §2.12, §2.12b, §2.13
 Rules:
 1. ``calico_export`` is ``calico_export_to_bgp_peers(internal_peer)`` (§2.12b): the first
    matching step wins; falling off the end rejects. Steps are numbered as in §2.12b.
-2. Priority normalisation (§2.8 item 6(a)): a BGP-learned route with a LOCAL_PREF keeps it and
-   its metric is read from it; any other route gets its kernel metric, else the normal route
+2. Priority normalisation (§2.8 item 6(a)): a BGP-learned route keeps its LOCAL_PREF (BIRD's
+   default 100 when it came without, ``bgpd.calico.priority`` rule 2) and its metric is read
+   from it; any other route gets its kernel metric, else the normal route
    priority, and the LOCAL_PREF that carries it (``bgpd.calico.priority``).
 3. Own blocks are aggregated (§2.12 ``calico_aggr``): a confirmed (or implicitly confirmed)
    affinity exports the block and suppresses what is beneath it, except routes whose metric is
@@ -33,7 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bgpd.calico.priority import local_pref_for_metric, metric_for_local_pref
+from bgpd.calico.priority import (
+    learned_local_pref,
+    local_pref_for_metric,
+    metric_for_local_pref,
+)
 from bgpd.calico.tunnels import bird_programs_pool, birds_ipip_responsibility
 from bgpd.kernel.plan import Destination, covers
 from peers.model import (
@@ -254,8 +259,9 @@ def export_priority(
     source: SourceProtocol, local_pref: int | None, metric: int | None, normal_priority: int
 ) -> tuple[int, int]:
     """Rule 2: (metric, LOCAL_PREF) after normalisation."""
-    if source is SourceProtocol.BGP and local_pref is not None:
-        return metric_for_local_pref(local_pref, normal_priority), local_pref
+    if source is SourceProtocol.BGP:
+        learned = learned_local_pref(local_pref)
+        return metric_for_local_pref(learned, normal_priority), learned
     metric = normal_priority if metric is None else metric
     return metric, local_pref_for_metric(metric)
 

@@ -43,8 +43,9 @@ def _source_protocol(ctx: PolicyContext) -> SourceProtocol:
 
 @dataclass(frozen=True, slots=True)
 class NormalisePriority:
-    """Rule 1's ``prepare``: a local route, or a learned one without LOCAL_PREF, gets the
-    LOCAL_PREF of the normal route priority; a learned LOCAL_PREF is kept."""
+    """Rule 1's ``prepare``: a local route gets the LOCAL_PREF of the normal route priority; a
+    learned LOCAL_PREF is kept, BIRD's default 100 on a learned route without one
+    (``bgpd.calico.priority`` rule 2)."""
 
     normal_priority: int
 

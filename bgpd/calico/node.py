@@ -44,7 +44,13 @@ class NodePlanner:
         env = Environment(router_id=config.router_id, secrets=environ_secret_lookup(config.environ))
         peering = resolve_node(config.node, snapshot, env)
         originations = tuple(
-            originate(config.node, snapshot, version, peering.sessions.values())
+            originate(
+                config.node,
+                snapshot,
+                version,
+                peering.sessions.values(),
+                program_vxlan=config.program_vxlan,
+            )
             for version in (4, 6)
         )
         me = snapshot.nodes.get(config.node)
@@ -60,6 +66,7 @@ class NodePlanner:
         )
         pools = pool_specs(snapshot)
         blackholes = frozenset(net for o in originations for net in o.blackholes())
+        pinned = {net: gw for o in originations for net, gw in o.pinned_routes().items()}
         cluster = me.rr_cluster_id if me is not None else ""
         return RoutingPlan(
             router_id=peering.router_id,
@@ -67,7 +74,7 @@ class NodePlanner:
             cluster_id=int(ipaddress.IPv4Address(cluster)) if cluster else None,
             sessions=sessions,
             local_routes=local_routes(originations, own),
-            kernel=KernelPlanner(blackholes, pools, kernel),
+            kernel=KernelPlanner(blackholes, pools, kernel, pinned),
             tunnels=self._tunnels(snapshot, pools, kernel),
             listen_address=(str(peering.listen_addresses[0]) if peering.listen_addresses else None),
             listen_port=peering.listen_port,

@@ -13,10 +13,19 @@ Rules:
 4. A route is advertised when ``calico_export`` accepts it towards an iBGP peer, with the
    prefixAdvertisement communities it adds; its blackhole reaches the kernel when the kernel
    plan's own rules (reject CIDRs, pool ownership: ``bgpd.kernel.plan.kernel_refusal``) let it.
-5. A peer with ``reachableBy`` gets a pinned route to its address (§2.12).
+   With ``program_vxlan`` (bgpd playing Felix's VXLAN part) a VXLAN pool's own blocks are
+   blackholed too, as Felix does for every local non-/32 block (projectcalico/calico 87c15906,
+   ``felix/dataplane/linux/route_mgr.go``, its blackhole routes), so traffic to an unused
+   address of the block is dropped instead of following the default route.
+5. A peer with ``reachableBy`` gets a pinned route to its address (§2.12): BIRD's static
+   ``route <peerIP>/32 via <reachableBy>`` (projectcalico/calico 87c15906, confd case
+   ``reachable_by/global_peers``, its ``bird_aggr.cfg``). It is in the RIB (where, like BIRD's
+   static route, it outranks a learned route) and the kernel (``bgpd.kernel.plan`` rule 6),
+   and ``calico_export`` refuses it (it is inside no pool).
 6. In the RIB (``local_routes``) our routes carry ORIGIN IGP, an empty AS_PATH, our address as
-   next hop and the LOCAL_PREF of the normal priority (§2.10); only routes that are advertised
-   or blackholed in the kernel are there. The RIB's export rules do the rest.
+   next hop (a pinned route: its gateway) and the LOCAL_PREF of the normal priority (§2.10);
+   only routes that are advertised, blackholed in the kernel, or pinned are there. The RIB's
+   export rules do the rest.
 """
 
 from __future__ import annotations
@@ -100,6 +109,10 @@ class Origination:
     def blackholes(self) -> tuple[IPNetwork, ...]:
         return tuple(r.network for r in self.routes if r.install_blackhole)
 
+    def pinned_routes(self) -> dict[IPNetwork, IPAddress]:
+        """Rule 5: peer /32 (/128) -> its ``reachableBy`` gateway."""
+        return {p.network: p.gateway for p in self.pinned}
+
 
 def originate(
     node_name: str,
@@ -107,11 +120,17 @@ def originate(
     version: int,
     sessions: Iterable[SessionSpec] = (),
     cluster_ips_override: Sequence[IPNetwork] | None = None,
+    program_vxlan: bool = False,
 ) -> Origination:
     """Everything ``node_name`` originates for IP ``version`` (rules 1-5)."""
     policy = build_export_policy(node_name, snapshot, version, cluster_ips_override)
-    # The kernel plan's own refusal rules (rule 4); VXLAN blackholes stay Felix's (§3.4).
-    kernel = PlanConfig(owned_pools=owned_pools(snapshot), reject_cidrs=policy.reject.networks)
+    # The kernel plan's own refusal rules (rule 4); VXLAN blackholes are Felix's (§3.4) unless
+    # we play its VXLAN part.
+    kernel = PlanConfig(
+        owned_pools=owned_pools(snapshot),
+        reject_cidrs=policy.reject.networks,
+        program_vxlan=program_vxlan,
+    )
     pools = pool_specs(snapshot)
     local_pref = local_pref_for_metric(policy.normal_priority)
     routes: list[OriginatedRoute] = []
@@ -181,5 +200,12 @@ def local_routes(
                 local_pref=route.local_pref,
                 communities=route.communities,
                 large_communities=route.large_communities,
+            )
+        for network, gateway in origination.pinned_routes().items():
+            table[prefix_from_network(network)] = PathAttributes(
+                origin=Origin.IGP,
+                as_path=(),
+                next_hop=gateway.packed,
+                local_pref=NORMAL_LOCAL_PREF,
             )
     return out

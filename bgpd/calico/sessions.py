@@ -4,10 +4,16 @@
 Rules:
 1. Every session has one address family (the IP version of its peer address) and is keyed by
    (peer address, port).
-2. The FSM runs Calico's BGP template (§2.7): multihop (TTL 255) unless TTL security is on,
-   graceful restart with forwarding preserved, ADD-PATH receive and send, BIRD's short connect
-   timers (connect retry 5 s, delay 2 s, error wait 5-30 s); the passive side, MD5 password,
-   TTL security, source address and restart time per §2.8.
+2. The FSM runs Calico's BGP template (§2.7): multihop with BIRD's default TTL 64 unless TTL
+   security is on (then GTSM, RFC 5082, with ``ttlSecurity`` hops), graceful restart with
+   forwarding preserved, ADD-PATH receive and send, BIRD's short connect timers (connect retry
+   5 s, delay 2 s, error wait 5-30 s); the passive side, MD5 password, TTL security, source
+   address and restart time per §2.8.
+4. Hold time is BIRD's default 240 s, which Calico never overrides (RFC 4271 §4.2 proposes it in
+   the OPEN; projectcalico/calico 87c15906 ``node/filesystem/etc/calico/confd/templates/
+   bird.cfg.template`` writes no ``hold time``); the keepalive is a third of the negotiated hold
+   time (80 s, RFC 4271 §10) unless the BGPPeer's ``keepaliveTime`` (the only timer Calico
+   exposes, ``api/pkg/apis/projectcalico/v3/bgppeer.go``) sets it.
 3. The RIB sees the session's AS numbers, route-reflector client flag, next-hop mode (Calico's
    ``nextHopMode`` mapped onto the RIB's own ``NextHopMode``, §2.8 item 12), our address on it
    for ``next hop self``, and ``allow local as`` (§2.8 item 13).
@@ -26,6 +32,8 @@ from peers.resolve import NodePeering
 from peers.spec import SessionSpec
 
 FAMILY_OF_VERSION = {4: IPV4_UNICAST, 6: IPV6_UNICAST}
+BIRD_HOLD_TIME = 240  # rule 4: BIRD 1.6 ``hold time`` default
+BIRD_MULTIHOP_TTL = 64  # rule 2: BIRD 1.6 ``multihop`` without a hop count
 NEXT_HOP_MODES = {
     PeerNextHopMode.AUTO: NextHopMode.AUTO,
     PeerNextHopMode.SELF: NextHopMode.SELF,
@@ -45,7 +53,7 @@ def session_config(
     restarting: bool,
     graceful_restart_time: int,
 ) -> SessionConfig:
-    """Rule 2: one Calico session as the FSM runs it."""
+    """Rules 2 and 4: one Calico session as the FSM runs it."""
     assert peering.router_id is not None
     return SessionConfig(
         local_as=spec.local_as,
@@ -53,6 +61,7 @@ def session_config(
         router_id=peering.router_id,
         peer_address=spec.peer_ip,
         port=spec.port,
+        hold_time=BIRD_HOLD_TIME,
         keepalive_time=spec.keepalive_time,
         connect_retry_time=5.0,
         connect_delay_time=2.0,
@@ -66,7 +75,7 @@ def session_config(
         graceful_restart_forwarding=True,
         md5_password=spec.password,
         ttl_security=spec.ttl_security,
-        multihop_ttl=None if spec.ttl_security else 255,
+        multihop_ttl=None if spec.ttl_security else BIRD_MULTIHOP_TTL,
         source_address=spec.source_address,
         name=spec.name,
     )

@@ -10,12 +10,21 @@ Rules:
    ``poll_interval`` seconds, which also catches an atomic rename over the file; a snapshot is
    yielded only when the decoded content differs from the last one.
 4. Every load is complete, so the snapshot is in sync from the first successful load.
+5. Plain scalars resolve as YAML 1.2's core schema, as Calico's go-yaml decoding into typed Go
+   structs does for the string fields (sigs.k8s.io/yaml / go-yaml v2 used by calicoctl and
+   confd's file backend, projectcalico/calico master ``libcalico-go/lib/resources``): only
+   ``true``/``false`` are booleans, ``null``/``~``/empty null and decimal integers without a
+   leading zero integers; everything else is a string (YAML 1.1's ``yes``/``no``/``on``/``off``,
+   sexagesimal ``5663:12``, octal ``0755``, ``1_000``, and floats such as asdot ``1.10``), so a
+   label ``global-peer: yes`` or a community ``5663:12`` reads as written. The schema turns an
+   integer or boolean met in a string field back into its text (``schema`` rule 7).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +41,22 @@ DEFAULT_POLL_INTERVAL = 2.0
 
 log = structlog.get_logger(__name__)
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Core12Loader(_BaseLoader):  # type: ignore[misc]
+    """A safe loader resolving plain scalars by YAML 1.2's core schema (rule 5)."""
+
+
+_Core12Loader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", list("-+0123456789")),
+):
+    _Core12Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+
+_Loader: Any = _Core12Loader
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,15 @@ Rules:
    durations accept Go syntax ("120s", "2m30s", "1.5h") or a number of seconds.
 5. Unknown fields are ignored (newer Calico versions add fields); wrong types or values of the
    fields we read are errors naming the field.
+6. An empty entry (``{}`` or a null) in a BGPConfiguration list -- ``serviceClusterIPs``,
+   ``serviceExternalIPs``, ``serviceLoadBalancerIPs``, ``communities``, ``prefixAdvertisements``
+   -- is skipped, not an error: Calico's confd copies each entry's CIDR string and drops the
+   ones that do not parse (projectcalico/calico master, ``confd/pkg/backends/calico/client.go``,
+   the service-IP updates; ``bgp_processor.go`` for communities and prefix advertisements), so
+   one empty entry leaves the rest of the resource in force.
+7. A string field (and a label value) takes an integer or boolean scalar as its text, as
+   sigs.k8s.io/yaml does when the Go target field is a string (the file datastore leaves
+   YAML 1.1-only forms as strings, ``file`` rule 5).
 """
 
 from __future__ import annotations
@@ -217,6 +226,17 @@ T = TypeVar("T")
 E = TypeVar("E", bound=Enum)
 
 
+def _text(value: object, where: str) -> str:
+    """A string field's value: a string, or an integer or boolean scalar as its text (rule 7)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    raise RecordError(where, f"expected a string, got {value!r}")
+
+
 class _Fields:
     """Typed reads of one JSON object, errors naming ``<where>.<field>``."""
 
@@ -242,11 +262,7 @@ class _Fields:
 
     def string(self, name: str, default: str = "") -> str:
         value = self.obj.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise RecordError(self.path(name), f"expected a string, got {value!r}")
-        return value
+        return default if value is None else _text(value, self.path(name))
 
     def boolean(self, name: str, default: bool = False) -> bool:
         value = self.obj.get(name)
@@ -323,12 +339,21 @@ class _Fields:
             raise RecordError(ref.where, "secretKeyRef needs name and key")
         return SecretKeyRef(secret, key)
 
-    def networks(self, name: str) -> tuple[IPNetwork, ...]:
+    def entries(self, name: str) -> list[_Fields]:
+        """The list's non-empty object entries (rule 6)."""
         out = []
         for index, item in enumerate(self.items(name)):
             entry = _Fields(item, f"{self.path(name)}[{index}]")
-            out.append(parse_network(entry.raw("cidr"), entry.path("cidr")))
-        return tuple(out)
+            if any(value not in (None, "", [], {}) for value in entry.obj.values()):
+                out.append(entry)
+        return out
+
+    def networks(self, name: str) -> tuple[IPNetwork, ...]:
+        return tuple(
+            parse_network(entry.raw("cidr"), entry.path("cidr"))
+            for entry in self.entries(name)
+            if entry.raw("cidr") not in (None, "")
+        )
 
 
 def _address(text: str, where: str, version: int) -> Any:
@@ -392,10 +417,7 @@ def _decode_node(name: str, meta: _Fields, spec: _Fields) -> Node:
 
 def _labels(meta: _Fields) -> dict[str, str]:
     labels = meta.sub("labels").obj
-    for key, value in labels.items():
-        if not isinstance(value, str):
-            raise RecordError(meta.path(f"labels.{key}"), f"label value {value!r} is not a string")
-    return dict(labels)
+    return {str(key): _text(value, meta.path(f"labels.{key}")) for key, value in labels.items()}
 
 
 def _decode_ippool(name: str, meta: _Fields, spec: _Fields) -> IPPool:
@@ -442,8 +464,6 @@ def _decode_bgppeer(name: str, meta: _Fields, spec: _Fields) -> BGPPeer:
             peer_version = ipaddress.ip_address(host).version
         except ValueError:
             raise RecordError(spec.path("peerIP"), f"bad peer address {peer_ip!r}") from None
-        if asn is None:
-            raise RecordError(spec.path("asNumber"), "required with peerIP")
         reachable_by = spec.string("reachableBy")
         if reachable_by:
             _address(reachable_by, spec.path("reachableBy"), peer_version)
@@ -488,14 +508,14 @@ def _decode_bgpconfig(name: str, meta: _Fields, spec: _Fields) -> BGPConfigurati
     if asn == 0:
         raise RecordError(spec.path("asNumber"), "AS 0 is reserved (RFC 7607)")
     communities = []
-    for index, item in enumerate(spec.items("communities")):
-        entry = _Fields(item, f"{spec.path('communities')}[{index}]")
+    for entry in spec.entries("communities"):
         parse_community(entry.raw("value"), entry.path("value"))
         communities.append(NamedCommunity(entry.string("name"), entry.string("value")))
     named = {c.name for c in communities}
     adverts = []
-    for index, item in enumerate(spec.items("prefixAdvertisements")):
-        entry = _Fields(item, f"{spec.path('prefixAdvertisements')}[{index}]")
+    for entry in spec.entries("prefixAdvertisements"):
+        if entry.raw("cidr") in (None, ""):
+            continue
         values = _strings(entry, "communities")
         for position, value in enumerate(values):
             if value not in named:

@@ -5,7 +5,11 @@ kernel filter: the router plans every best-path change through ``plan_best``.
 Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
 1. Routes go out with protocol ``bird`` (RTPROT_BIRD = 12) by default, in the main table.
 2. Metric: the priority carried in LOCAL_PREF (§2.10: BIRD's ``krt_metric`` from
-   ``bgp_local_pref``, ``bgpd.calico.priority`` rule 2), else the default metric 1024.
+   ``bgp_local_pref``, ``bgpd.calico.priority`` rules 2-3: 2147483547 for a route learned
+   without LOCAL_PREF), else the default metric 1024. Blackholes and pinned peer routes are
+   BIRD's static routes, which Calico's kernel filter gives no ``krt_metric``, so BIRD's kernel
+   protocol installs them with metric 0; Linux stores an IPv6 route of metric 0 with 1024
+   (``IP6_RT_PRIO_USER``), so IPv6 ones are planned with 1024 (``STATIC_METRIC``).
 3. Routes inside a reject CIDR (``/rejectcidrs``: advertised service ranges) are never installed
    (§2.11 step 1).
 4. WireGuard (§2.11 step 3): a next hop that is the address of another node with a WireGuard
@@ -16,8 +20,11 @@ Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
    says so (``owned_pools``, its reading of ``programClusterRoutes``); a route outside every pool
    is accepted (e.g. a ToR default route). ``kernel_refusal`` is rules 3 and 5, for any caller
    that must know whether a destination is ours to install.
-6. Own-block blackholes pass through the same rules and become ``blackhole <block>``; a local
-   route that is not one of the node's blackholes is not installed.
+6. Own-block blackholes pass through the same rules and become ``blackhole <block>``; a pinned
+   peer route (``reachableBy``: BIRD's static ``route <peerIP>/32 via <reachableBy>`` in
+   Calico's ``bird_aggr.cfg``, projectcalico/calico 87c15906 confd case
+   ``reachable_by/global_peers``) becomes ``<peerIP> via <reachableBy>`` through rules 3-8; any
+   other local route is not installed.
 7. Each next hop is encapsulated per ``encap.decide``: direct ``via NH``; IP-in-IP
    ``via NH dev tunl0 onlink``; VXLAN ``via VTEP dev vxlan.calico onlink``. Several next hops
    (the ECMP set) become one multipath route (BIRD ``merge paths on``); unlike BIRD (calico
@@ -51,6 +58,7 @@ from encap.model import Encapsulation, IPAddress, IPNetwork, PoolSpec
 RTPROT_BIRD = 12
 MAIN_TABLE = 254
 DEFAULT_METRIC = 1024
+STATIC_METRIC = {4: 0, 6: 1024}  # rule 2
 
 
 class RouteKind(StrEnum):
@@ -201,6 +209,7 @@ class BestRoute:
     local_pref: int | None = None
     local_blackhole: bool = False
     pool: PoolSpec | None = None
+    static: bool = False  # one of BIRD's static routes (rule 2): a blackhole or a pinned route
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +308,7 @@ def plan_route(route: BestRoute, config: PlanConfig) -> KernelRoute | Skipped:
         route.local_blackhole,
         route.pool,
         config,
+        static=route.static or route.local_blackhole,
     )
 
 
@@ -313,20 +323,22 @@ def plan_destination(
     local_blackhole: bool,
     pool: PoolSpec | None,
     config: PlanConfig,
+    *,
+    static: bool = False,
 ) -> KernelRoute | Skipped:
     """Rules 2-8 for one best route given as parts; ``hops_key`` stands for ``gateways`` (equal
-    keys mean equal gateways), so a caller holding them packed can key on the packed form."""
+    keys mean equal gateways), so a caller holding them packed can key on the packed form;
+    ``static``: one of BIRD's static routes (rule 2's metric)."""
     refusal = kernel_refusal(destination, pool, config)
     if refusal is not None:
         return Skipped(network_of(*destination), refusal)
     version, address, prefixlen = destination
-    identity = (
-        config.table,
-        version,
-        address,
-        prefixlen,
-        metric_for_local_pref(local_pref, config.default_metric),
+    metric = (
+        STATIC_METRIC[version]
+        if static or local_blackhole
+        else metric_for_local_pref(local_pref, config.default_metric)
     )
+    identity = (config.table, version, address, prefixlen, metric)
     if local_blackhole:
         return KernelRoute.keyed(identity, RouteKind.BLACKHOLE, (), config.protocol)
     memo_key = (version, hops_key, id(pool))
@@ -398,6 +410,9 @@ def _next_hop_bytes(best: Path, ecmp: tuple[Path, ...]) -> tuple[bytes, ...]:
     return tuple(hops)
 
 
+_NO_PINNED: Mapping[IPNetwork, IPAddress] = {}
+
+
 @functools.lru_cache(maxsize=1024)
 def _addresses(packed: tuple[bytes, ...]) -> tuple[IPAddress, ...]:
     """Next-hop address objects, interned: a node has few next-hop sets."""
@@ -411,15 +426,20 @@ def best_route(
     ecmp: tuple[Path, ...],
     blackholes: frozenset[IPNetwork],
     pools: Iterable[PoolSpec],
+    pinned: Mapping[IPNetwork, IPAddress] = _NO_PINNED,
 ) -> BestRoute | None:
     """The kernel's view of a best-path change; None when nothing should be installed
-    (no route, or a local route that is not one of the node's blackholes: rule 6)."""
+    (no route, or a local route that is neither one of the node's blackholes nor a pinned
+    peer route: rule 6)."""
     if best is None:
         return None
     network = prefix_to_network(prefix, family)
     if best.source.local:
         if network in blackholes:
             return BestRoute(network, local_blackhole=True, pool=pool_of(network, pools))
+        gateway = pinned.get(network)
+        if gateway is not None:
+            return BestRoute(network, (gateway,), pool=pool_of(network, pools), static=True)
         return None
     packed = _next_hop_bytes(best, ecmp)
     if not packed:
@@ -440,13 +460,14 @@ def plan_best(
     blackholes: frozenset[IPNetwork],
     pools: Iterable[PoolSpec],
     config: PlanConfig,
+    pinned: Mapping[IPNetwork, IPAddress] = _NO_PINNED,
 ) -> KernelRoute | Skipped | None:
     """``plan_route(best_route(...))``: a best-path change as the kernel route it asks for
     (rules 2-8), a learned route planned from its packed prefix and next hops (rule 10)."""
     if best is None:
         return None
     if best.source.local:
-        route = best_route(family, prefix, best, ecmp, blackholes, pools)
+        route = best_route(family, prefix, best, ecmp, blackholes, pools, pinned)
         return None if route is None else plan_route(route, config)
     packed = _next_hop_bytes(best, ecmp)
     if not packed:
@@ -466,16 +487,20 @@ def plan_best(
 @dataclass(frozen=True, slots=True)
 class KernelPlanner:
     """A node's kernel planning as the router uses it: ``route`` is ``plan_best`` over this
-    node's blackholes, pools and ``PlanConfig``, a skipped route counting as none."""
+    node's blackholes, pools, ``PlanConfig`` and pinned peer routes (peer /32 or /128 ->
+    ``reachableBy`` gateway), a skipped route counting as none."""
 
     blackholes: frozenset[IPNetwork]
     pools: tuple[PoolSpec, ...]
     config: PlanConfig
+    pinned: Mapping[IPNetwork, IPAddress] = field(default_factory=dict)
 
     def route(
         self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
     ) -> KernelRoute | None:
-        planned = plan_best(family, prefix, best, ecmp, self.blackholes, self.pools, self.config)
+        planned = plan_best(
+            family, prefix, best, ecmp, self.blackholes, self.pools, self.config, self.pinned
+        )
         return planned if isinstance(planned, KernelRoute) else None
 
 

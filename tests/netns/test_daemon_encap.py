@@ -1,4 +1,6 @@
-"""The daemon with an IP-in-IP pool: tunl0 where the kernel has it, a degraded node where not.
+"""The daemon with an IP-in-IP pool: tunl0 where the kernel has it, a degraded node where not;
+and with other datastores, the static kernel routes Calico's BIRD or Felix would install (the
+own VXLAN block's blackhole with ``--program-vxlan``, a ``reachableBy`` peer's pinned route).
 
 Issue contract (calico-bgp.md §3): a kernel without IP-in-IP gives a clear error naming the pool,
 a metric (``bgpd_encap_unsupported_pool``), readiness that fails naming the pool, and leaves the
@@ -48,13 +50,50 @@ DATASTORE = [
 ]
 
 
+# bgpd playing Felix's VXLAN part (``--program-vxlan``) blackholes its VXLAN block as Felix does
+# (projectcalico/calico 87c15906, felix/dataplane/linux/route_mgr.go).
+VXLAN_DATASTORE = [
+    calico_resource("BGPConfiguration", "default", {"asNumber": 64512}),
+    calico_resource("IPPool", "vxlan-pool", {"cidr": "10.246.0.0/16", "vxlanMode": "Always"}),
+    calico_resource(
+        "Node",
+        "node1",
+        {
+            "bgp": {"ipv4Address": "10.77.0.1/24"},
+            "ipv4VXLANTunnelAddr": "10.246.1.0",
+            "vxlanTunnelMACAddr": "66:aa:bb:cc:dd:01",
+        },
+    ),
+    calico_resource("BlockAffinity", "node1-vxlan", {"node": "node1", "cidr": "10.246.1.0/26"}),
+]
+
+
+# A BGPPeer with reachableBy gets BIRD's static route <peerIP>/32 via <reachableBy>
+# (projectcalico/calico 87c15906, confd case reachable_by/global_peers, bird_aggr.cfg).
+REACHABLE_BY_DATASTORE = [
+    calico_resource("BGPConfiguration", "default", {"asNumber": 64512}),
+    calico_resource("Node", "node1", {"bgp": {"ipv4Address": "10.77.0.1/24"}}),
+    calico_resource(
+        "BGPPeer",
+        "external-rr",
+        {"peerIP": "10.225.0.4", "asNumber": 65515, "reachableBy": "10.77.0.254"},
+    ),
+]
+
+
 class Daemon:
-    def __init__(self, ns: Namespace, workdir: Path) -> None:
+    def __init__(
+        self,
+        ns: Namespace,
+        workdir: Path,
+        resources: list[dict[str, object]] = DATASTORE,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.ns, self.workdir = ns, workdir
         self.socket = str(workdir / "bird.ctl")
         self.log = workdir / "bgpd.log"
         datastore = workdir / "datastore.yaml"
-        datastore.write_text(yaml.safe_dump_all(DATASTORE, sort_keys=False))
+        datastore.write_text(yaml.safe_dump_all(resources, sort_keys=False))
         self.proc = ns.popen(
             sys.executable,
             "-m",
@@ -68,6 +107,7 @@ class Daemon:
             self.socket,
             "--metrics-listen",
             METRICS,
+            *extra,
             env={"PYTHONPATH": str(REPO_ROOT)},
             log=str(self.log),
         )
@@ -102,16 +142,17 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
+def daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Daemon]:
     if not have_root():
         pytest.skip("needs root and iproute2")
+    resources, extra = getattr(request, "param", (DATASTORE, ()))
     ns = Namespace.create("hE-")
     try:
         ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
         ns.ip("addr", "add", "10.77.0.1/24", "dev", "eth0")
         ns.ip("link", "set", "eth0", "up")
         ns.ip("link", "set", "eth0p", "up")
-        running = Daemon(ns, tmp_path)
+        running = Daemon(ns, tmp_path, resources, extra)
         try:
             wait_for(lambda: running.status() is not None, 30, running.describe)
             yield running
@@ -151,3 +192,21 @@ def test_ipip_pool_degrades_the_node_or_builds_tunl0(daemon: Daemon) -> None:
     routes = daemon.ns.ip("-4", "route", "show", "proto", "bird").stdout
     assert "blackhole 10.244.1.0/26" in routes
     assert reason
+
+
+@pytest.mark.parametrize("daemon", [(VXLAN_DATASTORE, ("--program-vxlan",))], indirect=True)
+def test_program_vxlan_blackholes_the_own_vxlan_block(daemon: Daemon) -> None:
+    def blackholed() -> bool:
+        routes = daemon.ns.ip("-4", "route", "show", "proto", "bird").stdout
+        return "blackhole 10.246.1.0/26" in routes
+
+    wait_for(blackholed, 30, daemon.describe)
+
+
+@pytest.mark.parametrize("daemon", [(REACHABLE_BY_DATASTORE, ())], indirect=True)
+def test_reachable_by_peer_gets_its_pinned_route(daemon: Daemon) -> None:
+    def pinned() -> bool:
+        routes = daemon.ns.ip("-4", "route", "show", "proto", "bird").stdout
+        return "10.225.0.4 via 10.77.0.254 dev eth0" in routes
+
+    wait_for(pinned, 30, daemon.describe)

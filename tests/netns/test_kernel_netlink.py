@@ -94,6 +94,7 @@ async def test_never_mode_direct_routes_and_blackhole(
     assert result.errors == () and result.replaced == 2
     table = ours(node)
     assert table["10.244.1.0/26"]["type"] == "blackhole"
+    assert table["10.244.1.0/26"].get("metric", 0) == 0  # as BIRD installs it (plan rule 2)
     assert table["10.244.3.0/26"]["gateway"] == "192.168.1.20"
     assert table["10.244.3.0/26"]["dev"] == "eth0"
     assert table["10.244.3.0/26"]["metric"] == 1024
@@ -183,6 +184,18 @@ async def test_ipv6_routes_and_blackhole(node: str, programmer: KernelProgrammer
     assert table["fd00:61::/64"]["type"] == "blackhole"
     assert (await programmer.apply([])).deleted == 2
     assert ours(node, 6) == {}
+
+
+async def test_ipv6_blackhole_planned_as_the_kernel_stores_it(
+    node: str, programmer: KernelProgrammer
+) -> None:
+    """BIRD installs blackholes with metric 0; Linux keeps an IPv6 one as 1024 (plan rule 2),
+    so the plan says 1024 and a second round changes nothing."""
+    plan = plan_routes([BestRoute(net("fd00:62::/122"), local_blackhole=True)], config())
+    assert (await programmer.apply(plan.routes)).errors == ()
+    assert ours(node, 6)["fd00:62::/122"]["metric"] == 1024
+    again = await programmer.apply(plan.routes)
+    assert (again.replaced, again.deleted) == (0, 0)
 
 
 async def test_reconcile_repairs_drift_and_leaves_foreign_routes(

@@ -198,3 +198,17 @@ def test_a_node_without_a_router_id_plans_nothing(snapshot: Snapshot) -> None:
     outputs = router.drain()
     assert not _of(DesiredSessions, outputs)
     assert any(isinstance(o, Notice) and o.level == "error" for o in outputs)
+
+
+def test_a_route_learned_without_local_pref_gets_birds_default_metric(snapshot: Snapshot) -> None:
+    """bgpd.calico.priority rule 2: BIRD attaches LOCAL_PREF 100, so Calico installs the route
+    with metric 2147483647 - 100."""
+    router = Router()
+    _up(router, snapshot)
+    attrs = PathAttributes(as_path=(), next_hop=NODE2.address.packed)
+    update = Update(announced=(Announcement(IPV4_UNICAST, attrs, [prefix_from_str(NODE2_BLOCK)]),))
+    router.session_event(NODE2, UpdateReceived(update), 2.0)
+    router.drain()
+    routes = {str(r.dst): r for r in router.kernel_batch(1000).upserts}
+    assert routes[NODE2_BLOCK].metric == 2147483547
+    assert routes["10.244.1.0/26"].metric == 0  # our own blackhole, as BIRD installs it

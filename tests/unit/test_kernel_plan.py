@@ -72,7 +72,7 @@ def test_metric_and_protocol_on_route() -> None:
 
 def test_configurable_protocol_table_default_metric() -> None:
     cfg = config(protocol=80, table=100, default_metric=2000)
-    route = planned(BestRoute(BLOCK, (NH_SAME,), pool=NO_ENCAP), cfg)
+    route = planned(BestRoute(BLOCK, (NH_SAME,), local_pref=4294967295, pool=NO_ENCAP), cfg)
     assert (route.protocol, route.table, route.metric) == (80, 100, 2000)
 
 
@@ -174,8 +174,15 @@ def test_own_block_blackhole() -> None:
     route = planned(BestRoute(net("10.244.1.0/26"), local_blackhole=True, pool=IPIP_ALWAYS))
     assert route.kind is RouteKind.BLACKHOLE
     assert route.nexthops == ()
-    assert route.metric == DEFAULT_METRIC
+    assert route.metric == 0  # BIRD's static route without krt_metric (plan rule 2)
     assert str(route).startswith("blackhole 10.244.1.0/26")
+    v6 = planned(BestRoute(net("fd00:9::/122"), local_blackhole=True))
+    assert v6.kind is RouteKind.BLACKHOLE and v6.metric == 1024  # how Linux stores IPv6 metric 0
+
+
+def test_learned_route_without_local_pref_gets_birds_default() -> None:
+    """Calico installs an eBGP route (no LOCAL_PREF) with metric 2147483647 - 100."""
+    assert planned(BestRoute(BLOCK, (NH_SAME,), pool=NO_ENCAP)).metric == 2147483547
 
 
 def test_blackhole_of_felix_pool_is_skipped() -> None:

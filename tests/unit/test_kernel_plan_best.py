@@ -8,7 +8,8 @@ import ipaddress
 
 import pytest
 
-from bgpd.calico.origin import originate
+from bgpd.calico.advertise import RouteContext, SourceProtocol, calico_export
+from bgpd.calico.origin import local_routes, originate
 from bgpd.calico.tunnels import plan_config, pool_specs
 from bgpd.datastore import DEFAULT_DATASTORE
 from bgpd.datastore.file import FileDatastore
@@ -20,6 +21,7 @@ from bgpd.kernel.plan import (
     RouteKind,
     Skipped,
     best_route,
+    destination_of,
     plan_best,
     plan_route,
     pool_of,
@@ -28,6 +30,7 @@ from bgpd.rib.route import LOCAL_SOURCE, Path, RouteSource
 from bgpd.wire.types import IPV4_UNICAST, PathAttributes, prefix_from_str
 from encap.model import EncapMode, PoolSpec
 from peers.model import BGPConfiguration, IPPool, Node, Snapshot
+from peers.spec import SessionKind, SessionSpec
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
@@ -173,7 +176,8 @@ def test_kernel_filter() -> None:
     for network, hop, accept, reason in cases:
         planned = _plan(network, (_learned(hop),), config, pools)
         if accept:
-            assert isinstance(planned, KernelRoute) and planned.metric == 1024
+            # learned without LOCAL_PREF: BIRD's default 100 -> 2147483647 - 100
+            assert isinstance(planned, KernelRoute) and planned.metric == 2147483547
         else:
             assert isinstance(planned, Skipped) and reason in planned.reason
 
@@ -236,3 +240,44 @@ def test_vxlan_and_felix_pools_not_installed() -> None:
     for name, decision_reason in (("10.246.1.0/26", "VXLAN"), ("10.245.1.0/26", "Felix")):
         planned = _plan(name, (_learned("10.0.0.2"),), config, pools)
         assert isinstance(planned, Skipped) and decision_reason in planned.reason
+
+
+def test_pinned_peer_route_is_a_static_route_via_reachable_by() -> None:
+    """plan rule 6 / origin rule 5: BIRD's ``route <peerIP>/32 via <reachableBy>`` (Calico confd
+    case reachable_by/global_peers) reaches the kernel with a static route's metric 0, is kept
+    in the RIB with its gateway, and is not exported (inside no pool)."""
+    peer = SessionSpec(
+        name="Global_10_225_0_4",
+        kind=SessionKind.GLOBAL,
+        family=4,
+        peer_ip=ipaddress.IPv4Address("10.225.0.4"),
+        port=179,
+        peer_as=65515,
+        local_as=64512,
+        reachable_by=ipaddress.IPv4Address("10.224.0.1"),
+    )
+    node = Node("n", ipv4_address=ipaddress.IPv4Interface("10.224.0.2/24"))
+    snapshot = Snapshot.build(
+        nodes={"n": node}, configs={"default": BGPConfiguration("default", as_number=64512)}
+    )
+    origination = originate("n", snapshot, 4, [peer])
+    assert origination.pinned_routes() == {net("10.225.0.4/32"): ip("10.224.0.1")}
+    rib = local_routes([origination], {4: bytes([10, 224, 0, 2])})[IPV4_UNICAST]
+    assert rib[prefix_from_str("10.225.0.4/32")].next_hop == bytes([10, 224, 0, 1])
+    planner = KernelPlanner(frozenset(), (), PlanConfig(), origination.pinned_routes())
+    route = planner.route(
+        IPV4_UNICAST, prefix_from_str("10.225.0.4/32"), _path(PathAttributes()), ()
+    )
+    assert route is not None and route.kind is RouteKind.UNICAST
+    assert route.nexthops == (NextHop(ip("10.224.0.1")),) and route.metric == 0
+    assert (
+        planner.route(IPV4_UNICAST, prefix_from_str("10.9.9.9/32"), _path(PathAttributes()), ())
+        is None
+    )
+    export = origination.policy
+    decision = calico_export(
+        destination_of(net("10.225.0.4/32")),
+        export,
+        RouteContext(SourceProtocol.STATIC, internal_peer=True),
+    )
+    assert not decision.accept

@@ -213,7 +213,7 @@ def test_affinities_and_blocks() -> None:
         ),
         (
             "/calico/resources/v3/projectcalico.org/bgppeers/p",
-            enc({"spec": {"peerIP": "10.0.0.1"}}),
+            enc({"spec": {"localWorkloadSelector": "all()"}}),
             "asNumber",
         ),
         (
@@ -503,3 +503,79 @@ def test_snapshot_reused_until_a_change() -> None:
     cache.put(AFF, b"{}", 2)
     second = cache.snapshot()
     assert second is not first and second.nodes is first.nodes  # untouched table shared
+
+
+def test_empty_list_entries_are_skipped_not_fatal() -> None:
+    """Schema rule 6 (Calico confd client.go / bgp_processor.go drop entries without a CIDR)."""
+    spec = {
+        "asNumber": 64600,
+        "nodeToNodeMeshEnabled": False,
+        "listenPort": 1790,
+        "serviceClusterIPs": [{"cidr": "10.101.0.0/16"}, {}],
+        "serviceExternalIPs": [{}, None, {"cidr": "192.0.2.0/24"}],
+        "serviceLoadBalancerIPs": [{"cidr": ""}],
+        "communities": [{}, {"name": "c", "value": "65000:1"}],
+        "prefixAdvertisements": [{}, {"cidr": "10.101.0.0/16", "communities": ["c"]}],
+    }
+    doc = {"kind": "BGPConfiguration", "metadata": {"name": "default"}, "spec": spec}
+    key = "/calico/resources/v3/projectcalico.org/bgpconfigurations/default"
+    decoded = decode_etcd(key, enc({**doc, "apiVersion": "projectcalico.org/v3"}))
+    assert decoded is not None
+    from_yaml = decode_document({**doc, "apiVersion": "projectcalico.org/v3"}, "d")[1]
+    for config in (decoded[1], from_yaml):
+        assert config.as_number == 64600 and config.listen_port == 1790  # type: ignore[union-attr]
+        assert config.node_to_node_mesh_enabled is False  # type: ignore[union-attr]
+        assert config.service_cluster_ips == (ipaddress.ip_network("10.101.0.0/16"),)  # type: ignore[union-attr]
+        assert config.service_external_ips == (ipaddress.ip_network("192.0.2.0/24"),)  # type: ignore[union-attr]
+        assert config.service_load_balancer_ips == ()  # type: ignore[union-attr]
+        assert [c.name for c in config.communities] == ["c"]  # type: ignore[union-attr]
+        assert len(config.prefix_advertisements) == 1  # type: ignore[union-attr]
+
+
+def test_yaml_file_keeps_strings_as_go_yaml_does() -> None:
+    """file rule 5 / schema rule 7: YAML 1.1 forms stay text, as Calico's typed decoding keeps
+    them (projectcalico/calico master, confd/tests/mock_data/calicoctl: labels such as
+    ``global-peer: yes`` and communities such as ``5663:12``)."""
+    text = """
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: n1
+  labels: {global-peer: yes, rr: no, edge: on, mode: 0755, rack: 12, flag: true}
+spec: {bgp: {ipv4Address: 10.0.0.1/24, asNumber: 1.10}}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  asNumber: 64512
+  communities: [{name: a, value: 5663:12}]
+  prefixAdvertisements: [{cidr: 10.0.0.0/8, communities: [5663:13, a]}]
+"""
+    parsed = parse_text(text, "t.yaml")
+    assert parsed.errors == ()
+    records = dict(parsed.records)
+    node = records[RecordKey(Kind.NODE, "n1")]
+    assert isinstance(node, Node)
+    assert node.labels == {
+        "global-peer": "yes",
+        "rr": "no",
+        "edge": "on",
+        "mode": "0755",
+        "rack": "12",
+        "flag": "true",
+    }
+    assert node.as_number == (1 << 16) | 10
+    config = records[RecordKey(Kind.BGPCONFIGURATION, "default")]
+    assert config.communities[0].value == "5663:12"  # type: ignore[union-attr]
+    assert config.prefix_advertisements[0].communities == ("5663:13", "a")  # type: ignore[union-attr]
+
+
+def test_peer_ip_without_as_number_is_accepted() -> None:
+    """Calico confd case explicit_peering/route_reflector_v6_by_ip (golden calico-rr-v6-by-ip)."""
+    decoded = decode_etcd(
+        "/calico/resources/v3/projectcalico.org/bgppeers/p", enc({"spec": {"peerIP": "fe0a::2"}})
+    )
+    assert decoded is not None
+    peer = decoded[1]
+    assert isinstance(peer, BGPPeer) and peer.peer_ip == "fe0a::2" and peer.as_number is None

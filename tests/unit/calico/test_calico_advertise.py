@@ -129,8 +129,8 @@ def test_export_priority_normalisation() -> None:
     assert export_priority(SourceProtocol.BGP, 2147483135, None, 1024) == (512, 2147483135)
     assert export_priority(SourceProtocol.STATIC, None, None, 1024) == (1024, 2147482623)
     assert export_priority(SourceProtocol.KERNEL, None, 512, 1024) == (512, 2147483135)
-    # A learned route without LOCAL_PREF is normalised like a local one.
-    assert export_priority(SourceProtocol.BGP, None, None, 1024) == (1024, 2147482623)
+    # A learned route without LOCAL_PREF has BIRD's default 100 (bgpd.calico.priority rule 2).
+    assert export_priority(SourceProtocol.BGP, None, None, 1024) == (2147483547, 100)
 
 
 def test_communities_of_the_prefix_advertisements_are_added() -> None:

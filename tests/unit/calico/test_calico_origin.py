@@ -72,3 +72,8 @@ def test_blackholes_follow_the_kernel_plans_rules() -> None:
     assert kinds["10.96.0.0/12"] is OriginKind.SERVICE
     assert kinds["10.244.1.0/26"] is OriginKind.OWN_BLOCK
     assert origination.blackholes() == (net("10.244.1.0/26"), net("10.245.1.0/26"))
+    # Playing Felix's VXLAN part, we blackhole the VXLAN block as Felix's route_mgr.go does.
+    as_felix = originate("n", snapshot, 4, program_vxlan=True)
+    assert net("10.246.1.0/26") in as_felix.blackholes()
+    rib = local_routes([as_felix], {4: bytes([10, 0, 0, 1])})[IPV4_UNICAST]
+    assert prefix_from_str("10.246.1.0/26") in rib

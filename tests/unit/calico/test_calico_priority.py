@@ -15,7 +15,7 @@ def test_priority_encoding() -> None:
 @pytest.mark.parametrize(
     ("local_pref", "metric"),
     [
-        (None, 1024),
+        (None, 2147483547),  # learned without LOCAL_PREF: BIRD attaches its default 100
         (2147482623, 1024),  # what a Calico peer sends for a normal-priority route
         (2147483135, 512),  # elevated priority (live migration)
         (100, 2147483547),  # eBGP default local-pref as BIRD attaches it

@@ -12,6 +12,7 @@ from bgpd.calico.sessions import peer_settings, session_config
 from bgpd.datastore import DEFAULT_DATASTORE
 from bgpd.datastore.file import FileDatastore
 from bgpd.rib.route import NextHopMode
+from bgpd.session.timers import keepalive_interval
 from bgpd.wire.types import IPV4_UNICAST
 from peers.model import PeerNextHopMode, Snapshot
 from peers.resolve import Environment, resolve_node
@@ -75,3 +76,21 @@ def test_calicos_next_hop_mode_maps_onto_the_ribs(
     spec = resolve_node("node1", snapshot, Environment()).sessions["Mesh_10_0_0_3"]
     settings = peer_settings(replace(spec, next_hop_mode=calico), None)
     assert settings.next_hop_mode is rib and settings.next_hop_self == {}
+
+
+def test_birds_default_timers_and_multihop_ttl(snapshot: Snapshot) -> None:
+    """sessions rules 2 and 4: hold 240 s, keepalive a third of it (80 s) unless the BGPPeer's
+    keepaliveTime sets it, multihop TTL 64; with ttlSecurity GTSM instead of a multihop TTL."""
+    peering = resolve_node("node1", snapshot, Environment())
+    spec = peering.sessions["Mesh_10_0_0_2"]
+    config = session_config(spec, peering, restarting=False, graceful_restart_time=120)
+    assert (config.hold_time, config.keepalive_time, config.multihop_ttl) == (240, None, 64)
+    assert keepalive_interval(config.hold_time, config.keepalive_time) == 80
+    tuned = session_config(
+        replace(spec, keepalive_time=20, ttl_security=2),
+        peering,
+        restarting=False,
+        graceful_restart_time=120,
+    )
+    assert keepalive_interval(tuned.hold_time, tuned.keepalive_time) == 20
+    assert (tuned.ttl_security, tuned.multihop_ttl) == (2, None)

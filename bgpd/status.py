@@ -87,6 +87,7 @@ class DaemonStatus:
     kernel_routes: int = 0
     problems: tuple[str, ...] = field(default=())
     unroutable_pools: tuple[str, ...] = ()  # pools whose tunnel this kernel cannot build
+    listen_backlog: int = 0  # the BGP listener's accept queue (0: not listening)
 
 
 class StatusProvider(Protocol):

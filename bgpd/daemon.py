@@ -295,6 +295,7 @@ class Daemon:
             problems=status.problems + self.tunnels.problems,
             unroutable_pools=self.tunnels.unroutable_pools,
             listen_backlog=listener.backlog if listener is not None else 0,
+            rejected_keys=self.source.rejected_keys(),
         )
 
     def peer_statuses(self) -> list[PeerStatus]:

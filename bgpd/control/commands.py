@@ -168,6 +168,7 @@ def status_text(status: dict[str, Any]) -> str:
     if status.get("listen_backlog"):
         rows.append(("listen backlog", str(status["listen_backlog"])))
     rows += [("problem", problem) for problem in status.get("problems", ())]
+    rows += [("rejected key", key) for key in status.get("rejected_keys", ())]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in rows)
 

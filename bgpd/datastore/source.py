@@ -12,6 +12,9 @@ Rules:
    watch event's bad value always (it is a new revision), a resync's only when that key was not
    already rejected for the same reason (a resync re-lists the same bad values; logging them
    again every reconnect would be noise). A key written good or deleted is forgotten.
+5. A rejected key keeps its last good value (``bgpd.datastore.cache`` rule 2); the log line says
+   whether one was kept, and ``rejected_keys`` lists every currently rejected key with its
+   reason for ``bgpd status``.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ class RejectedKeys:
         self._bad = bad
         return fresh
 
+    def listing(self) -> tuple[str, ...]:
+        """Rule 5: ``key: reason`` of every key whose current value is rejected, sorted."""
+        return tuple(f"{key}: {reason}" for key, (_, reason) in sorted(self._bad.items()))
+
     def changed(self, key: str, error: RejectedRecord | None) -> None:
         """A watch event wrote ``key``: rejected with ``error``, or good or deleted (None)."""
         if error is None:
@@ -81,7 +88,12 @@ def etcd_key_of(where: str, keys: Collection[str]) -> str:
 def _log_rejected(key: str, error: RejectedRecord, revision: int) -> None:
     fields = {"field": error.key[len(key) + 1 :]} if error.key != key else {}
     log.warning(
-        "datastore.etcd.rejected", key=key, reason=error.reason, revision=revision, **fields
+        "datastore.etcd.rejected",
+        key=key,
+        reason=error.reason,
+        revision=revision,
+        kept="last good value" if error.kept else "none",
+        **fields,
     )
 
 
@@ -93,6 +105,11 @@ class DatastoreSource:
         self._metrics = metrics
         self._file: FileDatastore | None = None
         self._rejected = 0
+        self._rejected_keys = RejectedKeys()
+
+    def rejected_keys(self) -> tuple[str, ...]:
+        """Rule 5: the etcd keys whose current value is rejected, with their reasons."""
+        return self._rejected_keys.listing()
 
     def open(self) -> Snapshot | None:
         """The first snapshot of a file datastore, read now (rule 1); None for etcd."""
@@ -128,7 +145,7 @@ class DatastoreSource:
         assert isinstance(source, EtcdSource)
         cache = Cache()
         keys = calico_watch_keys(self._config.node)
-        rejected = RejectedKeys()
+        rejected = self._rejected_keys
         async with EtcdWatcher(source.settings, keys) as watcher:
             async for batch in watcher:
                 if isinstance(batch, Resync):

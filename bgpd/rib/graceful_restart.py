@@ -15,7 +15,9 @@ Rules:
    An expected peer that has not reached Established by ``establish_by`` (``ESTABLISH_WAIT``
    after the restart) is no longer waited for: a peer that was down before we crashed, or was
    de-configured meanwhile, must not hold every live peer's End-of-RIB out of the kernel for the
-   whole deadline. A peer Established by then is still waited for, up to the deadline.
+   whole deadline. A peer Established by then is still waited for, up to the deadline; one
+   that falls before its End-of-RIB counts as not back yet (its fall must not end the deferral
+   and sweep the routes it is about to send again).
 4. Pure: no IO, no clock; every method takes ``now``.
 """
 
@@ -159,7 +161,11 @@ class SelectionDeferral:
             self._seen.add(peer_id)
 
     def peer_down(self, peer_id: str) -> None:
-        self._waiting.pop(peer_id, None)
+        """A peer that falls before its End-of-RIB is waited for again as one not yet back, so
+        its fall does not end the deferral and sweep routes it is about to send again (RFC 4724
+        §4.1: selection waits for its End-of-RIB; ``establish_by`` still bounds the wait)."""
+        if self._waiting.pop(peer_id, None):
+            self._seen.discard(peer_id)
 
     def end_of_rib(self, peer_id: str, family: Family) -> None:
         waiting = self._waiting.get(peer_id)

@@ -231,6 +231,25 @@ def test_after_our_restart_an_established_peer_is_still_waited_for_past_the_boun
     assert not router.status().restarting
 
 
+def test_after_our_restart_a_peer_falling_before_its_end_of_rib_does_not_end_the_deferral(
+    snapshot: Snapshot,
+) -> None:
+    """Issue 20 point 7: NODE2 falls before its End-of-RIB (a restart loop, a collision); the
+    deferral goes on until it is back and sends it, so nothing is swept meanwhile."""
+    router = Router(restarting=True)
+    router.apply_plan(_planner().plan(snapshot), 0.0)
+    for peer in (NODE2, NODE3):
+        router.session_event(peer, Established(_negotiated()), 1.0)
+    router.session_event(NODE3, UpdateReceived(Update(end_of_rib=IPV4_UNICAST)), 1.5)
+    router.session_event(NODE2, Down(DownReason.HOLD_TIMER_EXPIRED, was_established=True), 2.0)
+    router.drain()
+    assert router.status().restarting
+    router.session_event(NODE2, Established(_negotiated()), 3.0)
+    router.session_event(NODE2, UpdateReceived(Update(end_of_rib=IPV4_UNICAST)), 3.5)
+    router.drain()
+    assert not router.status().restarting
+
+
 def test_a_node_without_a_router_id_plans_nothing(snapshot: Snapshot) -> None:
     nodes = dict(snapshot.nodes)
     nodes["node1"] = replace(nodes["node1"], ipv4_address=None)

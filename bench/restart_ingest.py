@@ -6,7 +6,8 @@ Rules:
    connection it sends its OPEN (Multiprotocol IPv4, 4-octet AS, Graceful Restart with the F bit
    for IPv4, RFC 4724 §3), its whole table as UPDATEs and End-of-RIB, then KEEPALIVEs.
 2. ``ingest``: per run, bgpd starts with an empty kernel, is killed (``--signal`` TERM or KILL)
-   once its kernel holds a random share (10-90 %) of the ``--routes`` /24s, and starts again;
+   a random 0 to ``--kill-within`` seconds after the first of the ``--routes`` /24s reached the
+   kernel (100k routes reach it within about 2 s), and starts again;
    the run has converged when the kernel holds exactly the table (no route missing, none
    stale) and bgpd's log says the selection deferral ended. Limit ``--limit`` seconds.
 3. ``loop``: bgpd is restarted (SIGTERM) every ``--every`` seconds for ``--for`` seconds with a
@@ -149,15 +150,15 @@ def ingest(args: argparse.Namespace, work: Path) -> list[bool]:
     try:
         for run in range(1, args.runs + 1):
             ours.ip("route", "flush", "proto", "bird", check=False)
-            share = random.uniform(0.1, 0.9)
             node.start()
             deadline = time.monotonic() + 120
-            while len(kernel_prefixes(ours)) < share * args.routes:
+            while not ours.ip("route", "show", prefixes[0], "proto", "bird").stdout:
                 if time.monotonic() > deadline:
                     break
-                time.sleep(0.05)
-            at_kill = len(kernel_prefixes(ours))
+                time.sleep(0.01)
+            time.sleep(random.uniform(0.0, args.kill_within))
             node.stop(sig)
+            at_kill = len(kernel_prefixes(ours))
             started = time.monotonic()
             node.start()
             converged = False
@@ -245,6 +246,7 @@ def main() -> None:
     parser.add_argument("--signal", choices=("TERM", "KILL"), default="TERM")
     parser.add_argument("--routes", type=int, default=100_000)
     parser.add_argument("--limit", type=float, default=120.0)
+    parser.add_argument("--kill-within", type=float, default=1.0)
     parser.add_argument("--every", type=float, default=3.0)
     parser.add_argument("--for", dest="duration", type=float, default=60.0)
     args = parser.parse_args()

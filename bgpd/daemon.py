@@ -282,6 +282,7 @@ class Daemon:
 
     def daemon_status(self) -> DaemonStatus:
         status = self.router.status()
+        listener = self.supervisor.listener if self.supervisor is not None else None
         return DaemonStatus(
             version=__version__,
             router_id=status.router_id,
@@ -293,6 +294,8 @@ class Daemon:
             kernel_routes=status.kernel_routes,
             problems=status.problems + self.tunnels.problems,
             unroutable_pools=self.tunnels.unroutable_pools,
+            listen_backlog=listener.backlog if listener is not None else 0,
+            rejected_keys=self.source.rejected_keys(),
         )
 
     def peer_statuses(self) -> list[PeerStatus]:

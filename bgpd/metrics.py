@@ -73,6 +73,12 @@ class _StatusCollector(Collector):
             value=int(status.datastore_in_sync),
         )
         yield GaugeMetricFamily(
+            "bgpd_datastore_rejected_keys",
+            "Datastore keys whose current value is rejected (their last good value, if any, "
+            "stays applied)",
+            value=len(status.rejected_keys),
+        )
+        yield GaugeMetricFamily(
             "bgpd_graceful_restart_recovering",
             "1 while the daemon restarts gracefully and waits for its peers' End-of-RIB",
             value=int(status.graceful_restart_recovering),

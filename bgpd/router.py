@@ -23,8 +23,10 @@ Rules:
    nothing). A de-configured session's routes go at once, not kept as stale (RFC 4724 §4: it
    ends with a Cease NOTIFICATION).
 4. After our own restart (the kernel held our routes at start) selection is deferred until the
-   peers' End-of-RIB or the restart deadline (RFC 4724 §4.1); sessions advertise the
-   Restart State bit meanwhile; then the kernel sweeps what the RIB no longer wants.
+   peers' End-of-RIB or the restart deadline (RFC 4724 §4.1); a peer not Established within
+   ``ESTABLISH_WAIT`` of the plan that started the deferral is no longer waited for
+   (``bgpd.rib.graceful_restart`` rule 3). Sessions advertise the Restart State bit meanwhile;
+   then the kernel sweeps what the RIB no longer wants.
 5. Every best-path change is planned into a desired kernel route (``bgpd.kernel.desired``);
    every new plan re-plans all of them (pools, rejects and encapsulation may have changed).
 6. Messages are pulled per peer, at most ``budget`` prefixes at a time (Speaker rule 2).
@@ -40,7 +42,7 @@ from typing import Protocol
 
 from bgpd.kernel.desired import DesiredKernel, KernelBatch
 from bgpd.kernel.plan import KernelRoute
-from bgpd.rib.graceful_restart import SelectionDeferral
+from bgpd.rib.graceful_restart import ESTABLISH_WAIT, SelectionDeferral
 from bgpd.rib.policy import Policy
 from bgpd.rib.route import Path
 from bgpd.session.config import PeerKey, SessionConfig
@@ -184,12 +186,14 @@ class Router:
         *,
         restarting: bool = False,
         restart_deadline: float = 120.0,
+        establish_wait: float = ESTABLISH_WAIT,
         attribute_cache: AttributeCache | None = None,
     ) -> None:
         self.restarting = restarting
         self.speaker: Speaker | None = None
         self.kernel = DesiredKernel()
         self._restart_deadline = restart_deadline
+        self._establish_wait = establish_wait
         self._cache = attribute_cache if attribute_cache is not None else AttributeCache()
         self._applied: _Applied | None = None
         self._outputs: list[Output] = []
@@ -217,7 +221,11 @@ class Router:
             != (plan.router_id, plan.local_as, plan.cluster_id)
         ):
             deferral = (
-                SelectionDeferral(now + self._restart_deadline, frozenset(plan.sessions))
+                SelectionDeferral(
+                    now + self._restart_deadline,
+                    frozenset(plan.sessions),
+                    establish_by=now + self._establish_wait,
+                )
                 if self.restarting
                 else None
             )

@@ -87,6 +87,8 @@ class DaemonStatus:
     kernel_routes: int = 0
     problems: tuple[str, ...] = field(default=())
     unroutable_pools: tuple[str, ...] = ()  # pools whose tunnel this kernel cannot build
+    listen_backlog: int = 0  # the BGP listener's accept queue (0: not listening)
+    rejected_keys: tuple[str, ...] = ()  # "key: reason" of datastore values not applied
 
 
 class StatusProvider(Protocol):

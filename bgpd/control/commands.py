@@ -165,7 +165,10 @@ def status_text(status: dict[str, Any]) -> str:
         ("graceful restart", "recovering" if status["graceful_restart_recovering"] else "no"),
         ("kernel routes", str(status["kernel_routes"])),
     ]
+    if status.get("listen_backlog"):
+        rows.append(("listen backlog", str(status["listen_backlog"])))
     rows += [("problem", problem) for problem in status.get("problems", ())]
+    rows += [("rejected key", key) for key in status.get("rejected_keys", ())]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in rows)
 

@@ -5,8 +5,11 @@ Rules:
    the first complete listing ``in_sync`` is false and nothing may be advertised or withdrawn
    (confd's rule: partial config is never rendered, calico-bgp.md §1.4).
 2. ``put``/``delete`` apply one watch event. Keys we do not read are ignored silently. A value
-   that does not decode is counted in ``rejected``, remembered in ``last_errors`` and treated
-   as a delete of that key (as libcalico's watcher cache does), so a stale value never lingers.
+   that does not decode is counted in ``rejected`` and remembered in ``last_errors``, and the
+   key keeps its last good value (``RejectedRecord.kept``), through a resync too: a malformed
+   overwrite of a live BGPPeer must not tear its session down. This deliberately differs from
+   libcalico's watcher cache, which treats such a value as a delete of the key; a key never
+   good is absent either way, and a delete still deletes.
 3. IPAM records carrying ``deleted: true`` are deletion markers (§1.3.1) and count as absent.
 4. ``snapshot()`` is cheap when nothing changed and copies only the tables that did.
 5. Pure: no IO, no clock. Revisions come from the caller (etcd ``mod_revision``).
@@ -41,6 +44,7 @@ class RejectedRecord:
     key: str
     reason: str
     revision: int
+    kept: bool = False  # the key keeps its last good value (rule 2)
 
 
 def record_identity(record_key: RecordKey) -> Hashable:
@@ -71,13 +75,14 @@ class Cache:
     # -- input ------------------------------------------------------------------------------
 
     def load(self, pairs: Iterable[tuple[str, bytes]], revision: int) -> Snapshot:
-        """Replace the whole content with a complete listing taken at ``revision``."""
-        for table in self._tables.values():
-            table.clear()
+        """Replace the whole content with a complete listing taken at ``revision``; a listed
+        key whose value is rejected keeps the value it had before (rule 2)."""
+        previous = self._tables
+        self._tables = {kind: {} for kind in Kind}
         self._frozen.clear()
         self._snapshot = None
         for key, value in pairs:
-            self._put(key, value, revision)
+            self._put(key, value, revision, previous)
         self.revision = revision
         self.in_sync = True
         return self.snapshot()
@@ -152,20 +157,44 @@ class Cache:
         self._frozen.pop(kind, None)
         self._snapshot = None
 
-    def _put(self, key: str, value: bytes, revision: int) -> bool:
+    def _put(
+        self,
+        key: str,
+        value: bytes,
+        revision: int,
+        previous: Mapping[Kind, Mapping[Hashable, Record]] | None = None,
+    ) -> bool:
+        """One value; ``previous``: the tables before a ``load``, where a rejected key's last
+        good value is found (else in the current tables, rule 2)."""
         try:
             decoded = decode_etcd(key, value)
         except RecordError as exc:
+            kept = self._keep_last_good(key, previous)
             self.rejected += 1
-            self.last_errors.append(RejectedRecord(exc.key, exc.reason, revision))
-            try:
-                record_key = parse_key(key)
-            except RecordError:
-                return False
-            return record_key is not None and self._remove(record_key)
+            self.last_errors.append(RejectedRecord(exc.key, exc.reason, revision, kept))
+            return False
         if decoded is None:
             return False
         return self._store(*decoded)
+
+    def _keep_last_good(
+        self, key: str, previous: Mapping[Kind, Mapping[Hashable, Record]] | None
+    ) -> bool:
+        """Rule 2: whether ``key`` has a good value to keep (restored after a ``load``)."""
+        try:
+            record_key = parse_key(key)
+        except RecordError:
+            return False
+        if record_key is None:
+            return False
+        identity = record_identity(record_key)
+        if previous is None:
+            return identity in self._tables[record_key.kind]
+        record = previous[record_key.kind].get(identity)
+        if record is None:
+            return False
+        self._store(record_key, record)
+        return True
 
     def _store(self, record_key: RecordKey, record: Record) -> bool:
         if _is_deletion_marker(record):

@@ -14,6 +14,9 @@ Rules:
    watch event's bad value always (it is a new revision), a resync's only when that key was not
    already rejected for the same reason (a resync re-lists the same bad values; logging them
    again every reconnect would be noise). A key written good or deleted is forgotten.
+5. A rejected key keeps its last good value (``bgpd.datastore.cache`` rule 2); the log line says
+   whether one was kept, and ``rejected_keys`` lists every currently rejected key with its
+   reason for ``bgpd status``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ class RejectedKeys:
         self._bad = bad
         return fresh
 
+    def listing(self) -> tuple[str, ...]:
+        """Rule 5: ``key: reason`` of every key whose current value is rejected, sorted."""
+        return tuple(f"{key}: {reason}" for key, (_, reason) in sorted(self._bad.items()))
+
     def changed(self, key: str, error: RejectedRecord | None) -> None:
         """A watch event wrote ``key``: rejected with ``error``, or good or deleted (None)."""
         if error is None:
@@ -84,7 +91,12 @@ def etcd_key_of(where: str, keys: Collection[str]) -> str:
 def _log_rejected(key: str, error: RejectedRecord, revision: int) -> None:
     fields = {"field": error.key[len(key) + 1 :]} if error.key != key else {}
     log.warning(
-        "datastore.etcd.rejected", key=key, reason=error.reason, revision=revision, **fields
+        "datastore.etcd.rejected",
+        key=key,
+        reason=error.reason,
+        revision=revision,
+        kept="last good value" if error.kept else "none",
+        **fields,
     )
 
 
@@ -96,6 +108,11 @@ class DatastoreSource:
         self._metrics = metrics
         self._file: FileDatastore | None = None
         self._rejected = 0
+        self._rejected_keys = RejectedKeys()
+
+    def rejected_keys(self) -> tuple[str, ...]:
+        """Rule 5: the etcd keys whose current value is rejected, with their reasons."""
+        return self._rejected_keys.listing()
 
     def open(self) -> Snapshot | None:
         """The first snapshot of a file datastore, read now (rule 1); None for etcd."""
@@ -145,7 +162,7 @@ class DatastoreSource:
     async def _follow(self, batches: AsyncIterable[Batch]) -> AsyncIterator[Snapshot]:
         """A snapshot per batch of a listing and watching datastore (rules 2-4)."""
         cache = Cache()
-        rejected = RejectedKeys()
+        rejected = self._rejected_keys
         async for batch in batches:
             if isinstance(batch, Resync):
                 self._metrics.datastore_event("resync")

@@ -10,6 +10,10 @@ Rules:
    kernel drops unsigned or wrongly signed SYNs from that peer.
 4. Accepted connections get the stream reader limit of outgoing ones (``STREAM_LIMIT``), so a
    peer's buffered input has the same bound either way (transport.py rule 3).
+5. The accept queue is the system's largest (``listen_backlog``: ``net.core.somaxconn`` of our
+   network namespace, else ``socket.SOMAXCONN``), so a route reflector whose thousand clients
+   reconnect at once after its restart overflows nothing; it is logged at start and shown in
+   ``bgpd status``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,18 @@ Handoff = Callable[[IPAddress, asyncio.StreamReader, asyncio.StreamWriter], bool
 """Give an accepted connection to its peer; False when no peer is configured there."""
 
 REJECTED = encode_notification(Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_REJECTED))
+SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
+
+
+def listen_backlog(path: str = SOMAXCONN_PATH) -> int:
+    """Rule 5: the kernel caps ``listen``'s backlog at ``net.core.somaxconn``, so asking for
+    exactly that gets the largest accept queue; ``socket.SOMAXCONN`` when it does not read."""
+    try:
+        with open(path, encoding="ascii") as f:
+            value = int(f.read().strip())
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+    return value if value > 0 else socket.SOMAXCONN
 
 
 def _peer_address(writer: asyncio.StreamWriter) -> IPAddress:
@@ -61,6 +77,7 @@ class Listener:
     ) -> None:
         self.address = address
         self.port = port
+        self.backlog = listen_backlog()  # rule 5
         self.rejected = 0  # every rejected connection, logged or summarised (rule 2)
         self._rejections = rejections if rejections is not None else RejectionLog()
         self._clock = clock
@@ -75,9 +92,11 @@ class Listener:
         self._sockets = [sock]
         for address, password in self._keys.items():
             set_md5(sock, address, password)
-        self._server = await asyncio.start_server(self._accepted, sock=sock, limit=STREAM_LIMIT)
+        self._server = await asyncio.start_server(
+            self._accepted, sock=sock, limit=STREAM_LIMIT, backlog=self.backlog
+        )  # asyncio calls listen() again with this backlog when it starts serving
         self.port = sock.getsockname()[1]
-        log.info("listening", address=self.address or "::", port=self.port)
+        log.info("listening", address=self.address or "::", port=self.port, backlog=self.backlog)
 
     def _make_socket(self) -> socket.socket:
         host = self.address or "::"
@@ -88,7 +107,7 @@ class Listener:
             if family == socket.AF_INET6 and host == "::":
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((host, self.port))
-            sock.listen(128)
+            sock.listen(self.backlog)
             sock.setblocking(False)
         except BaseException:
             sock.close()

@@ -12,11 +12,18 @@ Rules:
 3. Restarting speaker (RFC 4724 §4.1): we advertise the R bit and F bits; route selection
    results (kernel routes, UPDATEs) are deferred until every expected peer has come up and sent
    End-of-RIB for each of its families, or the selection deferral deadline passes.
+   An expected peer that has not reached Established by ``establish_by`` (``ESTABLISH_WAIT``
+   after the restart) is no longer waited for: a peer that was down before we crashed, or was
+   de-configured meanwhile, must not hold every live peer's End-of-RIB out of the kernel for the
+   whole deadline. A peer Established by then is still waited for, up to the deadline; one
+   that falls before its End-of-RIB counts as not back yet (its fall must not end the deferral
+   and sweep the routes it is about to send again).
 4. Pure: no IO, no clock; every method takes ``now``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +33,18 @@ from bgpd.wire.types import Family
 RESTART_BIT = 0x8  # RFC 4724 §3 Restart State
 FORWARDING_BIT = 0x80  # RFC 4724 §3 Forwarding State, per family
 DEFAULT_STALE_TIME = 360.0
+ESTABLISH_WAIT = 15.0
+"""Rule 3's bound on waiting for an expected peer to come back at all after our restart.
+
+RFC 4724 §4.1 lets the restarting speaker defer selection until End-of-RIB "from all peers"
+and asks for an upper bound, but says nothing of a peer that never reconnects; BIRD, reading
+``proto/bgp``, holds its graceful-restart lock per protocol until ``graceful restart wait``
+(240 s) ends, whoever is missing; FRR separates the two waits: ``bgp update-delay MAX
+[ESTABLISH-WAIT]`` stops counting peers that have not established by ESTABLISH-WAIT, and only
+then waits up to MAX (``select-defer-time`` under graceful restart) for the established ones'
+End-of-RIB. We do as FRR: a live peer is back within seconds (we connect out at once, and an
+RFC 4724 §4.2 helper accepts at once), so 15 s covers a connect retry and a collision several
+times over, while a dead peer costs an eighth of the 120 s deadline instead of all of it."""
 
 
 def local_capability(
@@ -130,9 +149,11 @@ class SelectionDeferral:
 
     deadline: float
     expected: frozenset[str] = frozenset()
+    establish_by: float = math.inf
     _waiting: dict[str, set[Family]] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
     _done: bool = False
+    _establish_over: bool = False
 
     def peer_up(self, peer_id: str, families: Iterable[Family]) -> None:
         if not self._done:
@@ -140,7 +161,11 @@ class SelectionDeferral:
             self._seen.add(peer_id)
 
     def peer_down(self, peer_id: str) -> None:
-        self._waiting.pop(peer_id, None)
+        """A peer that falls before its End-of-RIB is waited for again as one not yet back, so
+        its fall does not end the deferral and sweep routes it is about to send again (RFC 4724
+        §4.1: selection waits for its End-of-RIB; ``establish_by`` still bounds the wait)."""
+        if self._waiting.pop(peer_id, None):
+            self._seen.discard(peer_id)
 
     def end_of_rib(self, peer_id: str, family: Family) -> None:
         waiting = self._waiting.get(peer_id)
@@ -150,9 +175,14 @@ class SelectionDeferral:
     def done(self, now: float) -> bool:
         """True once converged or past the deadline; stays True."""
         if not self._done:
-            all_up = self.expected <= self._seen
+            self._establish_over = self._establish_over or now >= self.establish_by
+            all_up = self._establish_over or self.expected <= self._seen
             self._done = now >= self.deadline or (all_up and not any(self._waiting.values()))
         return self._done
 
     def next_deadline(self) -> float | None:
-        return None if self._done else self.deadline
+        if self._done:
+            return None
+        if self._establish_over or self.expected <= self._seen:
+            return self.deadline
+        return min(self.deadline, self.establish_by)

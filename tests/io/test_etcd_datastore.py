@@ -17,10 +17,14 @@ from pathlib import Path
 import aetcd
 import pytest
 from etcd_server import TLS_ROOT_PASSWORD, EtcdServer, free_port
+from structlog.testing import capture_logs
 
+from bgpd.config import DaemonConfig, EtcdSource
 from bgpd.datastore.etcd import Changes, EtcdWatcher, Event, EventKind, KeySet, Resync
 from bgpd.datastore.etcd_settings import Endpoint, EtcdSettings, calico_watch_keys
+from bgpd.datastore.source import DatastoreSource
 from bgpd.errors import ConfigError
+from bgpd.metrics import Metrics
 
 NODES = "/calico/resources/v3/projectcalico.org/nodes/"
 IPPOOLS = "/calico/resources/v3/projectcalico.org/ippools/"
@@ -586,3 +590,36 @@ def test_watched_keys_follow_calico_list_semantics() -> None:
     )
     with pytest.raises(ValueError, match="node1/x"):
         calico_watch_keys("node1/x")
+
+
+PEER_GOOD = (
+    b'{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{"name":"p1"},'
+    b'"spec":{"peerIP":"10.99.0.3","asNumber":65001}}'
+)
+
+
+async def test_a_malformed_overwrite_keeps_the_peers_last_good_value(
+    etcd_client: aetcd.Client, etcd_server: EtcdServer
+) -> None:
+    """Issue 20 point 10 (cache rule 2, source rule 5): a live BGPPeer overwritten with bad JSON
+    stays as it was, named in ``rejected_keys`` and the log, until a good value comes."""
+    key = BGPPEERS + "p1"
+    await put_all(
+        etcd_client, {NODES + "node1": node_value("node1", "10.0.0.1/24"), key: PEER_GOOD}
+    )
+    config = DaemonConfig(node="node1", datastore=EtcdSource(settings_for(etcd_server)))
+    source = DatastoreSource(config, Metrics())
+    snapshots = source.snapshots()
+    with capture_logs() as logs:
+        async with asyncio.timeout(WAIT_LIMIT):
+            first = await anext(snapshots)
+            assert set(first.peers) == {"p1"}
+            await etcd_client.put(key.encode(), b'{"kind":"BGPPeer", broken')
+            second = await anext(snapshots)
+            assert second.peers == first.peers
+            assert source.rejected_keys() == (f"{key}: {logs[-1]['reason']}",)
+            assert logs[-1]["key"] == key and logs[-1]["kept"] == "last good value"
+            await etcd_client.put(key.encode(), PEER_GOOD.replace(b"65001", b"65002"))
+            third = await anext(snapshots)
+            assert third.peers["p1"].as_number == 65002 and source.rejected_keys() == ()
+    await snapshots.aclose()  # type: ignore[attr-defined]

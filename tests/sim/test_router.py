@@ -13,6 +13,7 @@ from bgpd.config import DaemonConfig, FileSource
 from bgpd.datastore import DEFAULT_DATASTORE
 from bgpd.datastore.file import FileDatastore
 from bgpd.kernel.plan import RouteKind
+from bgpd.rib.graceful_restart import ESTABLISH_WAIT
 from bgpd.router import (
     DesiredSessions,
     KernelWork,
@@ -188,6 +189,65 @@ def test_after_our_restart_selection_waits_for_end_of_rib_then_the_kernel_sweeps
     outputs = router.drain()
     assert any(isinstance(o, Notice) and "converged" in o.event for o in outputs)
     assert router.kernel_batch(100000).sweep_stale and not router.status().restarting
+
+
+def test_after_our_restart_a_peer_that_never_comes_back_holds_the_kernel_only_briefly(
+    snapshot: Snapshot,
+) -> None:
+    """Issue 20 point 8: NODE3 stays down; NODE2's End-of-RIB reaches the kernel once
+    ``ESTABLISH_WAIT`` has passed, not at the 120 s deadline (graceful_restart rule 3)."""
+    router = Router(restarting=True)
+    router.apply_plan(_planner().plan(snapshot), 0.0)
+    router.drain()
+    router.session_event(NODE2, Established(_negotiated()), 1.0)
+    router.session_event(NODE2, UpdateReceived(_node2_block_update()), 2.0)
+    router.session_event(NODE2, UpdateReceived(Update(end_of_rib=IPV4_UNICAST)), 2.0)
+    router.timer(2.0)
+    router.drain()
+    assert router.status().restarting
+    assert router.kernel.get(IPV4_UNICAST, prefix_from_str(NODE2_BLOCK)) is None
+    assert router.next_deadline() == ESTABLISH_WAIT
+    router.timer(ESTABLISH_WAIT)
+    outputs = router.drain()
+    assert any(isinstance(o, Notice) and "converged" in o.event for o in outputs)
+    assert router.kernel.get(IPV4_UNICAST, prefix_from_str(NODE2_BLOCK)) is not None
+    assert router.kernel_batch(100000).sweep_stale
+    assert not router.status().restarting and router.next_deadline() is None
+
+
+def test_after_our_restart_an_established_peer_is_still_waited_for_past_the_bound(
+    snapshot: Snapshot,
+) -> None:
+    """A peer that came back but has not sent End-of-RIB keeps the deferral until it does."""
+    router = Router(restarting=True)
+    router.apply_plan(_planner().plan(snapshot), 0.0)
+    router.session_event(NODE2, Established(_negotiated()), 1.0)
+    router.drain()
+    router.timer(ESTABLISH_WAIT)
+    router.drain()
+    assert router.status().restarting and router.next_deadline() == 120.0
+    router.session_event(NODE2, UpdateReceived(Update(end_of_rib=IPV4_UNICAST)), 20.0)
+    router.drain()
+    assert not router.status().restarting
+
+
+def test_after_our_restart_a_peer_falling_before_its_end_of_rib_does_not_end_the_deferral(
+    snapshot: Snapshot,
+) -> None:
+    """Issue 20 point 7: NODE2 falls before its End-of-RIB (a restart loop, a collision); the
+    deferral goes on until it is back and sends it, so nothing is swept meanwhile."""
+    router = Router(restarting=True)
+    router.apply_plan(_planner().plan(snapshot), 0.0)
+    for peer in (NODE2, NODE3):
+        router.session_event(peer, Established(_negotiated()), 1.0)
+    router.session_event(NODE3, UpdateReceived(Update(end_of_rib=IPV4_UNICAST)), 1.5)
+    router.session_event(NODE2, Down(DownReason.HOLD_TIMER_EXPIRED, was_established=True), 2.0)
+    router.drain()
+    assert router.status().restarting
+    router.session_event(NODE2, Established(_negotiated()), 3.0)
+    router.session_event(NODE2, UpdateReceived(Update(end_of_rib=IPV4_UNICAST)), 3.5)
+    router.drain()
+    assert not router.status().restarting
 
 
 def test_a_node_without_a_router_id_plans_nothing(snapshot: Snapshot) -> None:

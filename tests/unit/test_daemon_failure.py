@@ -33,6 +33,7 @@ class RecordingSupervisor:
         self.aborted = False
         self.ceased = False
         self.up: list[PeerKey] = []
+        self.listener = None
         RecordingSupervisor.last = self
 
     async def __aenter__(self) -> RecordingSupervisor:

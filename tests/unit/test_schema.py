@@ -475,17 +475,24 @@ def test_cache_put_delete_and_ignore() -> None:
     assert len(cache.snapshot().affinities) == 0 and len(cache) == 1
 
 
-def test_cache_bad_value_counts_and_drops_the_old_record() -> None:
+def test_cache_bad_value_counts_and_keeps_the_last_good_record() -> None:
+    """Cache rule 2 (issue 20 point 10): unlike libcalico, a malformed overwrite keeps the last
+    good value, through a resync too; a key never good stays absent; a delete still deletes."""
     cache = Cache()
     cache.load([(NODE_KEY, enc(NODE_JSON))], revision=1)
-    assert cache.put(NODE_KEY, b"{broken", 2)
+    good = dict(cache.snapshot().nodes)
+    assert good
+    assert not cache.put(NODE_KEY, b"{broken", 2)
     assert cache.rejected == 1
-    assert (
-        cache.last_errors[-1].key == NODE_KEY and "malformed JSON" in cache.last_errors[-1].reason
-    )
-    assert cache.snapshot().nodes == {}
+    error = cache.last_errors[-1]
+    assert error.key == NODE_KEY and "malformed JSON" in error.reason and error.kept
+    assert cache.snapshot().nodes == good
     cache.load([(NODE_KEY, b"{broken"), (AFF, b"{}")], revision=3)  # a bad record in a listing
     assert cache.rejected == 2 and len(cache.snapshot().affinities) == 1
+    assert cache.snapshot().nodes == good and cache.last_errors[-1].kept
+    assert cache.delete(NODE_KEY, 4) and cache.snapshot().nodes == {}
+    cache.load([(NODE_KEY, b"{broken")], revision=5)
+    assert cache.snapshot().nodes == {} and not cache.last_errors[-1].kept
 
 
 def test_cache_deleted_markers_are_absent() -> None:

@@ -111,6 +111,7 @@ def run_config(
         hostname=hostname,
         program_kernel=not args.no_kernel,
         program_vxlan=args.program_vxlan,
+        bird_process_names=args.bird_process_names,
     )
 
 
@@ -237,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--program-vxlan",
         action="store_true",
         help="also program VXLAN pools' routes (standalone use without Felix)",
+    )
+    run.add_argument(
+        "--bird-process-names",
+        action="store_true",
+        help="keep placeholder processes named bird and bird6, so calicoctl node status reads us",
     )
     run.set_defaults(handler=cmd_run)
     decode = sub.add_parser(

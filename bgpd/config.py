@@ -65,6 +65,7 @@ class DaemonConfig:
     kernel_protocol: int = 12  # RTPROT_BIRD, as BIRD installs (calico-bgp.md §3.4)
     program_kernel: bool = True
     program_vxlan: bool = False
+    bird_process_names: bool = False  # placeholders calicoctl finds (bgpd.control.presence)
     graceful_restart_time: int = 120
     restart_deadline: float = 120.0  # how long a restart waits for peers' End-of-RIB
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -174,6 +175,7 @@ def build_config(
     hostname: str,
     program_kernel: bool = True,
     program_vxlan: bool = False,
+    bird_process_names: bool = False,
 ) -> DaemonConfig:
     level_source, level_raw = (
         ("--log-level", log_level)
@@ -200,5 +202,6 @@ def build_config(
         router_id=router_id,
         program_kernel=program_kernel,
         program_vxlan=program_vxlan,
+        bird_process_names=bird_process_names,
         environ=dict(environ),
     )

@@ -37,18 +37,20 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from bgpd import __version__
 from bgpd.calico.node import NodePlanner
 from bgpd.config import ConfigError, DaemonConfig
+from bgpd.control.presence import bird_placeholders
 from bgpd.control.server import ControlSocketInUse, HealthChecker, serve_control_sockets
 from bgpd.datastore.source import DatastoreSource
 from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.metrics import Metrics, serve_http
+from bgpd.net.mailbox import Latest
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
 from bgpd.router import (
@@ -96,24 +98,6 @@ class _KernelReady:
 
 
 _Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady
-
-
-class _Latest(Generic[_T]):
-    """A one-value mailbox where the newest value wins (desired states are levels)."""
-
-    def __init__(self) -> None:
-        self._value: _T | None = None
-        self._ready = asyncio.Event()
-
-    def put(self, value: _T) -> None:
-        self._value = value
-        self._ready.set()
-
-    async def get(self) -> _T | None:
-        await self._ready.wait()
-        self._ready.clear()
-        value, self._value = self._value, None
-        return value
 
 
 class _Senders:
@@ -176,8 +160,8 @@ class Daemon:
         self.kernel: KernelSync | None = None
         self.tunnels = TunnelReport()
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(INBOX_SIZE)
-        self._sessions: _Latest[Mapping[PeerKey, SessionConfig]] = _Latest()
-        self._tunnel_plans: _Latest[TunnelPlan] = _Latest()
+        self._sessions: Latest[Mapping[PeerKey, SessionConfig]] = Latest()
+        self._tunnel_plans: Latest[TunnelPlan] = Latest()
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
         self._snapshot: Snapshot | None = None
@@ -426,6 +410,8 @@ class Daemon:
                 f"{host}:{port}",
             )
             edges.callback(http.close)
+        if self.config.bird_process_names:
+            edges.enter_context(bird_placeholders())
 
 
 async def _first_snapshot(

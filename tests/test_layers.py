@@ -32,6 +32,7 @@ IO_MODULES = {
     "bgpd.net",
     "bgpd.control.server",
     "bgpd.control.commands",
+    "bgpd.control.presence",
     "bgpd.datastore.etcd",
     "bgpd.datastore.file",
     "bgpd.datastore.kubernetes",

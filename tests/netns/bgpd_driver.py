@@ -124,6 +124,7 @@ class BgpdNode:
     workdir: Path
     metrics_listen: str = "none"
     datastore_text: str | None = None
+    run_args: tuple[str, ...] = ()  # more ``bgpd run`` flags
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     runs: int = field(default=0, init=False)
 
@@ -161,6 +162,7 @@ class BgpdNode:
             "json",
             "--log-level",
             "debug",
+            *self.run_args,
             env={"PYTHONPATH": str(REPO_ROOT)},
             log=str(self.log),
         )

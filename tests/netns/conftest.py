@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from netns import Pair, have_root, make_pair
+from netns import Namespace, Pair, have_root, make_pair
 
 PREFIX = "hD-"
 SUBNET = "10.213.0.0/30"
@@ -26,3 +26,16 @@ def pair() -> Iterator[Pair]:
         yield topology
     finally:
         topology.delete()
+
+
+@pytest.fixture
+def namespaces() -> Iterator[tuple[Namespace, Namespace]]:
+    """Two namespaces the test links itself: a server's and its clients'."""
+    if not have_root():
+        pytest.skip("needs root and iproute2")
+    server, clients = Namespace.create(PREFIX + "s"), Namespace.create(PREFIX + "c")
+    try:
+        yield server, clients
+    finally:
+        clients.delete()
+        server.delete()

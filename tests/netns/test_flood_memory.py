@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bgpd_driver import BgpdNode, OurNode
-from netns import Namespace, have_root, inside, sh, veth
+from netns import Namespace, inside, sh, veth
 from peer_drivers import wait_for
 
 pytestmark = pytest.mark.netns
@@ -68,18 +67,6 @@ async def _flood(target: str, sources: list[str]) -> int:
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     return answered
-
-
-@pytest.fixture
-def namespaces() -> Iterator[tuple[Namespace, Namespace]]:
-    if not have_root():
-        pytest.skip("needs root and iproute2")
-    server, clients = Namespace.create("hF-d"), Namespace.create("hF-c")
-    try:
-        yield server, clients
-    finally:
-        clients.delete()
-        server.delete()
 
 
 def test_rss_plateaus_across_floods_from_unconfigured_sources(

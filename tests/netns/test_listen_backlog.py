@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bgpd_driver import BgpdNode, OurNode
-from netns import Namespace, have_root, inside, veth
+from netns import Namespace, inside, veth
 from peer_drivers import wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -30,18 +29,6 @@ def listen_overflows(ns: Namespace) -> int:
         if names.startswith("TcpExt:"):
             return int(dict(zip(names.split(), values.split(), strict=True))["ListenOverflows"])
     raise AssertionError("no TcpExt line in /proc/net/netstat")
-
-
-@pytest.fixture
-def namespaces() -> Iterator[tuple[Namespace, Namespace]]:
-    if not have_root():
-        pytest.skip("needs root and iproute2")
-    server, clients = Namespace.create("hB-d"), Namespace.create("hB-c")
-    try:
-        yield server, clients
-    finally:
-        clients.delete()
-        server.delete()
 
 
 async def _storm(target: str) -> list[SimPeer]:

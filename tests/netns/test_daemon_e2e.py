@@ -355,6 +355,39 @@ def test_bird_clients_read_protocols_status_and_routes(lab: Lab, program: str) -
     assert re.search(rf"^{re.escape(BLOCK_B)}\s+via {lab.b_ip} ", covering, re.M), covering
 
 
+def calicoctl_finds(name: str, parent: int) -> list[int]:
+    """``calicoctl node status``'s ``psContains`` (status.go, revision 87c15906): processes whose
+    first command-line word, split at NUL as gopsutil's ``CmdlineSlice`` does, is exactly
+    ``name``; kept to the children of ``parent`` so a real BIRD in the lab cannot count."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            words = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        if words[0] == name.encode() and ppid == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def test_calicoctl_node_status_finds_bird_and_bird6_then_reads_the_sockets(lab: Lab) -> None:
+    """With ``--bird-process-names`` calicoctl's process check passes for both families, and
+    what it then reads from each socket is the peer table (bgpd.control.presence)."""
+    ensure_running(lab)
+    assert lab.a.proc is not None
+    assert len(calicoctl_finds("bird", lab.a.proc.pid)) == 1
+    assert len(calicoctl_finds("bird6", lab.a.proc.pid)) == 1
+    assert calicoctl_finds("bird", lab.b.proc.pid if lab.b.proc else 0) == []  # not asked for
+    program = bird_clients()[0]
+    assert calico_peers(client(lab.a, program, "show", "protocols")) == {
+        name: (address, "Established") for name, address in lab.a_sessions.items()
+    }
+
+
 def test_readiness_names_missing_peers_then_turns_true(lab: Lab) -> None:
     ensure_running(lab)
     early = lab.early_ready
@@ -584,39 +617,6 @@ def test_stop_withdraw_sends_cease_and_removes_our_routes(lab: Lab) -> None:
     assert lab.a.routes() == {}
     wait_for(lambda: BLOCK_A not in lab.b.routes(), ROUTE_TIMEOUT, lab.b.describe)
     wait_for(lambda: BLOCK_A not in lab.bird.received(), ROUTE_TIMEOUT, lab.bird.describe)
-
-
-def calicoctl_finds(name: str, parent: int) -> list[int]:
-    """``calicoctl node status``'s ``psContains`` (status.go, revision 87c15906): processes whose
-    first command-line word, split at NUL as gopsutil's ``CmdlineSlice`` does, is exactly
-    ``name``; kept to the children of ``parent`` so a real BIRD in the lab cannot count."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            words = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        if words[0] == name.encode() and ppid == parent:
-            found.append(int(entry.name))
-    return found
-
-
-def test_calicoctl_node_status_finds_bird_and_bird6_then_reads_the_sockets(lab: Lab) -> None:
-    """With ``--bird-process-names`` calicoctl's process check passes for both families, and
-    what it then reads from each socket is the peer table (bgpd.control.presence)."""
-    ensure_running(lab)
-    assert lab.a.proc is not None
-    assert len(calicoctl_finds("bird", lab.a.proc.pid)) == 1
-    assert len(calicoctl_finds("bird6", lab.a.proc.pid)) == 1
-    assert calicoctl_finds("bird", lab.b.proc.pid if lab.b.proc else 0) == []  # not asked for
-    program = bird_clients()[0]
-    assert calico_peers(client(lab.a, program, "show", "protocols")) == {
-        name: (address, "Established") for name, address in lab.a_sessions.items()
-    }
 
 
 # ---- bad configuration -------------------------------------------------------------------------

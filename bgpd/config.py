@@ -10,6 +10,11 @@ Rules:
    requires (it is part of etcd keys: a '/' would read another node's keys); the host name
    fallback is lowercased first, as calico-node does (``names.Hostname``).
 5. ``CALICO_ROUTER_ID`` 0.0.0.0 is refused: a BGP Identifier of zero is invalid (RFC 6286 §2.1).
+6. ``CALICO_ADVERTISE_CLUSTER_IPS``, when set, is one CIDR that replaces the BGPConfiguration's
+   ``serviceClusterIPs`` (confd reads the whole value as one CIDR, calico-bgp.md §2.13).
+7. The log level: ``--log-level`` fixes it; otherwise the datastore's ``logSeverityScreen``
+   sets it at run time, and ``BGP_LOGSEVERITYSCREEN`` (else info) is the level while the
+   datastore sets none.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class DaemonConfig:
     control_socket: str = DEFAULT_CONTROL_SOCKET
     metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9179)
     log_level: str = "info"
+    log_level_fixed: bool = False  # --log-level given: the datastore's logSeverityScreen yields
+    advertise_cluster_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
     log_format: str = "auto"
     router_id: str = ""  # CALICO_ROUTER_ID: "", a dotted quad, or "hash"
     kernel_protocol: int = 12  # RTPROT_BIRD, as BIRD installs (calico-bgp.md §3.4)
@@ -162,6 +169,19 @@ def _router_id(environ: Mapping[str, str]) -> str:
     return router_id
 
 
+def _advertise_cluster_ips(
+    environ: Mapping[str, str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    """Rule 6."""
+    raw = environ.get("CALICO_ADVERTISE_CLUSTER_IPS", "").strip()
+    if not raw:
+        return None
+    try:
+        return (ipaddress.ip_network(raw, strict=False),)
+    except ValueError:
+        raise ConfigError("CALICO_ADVERTISE_CLUSTER_IPS", raw, "must be one CIDR") from None
+
+
 def build_config(
     *,
     node: str | None,
@@ -198,6 +218,8 @@ def build_config(
         control_socket=socket_path,
         metrics_listen=_listen("--metrics-listen", metrics_listen or DEFAULT_METRICS_LISTEN),
         log_level=_log_level(level_source, level_raw),
+        log_level_fixed=bool(log_level),
+        advertise_cluster_ips=_advertise_cluster_ips(environ),
         log_format=fmt,
         router_id=router_id,
         program_kernel=program_kernel,

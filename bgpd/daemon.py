@@ -50,6 +50,7 @@ from bgpd.control.server import ControlSocketInUse, HealthChecker, serve_control
 from bgpd.datastore.source import DatastoreSource
 from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
+from bgpd.log import set_level
 from bgpd.metrics import Metrics, serve_http
 from bgpd.net.heap import heap_trimmer
 from bgpd.net.mailbox import Latest
@@ -76,6 +77,7 @@ log = structlog.get_logger("bgpd.daemon")
 _T = TypeVar("_T")
 
 INBOX_SIZE = 256  # items waiting for the routing task (rule 1)
+LISTEN_RETRY = 5.0  # seconds between tries of a listen address that does not bind yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,8 @@ class Daemon:
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(INBOX_SIZE)
         self._sessions: Latest[Mapping[PeerKey, SessionConfig]] = Latest()
         self._tunnel_plans: Latest[TunnelPlan] = Latest()
+        self._listening: Latest[tuple[tuple[str, ...], int]] = Latest()
+        self._log_level = config.log_level
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
         self._snapshot: Snapshot | None = None
@@ -216,7 +220,10 @@ class Daemon:
         else:
             self._snapshot = item.snapshot or self._snapshot  # None: a reload of etcd
             if self._snapshot is not None:
-                self.router.apply_plan(self.planner.plan(self._snapshot), now)
+                plan = self.planner.plan(self._snapshot)
+                self.router.apply_plan(plan, now)
+                self._listening.put((plan.listen_addresses, plan.listen_port))
+                self._follow_log_level(plan.log_severity)
                 self.last_reconfigured = time.time()
 
     def _execute(self, outputs: list[Output]) -> None:
@@ -247,6 +254,37 @@ class Daemon:
             configs = await self._sessions.get()
             if configs is not None:
                 await self.supervisor.apply(configs)
+
+    async def _follow_listening(self) -> None:
+        """bindMode and listenPort at run time (listener rule 6); an address that does not bind
+        is tried again every ``LISTEN_RETRY`` seconds until it does or the plan changes."""
+        assert self.supervisor is not None
+        wanted: tuple[tuple[str, ...], int] | None = None
+        failed: list[str] = []
+        while True:
+            if failed:
+                with contextlib.suppress(TimeoutError):
+                    wanted = await asyncio.wait_for(self._listening.get(), LISTEN_RETRY) or wanted
+            else:
+                wanted = await self._listening.get() or wanted
+            if wanted is not None:
+                failed = await self.supervisor.listen(*wanted)
+                for problem in failed:
+                    log.error("cannot listen", address=problem, reason="listen-failed")
+
+    def _follow_log_level(self, severity: str) -> None:
+        """The datastore's ``logSeverityScreen`` at run time, unless ``--log-level`` fixed the
+        level (bgpd.log rule 1); unset, the start level (``BGP_LOGSEVERITYSCREEN``) again."""
+        wanted = self.config.log_level if self.config.log_level_fixed else severity
+        wanted = wanted or self.config.log_level
+        if wanted == self._log_level:
+            return
+        self._log_level = wanted
+        log.info("log level", level=wanted, source="datastore" if severity else "start")
+        try:
+            set_level(wanted)
+        except ValueError as exc:
+            log.warning("log level not applied", reason="bad-log-severity", error=str(exc))
 
     async def _converge_tunnels(self) -> None:
         """Tunnel devices and VXLAN neighbour/FDB entries; a kernel without IP-in-IP degrades
@@ -346,9 +384,12 @@ class Daemon:
     ) -> None:
         plan = self.planner.plan(first)
         supervisor = Supervisor(
-            self, listen_address=plan.listen_address, listen_port=plan.listen_port, cache=self.cache
+            self,
+            listen_addresses=plan.listen_addresses,
+            listen_port=plan.listen_port,
+            cache=self.cache,
         )
-        address = f"{plan.listen_address or '*'}:{plan.listen_port}"
+        address = f"{','.join(plan.listen_addresses) or '*'}:{plan.listen_port}"
         async with contextlib.AsyncExitStack() as sessions:
             await _bind(sessions.enter_async_context(supervisor), "BGP listen address", address)
             self.supervisor = self._senders.supervisor = supervisor
@@ -360,6 +401,7 @@ class Daemon:
                     self._start(self._follow_datastore(snapshots), "datastore")
                     self._start(self._apply_sessions(), "sessions")
                     self._start(self._converge_tunnels(), "tunnels")
+                    self._start(self._follow_listening(), "listening")
                     trimmer = heap_trimmer()
                     if trimmer is not None:
                         self._start(trimmer, "heap")

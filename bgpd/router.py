@@ -103,8 +103,9 @@ class RoutingPlan:
     local_routes: Mapping[Family, Mapping[Prefix, PathAttributes]]
     kernel: KernelPlanning
     tunnels: TunnelPlan | None = None
-    listen_address: str | None = None
+    listen_addresses: tuple[str, ...] = ()  # empty: every address (bindMode None)
     listen_port: int = 179
+    log_severity: str = ""  # the datastore's logSeverityScreen for this node, "" if unset
     problems: tuple[str, ...] = ()
 
 

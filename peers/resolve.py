@@ -11,8 +11,9 @@ Rules:
    node's IPv4 address (also for IPv6 sessions: the BGP Identifier is 32 bits, RFC 4271 §4.2).
 4. Listen (§2.2): port = ``node.<n>`` listenPort, else global, else 179; with
    ``bindMode: NodeIP`` each family listens on the node's address of that family only.
-5. Log level (§2.3): ``node.<n>`` then ``default`` ``logSeverityScreen``, mapped to
-   debug / info / none; default info.
+5. Log level (§2.3): ``node.<n>`` then ``default`` ``logSeverityScreen`` (``log_severity``,
+   lowercased, "" when neither sets it: bgpd's own log level at run time), mapped for BIRD's
+   debug statements to debug / info / none; default info.
 6. Secrets (BGP passwords) come through an injected lookup: in etcd mode no Kubernetes Secret
    is readable, so the daemon maps ``secretKeyRef`` to environment variables or files.
 """
@@ -99,13 +100,18 @@ def router_id(node_name: str, snapshot: Snapshot, env: Environment) -> ipaddress
     return node.ipv4_address.ip
 
 
-def log_level(node_name: str, snapshot: Snapshot) -> str:
-    """Rule 5: "debug", "info" or "none"."""
+def log_severity(node_name: str, snapshot: Snapshot) -> str:
+    """Rule 5: the node's ``logSeverityScreen``, else the default one, lowercased; "" if unset."""
     for cfg in (snapshot.node_config(node_name), snapshot.global_config):
         if cfg is not None and cfg.log_severity_screen:
-            level = cfg.log_severity_screen.lower()
-            return level if level in ("debug", "info") else "none"
-    return "info"
+            return cfg.log_severity_screen.lower()
+    return ""
+
+
+def log_level(node_name: str, snapshot: Snapshot) -> str:
+    """Rule 5: BIRD's debug statements, "debug", "info" or "none"."""
+    level = log_severity(node_name, snapshot) or "info"
+    return level if level in ("debug", "info") else "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +125,7 @@ class NodePeering:
     listen_addresses: tuple[IPAddress, ...]  # empty: all addresses (bindMode None)
     log_level: str
     sessions: Mapping[str, SessionSpec] = field(hash=False)
+    log_severity: str = ""
     problems: tuple[str, ...] = ()  # for the caller to log: bad peerIP, missing secret...
 
 
@@ -163,6 +170,7 @@ def resolve_node(node_name: str, snapshot: Snapshot, env: Environment) -> NodePe
         listen_port=snapshot.listen_port_of(node_name) or BGP_PORT,
         listen_addresses=listen,
         log_level=log_level(node_name, snapshot),
+        log_severity=log_severity(node_name, snapshot),
         sessions=MappingProxyType(dict(sorted(sessions.items()))),
         problems=tuple(dict.fromkeys(problems)),
     )

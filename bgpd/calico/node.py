@@ -49,6 +49,7 @@ class NodePlanner:
                 snapshot,
                 version,
                 peering.sessions.values(),
+                cluster_ips_override=config.advertise_cluster_ips,
                 program_vxlan=config.program_vxlan,
             )
             for version in (4, 6)
@@ -76,8 +77,9 @@ class NodePlanner:
             local_routes=local_routes(originations, own),
             kernel=KernelPlanner(blackholes, pools, kernel, pinned),
             tunnels=self._tunnels(snapshot, pools, kernel),
-            listen_address=(str(peering.listen_addresses[0]) if peering.listen_addresses else None),
+            listen_addresses=tuple(str(a) for a in peering.listen_addresses),
             listen_port=peering.listen_port,
+            log_severity=peering.log_severity,
             problems=tuple(problems),
         )
 

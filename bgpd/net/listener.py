@@ -14,6 +14,13 @@ Rules:
    network namespace, else ``socket.SOMAXCONN``), so a route reflector whose thousand clients
    reconnect at once after its restart overflows nothing; it is logged at start and shown in
    ``bgpd status``.
+6. ``Listeners`` keeps one listener per wanted address, on the wanted port: every address
+   (``::``, dual-stack) when none is named (bindMode None), else each named one (bindMode
+   NodeIP: the node's IPv4 and IPv6 addresses). ``listen`` follows a change at run time:
+   listeners no longer wanted close, new ones open with every TCP-MD5 key, sessions already
+   accepted are not the listener's and stay. At start an address that does not bind is bad
+   configuration (the ``OSError`` propagates); at run time it is reported and the others keep
+   listening, for the caller to try again.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import ipaddress
 import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -188,3 +195,81 @@ class Listener:
             interval=self._rejections.interval,
             rejected_total=self.rejected,
         )
+
+
+class Listeners:
+    """Rule 6: the listening sockets of one speaker, kept equal to the wanted set."""
+
+    def __init__(
+        self, handoff: Handoff, addresses: Sequence[str] = (), port: int = BGP_PORT
+    ) -> None:
+        self._handoff = handoff
+        self._addresses: tuple[str | None, ...] = tuple(addresses) or (None,)
+        self._port = port
+        self._open: dict[str | None, Listener] = {}
+        self._keys: dict[IPAddress, str] = {}
+        self._rejections = RejectionLog()
+        self._rejected_by_closed = 0
+        self.backlog = listen_backlog()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the kernel's choice when asked for 0, as tests do)."""
+        return next(iter(self._open.values())).port if self._open else self._port
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(address or "::" for address in self._open)
+
+    @property
+    def rejected(self) -> int:
+        return self._rejected_by_closed + sum(lst.rejected for lst in self._open.values())
+
+    async def start(self) -> None:
+        """Rule 6 at start: the first address that does not bind raises."""
+        for address in self._addresses:
+            await self._open_one(address)
+
+    async def listen(self, addresses: Sequence[str], port: int) -> list[str]:
+        """Rule 6 at run time: the addresses that could not be bound, each with its error."""
+        wanted: tuple[str | None, ...] = tuple(addresses) or (None,)
+        if port != self._port:
+            await self.close()
+        self._addresses, self._port = wanted, port
+        for address in [a for a in self._open if a not in wanted]:
+            await self._close_one(address)
+        failed: list[str] = []
+        for address in wanted:
+            if address in self._open:
+                continue
+            try:
+                await self._open_one(address)
+            except OSError as exc:
+                failed.append(f"{address or '::'}:{port}: {exc.strerror or exc}")
+        return failed
+
+    def set_password(self, address: IPAddress, password: str | None) -> None:
+        """Install (or with None remove) the TCP-MD5 key for ``address`` on every listener."""
+        if password:
+            self._keys[address] = password
+        else:
+            self._keys.pop(address, None)
+        for listener in self._open.values():
+            listener.set_password(address, password)
+
+    async def close(self) -> None:
+        for address in list(self._open):
+            await self._close_one(address)
+
+    async def _open_one(self, address: str | None) -> None:
+        listener = Listener(self._handoff, address, self._port, rejections=self._rejections)
+        for peer, password in self._keys.items():
+            listener.set_password(peer, password)
+        await listener.start()
+        self._open[address] = listener
+
+    async def _close_one(self, address: str | None) -> None:
+        listener = self._open.pop(address)
+        self._rejected_by_closed += listener.rejected
+        await listener.close()
+        log.info("stopped listening", address=address or "::", port=listener.port)

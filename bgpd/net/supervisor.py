@@ -5,6 +5,7 @@ Rules:
    peers stop with Cease/Peer De-configured, changed peers reset with Cease/Other Configuration
    Change (RFC 4486 §4). Equal configs are left alone. ``shutdown`` ends every session with
    Cease/Administrative Shutdown and its shutdown communication (``bgpd stop --withdraw``).
+   ``listen`` changes the listening addresses and port at run time (listener rule 6).
 2. The routing core sees peers only through ``RoutingCore`` (events in) and ``send`` (encoded
    UPDATEs out, pulled: one bounded batch at a time per peer, returning once the socket can
    take more, transport.py rule 4); it never touches a session or a socket.
@@ -24,13 +25,13 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Protocol
 
 import structlog
 
-from bgpd.net.listener import Listener
+from bgpd.net.listener import Listeners
 from bgpd.net.md5watch import Md5Watch, PeerMd5
 from bgpd.net.transport import PeerEvent, PeerRunner, PeerStatistics
 from bgpd.session import State
@@ -57,7 +58,7 @@ class Supervisor:
         self,
         core: RoutingCore,
         *,
-        listen_address: str | None = None,
+        listen_addresses: Sequence[str] = (),
         listen_port: int | None = BGP_PORT,
         cache: AttributeCache | None = None,
         md5_check_interval: float | None = MD5_CHECK_INTERVAL,
@@ -66,7 +67,7 @@ class Supervisor:
         self._md5_check_interval = md5_check_interval
         self._cache = cache if cache is not None else AttributeCache()
         self._listener = (
-            Listener(self._handoff, listen_address, listen_port)
+            Listeners(self._handoff, listen_addresses, listen_port)
             if listen_port is not None
             else None
         )
@@ -77,8 +78,14 @@ class Supervisor:
         self._aborted = False  # rule 5: leave without NOTIFICATIONs
 
     @property
-    def listener(self) -> Listener | None:
+    def listener(self) -> Listeners | None:
         return self._listener
+
+    async def listen(self, addresses: Sequence[str], port: int) -> list[str]:
+        """Listen on ``addresses`` (every address when empty) and ``port`` from now on; the
+        addresses that could not be bound (listener rule 6)."""
+        assert self._listener is not None, "a supervisor made without a listener"
+        return await self._listener.listen(addresses, port)
 
     async def __aenter__(self) -> Supervisor:
         self._group = asyncio.TaskGroup()

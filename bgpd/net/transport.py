@@ -60,6 +60,7 @@ from typing import TypeVar
 
 import structlog
 
+from bgpd.log import debug_enabled
 from bgpd.net.sockopts import apply_session_options, outgoing_socket
 from bgpd.session import (
     Action,
@@ -283,6 +284,7 @@ class PeerRunner:
         async with self._send_lock:
             if self._finished:
                 return False
+            self._log.debug("updates sent", messages=len(messages), prefixes=prefixes)
             done: asyncio.Future[bool] = self._loop.create_future()
             self._inbox.put_nowait(_Outgoing(messages, prefixes, done))
             return await done
@@ -631,7 +633,15 @@ class PeerRunner:
                 return
         elif isinstance(action, UpdateReceived):
             update = action.update
-            self._counters.prefixes_in += sum(len(a.prefixes) for a in update.announced)
+            announced = sum(len(a.prefixes) for a in update.announced)
+            self._counters.prefixes_in += announced
+            if debug_enabled():
+                self._log.debug(
+                    "update received",
+                    announced=announced,
+                    withdrawn=sum(len(w.prefixes) for w in update.withdrawn),
+                    end_of_rib=str(update.end_of_rib) if update.end_of_rib else None,
+                )
         if isinstance(action, Established | Down | UpdateReceived | RouteRefreshReceived):
             self._queue_for_core(action)
 

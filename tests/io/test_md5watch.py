@@ -62,7 +62,7 @@ async def test_unsigned_syn_to_a_keyed_listener_is_logged() -> None:
     )
     with structlog.testing.capture_logs() as logs:
         async with Supervisor(
-            _NoCore(), listen_address=str(A), listen_port=0, md5_check_interval=0.1
+            _NoCore(), listen_addresses=(str(A),), listen_port=0, md5_check_interval=0.1
         ) as sup:
             assert sup.listener
             await sup.apply({config.key: config})

@@ -97,8 +97,8 @@ def config(
 async def test_two_supervisors_establish_and_exchange_updates() -> None:
     core_a, core_b = RecordingCore(), RecordingCore()
     async with (
-        Supervisor(core_a, listen_address=str(A), listen_port=0) as sup_a,
-        Supervisor(core_b, listen_address=str(B), listen_port=0) as sup_b,
+        Supervisor(core_a, listen_addresses=(str(A),), listen_port=0) as sup_a,
+        Supervisor(core_b, listen_addresses=(str(B),), listen_port=0) as sup_b,
     ):
         assert sup_a.listener and sup_b.listener
         port_a, port_b = sup_a.listener.port, sup_b.listener.port
@@ -132,7 +132,7 @@ async def test_two_supervisors_establish_and_exchange_updates() -> None:
 
 async def test_unknown_peer_is_rejected_with_cease_and_counted() -> None:
     core = RecordingCore()
-    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+    async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
         assert sup.listener
         reader, writer = await asyncio.open_connection(
             str(A), sup.listener.port, local_addr=(str(C), 0)
@@ -187,7 +187,7 @@ async def _read_until_notification(reader: asyncio.StreamReader) -> tuple[int, i
 
 async def test_garbage_gets_header_error_and_other_peer_is_untouched() -> None:
     core = RecordingCore()
-    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+    async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
         cfg_b, cfg_c, (_, writer_b), (reader_c, writer_c) = await _two_passive_peers(sup, core)
         writer_c.write(b"\x00" * 19)  # bad marker: Connection Not Synchronized
         assert await _read_until_notification(reader_c) == (ErrorCode.MESSAGE_HEADER, 1)
@@ -222,7 +222,7 @@ async def test_a_session_fault_resets_only_that_peer(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(Session, "handle", faulty_handle)
     core = RecordingCore()
     with capture_logs() as logs:
-        async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+        async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
             cfg_b, cfg_c, (_, writer_b), (reader_c, writer_c) = await _two_passive_peers(sup, core)
             writer_c.write(KEEPALIVE_MESSAGE)
             # C's runner crashed and reset: its connection is closed, B keeps going.
@@ -251,7 +251,7 @@ async def test_an_exception_in_the_routing_core_is_not_a_peer_reset() -> None:
     core = RecordingCore()
     writers: list[asyncio.StreamWriter] = []
     with capture_logs() as logs, pytest.raises(ExceptionGroup) as raised:
-        async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+        async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
             assert sup.listener
             cfg_b = config(A, B, 1, passive=True)
             core.fail_on = cfg_b.key
@@ -272,7 +272,7 @@ async def test_a_peer_that_reconnects_replaces_its_lingering_connection() -> Non
     the loser gets Cease/Connection Collision Resolution (RFC 4486 §4, RFC 4271 §6.8)."""
     core = RecordingCore()
     collision = (ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
-    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+    async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
         assert sup.listener
         port = sup.listener.port
         cfg_b = config(A, B, 1, passive=True)
@@ -295,7 +295,7 @@ async def test_a_peer_that_reconnects_replaces_its_lingering_connection() -> Non
 
 async def test_peer_silence_expires_hold_timer() -> None:
     core = RecordingCore()
-    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+    async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
         assert sup.listener
         cfg_b = config(A, B, 1, passive=True)
         await sup.apply({cfg_b.key: cfg_b})
@@ -311,8 +311,8 @@ async def test_changed_config_resets_with_other_configuration_change() -> None:
     Cease/Other Configuration Change (RFC 4486 §4), and it comes back with the new config."""
     core_a, core_b = RecordingCore(), RecordingCore()
     async with (
-        Supervisor(core_a, listen_address=str(A), listen_port=0) as sup_a,
-        Supervisor(core_b, listen_address=str(B), listen_port=0) as sup_b,
+        Supervisor(core_a, listen_addresses=(str(A),), listen_port=0) as sup_a,
+        Supervisor(core_b, listen_addresses=(str(B),), listen_port=0) as sup_b,
     ):
         assert sup_a.listener and sup_b.listener
         cfg_a = config(A, B, sup_b.listener.port)
@@ -345,7 +345,7 @@ async def test_repeated_notifications_grow_the_reported_idle_hold() -> None:
     """The statistics show the IdleHoldTime of each restart (RFC 4271 §8.1.1): it doubles
     from 0.2 s while the peer keeps ending the session with a NOTIFICATION."""
     core = RecordingCore()
-    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+    async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
         assert sup.listener
         cfg_b = config(A, B, 1, passive=True)
         await sup.apply({cfg_b.key: cfg_b})
@@ -367,7 +367,7 @@ async def test_repeated_notifications_grow_the_reported_idle_hold() -> None:
 
 async def test_connection_from_an_unknown_address_is_logged_with_it() -> None:
     core = RecordingCore()
-    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+    async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
         assert sup.listener
         with capture_logs() as logs:
             reader, writer = await asyncio.open_connection(
@@ -384,7 +384,7 @@ async def test_a_peer_that_stops_reading_is_backpressured_then_reset_alone() -> 
     """Write backpressure: sends wait while the socket is full (nothing piles up in memory),
     and a peer that never reads again falls after the hold time; another peer is untouched."""
     core = RecordingCore()
-    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+    async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
         cfg_b, cfg_c, (_, writer_b), (reader_c, writer_c) = await _two_passive_peers(sup, core)
 
         async def keepalives() -> None:  # B talks but never reads; C reads and talks
@@ -591,7 +591,7 @@ async def test_abort_closes_every_connection_without_a_notification() -> None:
     connection at the TCP level only: the peer reads our OPEN and KEEPALIVEs, then the end of
     the stream, and no NOTIFICATION (graceful restart, RFC 4724 §4.2)."""
     core = RecordingCore()
-    async with Supervisor(core, listen_address=str(A), listen_port=0) as sup:
+    async with Supervisor(core, listen_addresses=(str(A),), listen_port=0) as sup:
         assert sup.listener
         port = sup.listener.port
         cfg_b = config(A, B, 1, passive=True)

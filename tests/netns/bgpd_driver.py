@@ -125,6 +125,7 @@ class BgpdNode:
     metrics_listen: str = "none"
     datastore_text: str | None = None
     run_args: tuple[str, ...] = ()  # more ``bgpd run`` flags
+    log_level: str | None = "debug"  # None: no --log-level (the datastore's level applies)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     runs: int = field(default=0, init=False)
 
@@ -160,8 +161,7 @@ class BgpdNode:
             self.metrics_listen,
             "--log-format",
             "json",
-            "--log-level",
-            "debug",
+            *(("--log-level", self.log_level) if self.log_level else ()),
             *self.run_args,
             env={"PYTHONPATH": str(REPO_ROOT)},
             log=str(self.log),

@@ -88,6 +88,6 @@ async def our_speaker(
 ) -> AsyncIterator[Supervisor]:
     """Our supervisor listening on our end of the link, with ``config`` as its one peer."""
     with inside(pair.us):
-        async with Supervisor(core, listen_address=str(pair.our_address)) as supervisor:
+        async with Supervisor(core, listen_addresses=(str(pair.our_address),)) as supervisor:
             await supervisor.apply({config.key: config})
             yield supervisor

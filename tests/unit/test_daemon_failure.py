@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -56,6 +56,9 @@ class RecordingSupervisor:
 
     async def shutdown(self, message: str = "") -> None:
         self.ceased = True
+
+    async def listen(self, addresses: Sequence[str], port: int) -> list[str]:
+        return []
 
     async def send(self, peer: PeerKey, messages: list[bytes], prefixes: int = 0) -> bool:
         return True

@@ -37,7 +37,7 @@ import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import structlog
@@ -328,7 +328,14 @@ class Daemon:
         return self.router.peer_statuses(self.supervisor.statistics(), self.started)
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
-        return self.router.route_statuses(prefix)
+        routes = self.router.route_statuses(prefix)
+        interfaces = self.kernel.interfaces if self.kernel is not None else {}
+        if not interfaces:
+            return routes
+        return [
+            replace(r, interface=interfaces[r.next_hop]) if r.next_hop in interfaces else r
+            for r in routes
+        ]
 
     # -- control actions --------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ class RouteStatus:
     since: float = 0.0
     blackhole: bool = False
     stale: bool = False
+    interface: str = ""  # the kernel's way towards next_hop (BIRD's "via NH on IFACE")
 
 
 @dataclass(frozen=True, slots=True)

@@ -552,15 +552,10 @@ def _network_key(
     return network.version, int(network.network_address), network.prefixlen
 
 
-def _route_interface(route: RouteStatus) -> str:
-    """The outgoing interface, when the daemon's RouteStatus carries one (see module report)."""
-    return str(getattr(route, "interface", "") or "")
-
-
 def _route_via(route: RouteStatus) -> str:
     if route.peer == "local" or route.blackhole:
         return "blackhole"
-    interface = _route_interface(route)
+    interface = route.interface
     if not route.next_hop:
         return f"dev {interface}" if interface else "unreachable"
     return f"via {route.next_hop} on {interface}" if interface else f"via {route.next_hop}"

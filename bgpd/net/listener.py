@@ -233,11 +233,12 @@ class Listeners:
     async def listen(self, addresses: Sequence[str], port: int) -> list[str]:
         """Rule 6 at run time: the addresses that could not be bound, each with its error."""
         wanted: tuple[str | None, ...] = tuple(addresses) or (None,)
-        if port != self._port:
-            await self.close()
-        self._addresses, self._port = wanted, port
-        for address in [a for a in self._open if a not in wanted]:
+        moved = port != self._port
+        gone = [address for address in self._open if moved or address not in wanted]
+        for address in gone:
             await self._close_one(address)
+            log.info("stopped listening", address=address or "::", port=self._port)
+        self._addresses, self._port = wanted, port
         failed: list[str] = []
         for address in wanted:
             if address in self._open:
@@ -272,4 +273,3 @@ class Listeners:
         listener = self._open.pop(address)
         self._rejected_by_closed += listener.rejected
         await listener.close()
-        log.info("stopped listening", address=address or "::", port=listener.port)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import calico_node_status
 import pytest
 from bgpd_driver import BgpdNode, ExternalPeer, OurNode, RouteMonitor, calico_datastore, lan
 from netns import Namespace, have_root
@@ -346,13 +347,16 @@ def test_bird_clients_read_protocols_status_and_routes(lab: Lab, program: str) -
 
     routes = client(lab.a, program, "show", "route")
     mesh = session_name("Mesh", lab.b_ip)
-    assert re.search(rf"^{re.escape(BLOCK_B)}\s+via {lab.b_ip} \[{mesh} ", routes, re.M), routes
+    mesh_route = rf"^{re.escape(BLOCK_B)}\s+via {lab.b_ip} on \S+ \[{mesh} "
+    assert re.search(mesh_route, routes, re.M), routes
     for prefix in BIRD_ROUTES:
-        pattern = rf"^{re.escape(prefix)}\s+via {lab.hub_ip} \[{bird_session} .*\[AS{BIRD_AS}i\]"
+        pattern = (
+            rf"^{re.escape(prefix)}\s+via {lab.hub_ip} on \S+ \[{bird_session} .*\[AS{BIRD_AS}i\]"
+        )
         assert re.search(pattern, routes, re.M), routes
     assert re.search(rf"^{re.escape(BLOCK_A)}\s+blackhole \[static1 ", routes, re.M), routes
     covering = client(lab.a, program, "show", "route", "for", "10.244.2.7")
-    assert re.search(rf"^{re.escape(BLOCK_B)}\s+via {lab.b_ip} ", covering, re.M), covering
+    assert re.search(rf"^{re.escape(BLOCK_B)}\s+via {lab.b_ip} on ", covering, re.M), covering
 
 
 def calicoctl_finds(name: str, parent: int) -> list[int]:
@@ -386,6 +390,34 @@ def test_calicoctl_node_status_finds_bird_and_bird6_then_reads_the_sockets(lab: 
     assert calico_peers(client(lab.a, program, "show", "protocols")) == {
         name: (address, "Established") for name, address in lab.a_sessions.items()
     }
+
+
+def test_calico_node_status_reporter_reads_status_peers_and_routes(lab: Lab) -> None:
+    """calico-node's CalicoNodeStatus reporter (``node/pkg/status/populators``, ported in
+    ``calico_node_status``) reads bgpd's sockets as it reads BIRD's: no reader fails, and every
+    field it fills has bgpd's values."""
+    ensure_running(lab)
+    v4, v6 = str(lab.a.control_socket), ipv6_socket_path(str(lab.a.control_socket))
+    for path in (v4, v6):
+        status = calico_node_status.read_status(path)
+        assert status.ready and status.router_id == lab.a_ip, status
+        assert status.version.startswith("v"), status
+        assert status.last_boot_time and status.last_reconfig_time, status
+    peers = calico_node_status.read_peers(v4)
+    assert {(p.peer_type, p.peer_ip, p.bgp_state) for p in peers} == {
+        ("Mesh", lab.b_ip, "Established"),
+        ("Node", lab.hub_ip, "Established"),
+    }, peers
+    assert all(p.state == "up" and p.since for p in peers), peers
+    assert calico_node_status.read_peers(v6) == []
+    found = calico_node_status.read_routes(v4)
+    routes = {(r.dest, r.gateway, r.source_type, r.primary) for r in found}
+    assert all(r.iface for r in found), found
+    assert (BLOCK_B, lab.b_ip, "NodeMesh", True) in routes, routes
+    assert (BLOCK_A, "N/A", "Static", True) in routes, routes
+    for prefix in BIRD_ROUTES:
+        assert (prefix, lab.hub_ip, "BGPPeer", True) in routes, routes
+    assert calico_node_status.read_routes(v6) == []
 
 
 def test_readiness_names_missing_peers_then_turns_true(lab: Lab) -> None:

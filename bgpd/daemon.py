@@ -37,7 +37,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -47,6 +47,7 @@ from bgpd.config import ConfigError, DaemonConfig
 from bgpd.control.presence import bird_placeholders
 from bgpd.control.server import ControlSocketInUse, HealthChecker, serve_control_sockets
 from bgpd.datastore.source import DatastoreSource
+from bgpd.explain import explanation_json
 from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.metrics import Metrics, serve_http
@@ -289,6 +290,9 @@ class Daemon:
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
         return self.router.route_statuses(prefix)
+
+    def explain(self, prefix: str) -> dict[str, Any]:
+        return explanation_json(self.router.explain(prefix))
 
     # -- control actions --------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ Outputs, drained with ``drain()`` after any input:
 
 Rules:
 1. One writer: only the daemon's routing task calls the input, drain and pull methods; the
-   control surface only reads (``peer_statuses``, ``route_statuses``, ``status``).
+   control surface only reads (``peer_statuses``, ``route_statuses``, ``status``, ``explain``).
 2. Nothing is advertised, withdrawn or programmed before the first plan (confd's in-sync rule);
    a datastore outage just means no new plan, and the last one stays.
 3. The Speaker is rebuilt when the router id, AS or cluster id changes; otherwise a new plan
@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from bgpd.explain import Explanation
 from bgpd.kernel.desired import DesiredKernel, KernelBatch
 from bgpd.kernel.plan import KernelRoute
 from bgpd.rib.graceful_restart import ESTABLISH_WAIT, SelectionDeferral
@@ -66,7 +67,14 @@ from bgpd.status import PeerStatus, RouteStatus, capability_names, route_status
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.constants import Afi
 from bgpd.wire.negotiated import Negotiated
-from bgpd.wire.types import Family, PathAttributes, Prefix, prefix_from_str
+from bgpd.wire.types import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    Family,
+    PathAttributes,
+    Prefix,
+    prefix_from_str,
+)
 from encap.vxlan import TunnelPlan
 
 SessionEvent = Established | Down | UpdateReceived | RouteRefreshReceived
@@ -79,6 +87,12 @@ class KernelPlanning(Protocol):
     def route(
         self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
     ) -> KernelRoute | None: ...
+
+    def explain(
+        self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
+    ) -> KernelRoute | str:
+        """``route``, or in words why there is none."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +108,8 @@ class SessionPlan:
 @dataclass(frozen=True, slots=True)
 class RoutingPlan:
     """A node's routing intent, derived from one datastore snapshot (``bgpd.calico.node``).
-    ``router_id`` None: the node has no router id yet (nothing can run, rule 2)."""
+    ``router_id`` None: the node has no router id yet (nothing can run, rule 2).
+    ``local_route_origins``: each local route's datastore record, in words (``bgpd explain``)."""
 
     router_id: ipaddress.IPv4Address | None
     local_as: int
@@ -106,6 +121,7 @@ class RoutingPlan:
     listen_address: str | None = None
     listen_port: int = 179
     problems: tuple[str, ...] = ()
+    local_route_origins: Mapping[Family, Mapping[Prefix, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +401,36 @@ class Router:
                 for path in loc.candidates(key):
                     out.append(route_status(family, key, path, path is best, names))
         return out
+
+    def explain(self, prefix: str) -> Explanation:
+        """Everything about one prefix (``bgpd.explain``): read only (rule 1), computed on
+        demand. ``prefix`` must be a network (``10.0.0.0/26``); a bad one raises ValueError."""
+        wanted = prefix_from_str(prefix)
+        network = ipaddress.ip_network(prefix, strict=False)
+        family = IPV6_UNICAST if network.version == 6 else IPV4_UNICAST
+        applied, speaker = self._applied, self.speaker
+        if applied is None or speaker is None or family not in speaker.loc_ribs:
+            return Explanation(str(network), family, None, (), None, "", "", in_sync=False)
+        rib = speaker.explain(family, wanted)
+        loc = speaker.loc_ribs[family]
+        kernel = applied.plan.kernel.explain(family, wanted, loc.best(wanted), loc.ecmp(wanted))
+        desired = self.kernel.get(family, wanted)
+        down = tuple(
+            name for name in sorted(applied.plan.sessions) if name not in set(speaker.peers())
+        )
+        origin = applied.plan.local_route_origins.get(family, {}).get(wanted, "")
+        return Explanation(
+            str(network),
+            family,
+            rib,
+            down,
+            kernel if isinstance(kernel, KernelRoute) else None,
+            "" if isinstance(kernel, KernelRoute) else kernel,
+            origin,
+            in_sync=True,
+            kernel_pending=self.kernel.is_pending(family, wanted),
+            kernel_desired=desired,
+        )
 
     # -- internals ------------------------------------------------------------------------------
 

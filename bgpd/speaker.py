@@ -35,6 +35,7 @@ from typing import NamedTuple
 from bgpd.rib.adj_rib_in import AdjRibIn, RouteKey, split_key
 from bgpd.rib.adj_rib_out import AddPathState, AdjRibOut, EncodeCache, OutState
 from bgpd.rib.best_path import IgpCost, ecmp_set, rank_path
+from bgpd.rib.explain import Advertisement, Received, RibExplanation, explain_candidates
 from bgpd.rib.export import (
     ExportTarget,
     ImportReject,
@@ -221,6 +222,93 @@ class Speaker:
         peer = self._peers.get(peer_id)
         sent = sum(len(out) for out in peer.adj_out.values()) if peer is not None else 0
         return held, sent
+
+    def explain(self, family: Family, prefix: Prefix) -> RibExplanation:
+        """Why ``prefix`` is (not) selected and to whom it is sent (``bgpd.rib.explain``),
+        recomputed from the RIBs' state: nothing of it is kept in the hot path."""
+        loc = self.loc_ribs[family]
+        candidates = loc.candidates(prefix)
+        held = {(p.source.peer_id, p.path_id) for p in candidates}
+        received: list[Received] = []
+        for peer_id, tables in self.adj_ribs_in.items():
+            adj = tables.get(family)
+            if adj is not None:
+                received += self._explain_received(peer_id, family, prefix, adj, held)
+        best = candidates[0] if candidates else None
+        advertisements = tuple(
+            self._explain_advertisement(peer, family, prefix, best)
+            for peer in self._peers.values()
+            if family in peer.adj_out
+        )
+        return RibExplanation(
+            family,
+            prefix,
+            tuple(received),
+            explain_candidates(candidates, loc.always_compare_med),
+            advertisements,
+        )
+
+    def _explain_received(
+        self,
+        peer_id: str,
+        family: Family,
+        prefix: Prefix,
+        adj: AdjRibIn,
+        held: set[tuple[str, int]],
+    ) -> list[Received]:
+        if adj.add_path:  # keys are (prefix, path id): the table is scanned, on demand only
+            keys: list[RouteKey] = [k for k in adj.routes if k[0] == prefix]
+            keys += [k for k in adj.stale or () if k[0] == prefix]
+        else:
+            keys = [prefix]
+        peer = self._peers.get(peer_id)
+        out: list[Received] = []
+        for key in keys:
+            attrs = adj.get(key)
+            if attrs is None:
+                continue
+            _, path_id = split_key(key)
+            stale = bool(adj.stale) and key in adj.stale  # type: ignore[operator]
+            refused: str | None = "session not established (kept for graceful restart)"
+            trace = None
+            if peer is not None:
+                reject = self._import_refusal(peer, attrs)
+                refused = None if reject is None else str(reject)
+                if reject is None:
+                    import_policy = self._policies.get(peer_id, (ACCEPT_ALL, ACCEPT_ALL))[0]
+                    normalised = import_normalise(attrs, peer.source)
+                    trace = import_policy.trace(family, prefix, normalised, peer.import_ctx)
+            out.append(
+                Received(peer_id, path_id, attrs, stale, refused, trace, (peer_id, path_id) in held)
+            )
+        return out
+
+    def _explain_advertisement(
+        self, peer: _Peer, family: Family, prefix: Prefix, best: Path | None
+    ) -> Advertisement:
+        out = peer.adj_out[family]
+        sent = out.sent.get(prefix)
+        refused: str | None = None
+        trace = None
+        if best is None:
+            refused = "no route"
+        else:
+            check = export_check(best, peer.target)
+            if check is not None:
+                refused = str(check)
+            else:
+                export_policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
+                ctx = peer.export_ctx_local if best.source.local else peer.export_ctx_remote
+                trace = export_policy.trace(family, prefix, best.attrs, ctx)
+        return Advertisement(
+            peer_id=peer.peer_id,
+            advertised=sent is not None,
+            sent=sent if isinstance(sent, PathAttributes) else None,
+            pending=prefix in out.pending,
+            refused=refused,
+            policy=trace,
+            add_path=out.add_path,
+        )
 
     def next_deadline(self) -> float | None:
         deadlines = [self.graceful_restart.next_deadline()]
@@ -536,14 +624,7 @@ class Speaker:
         self, peer: _Peer, family: Family, prefix: Prefix, attrs: PathAttributes, path_id: int
     ) -> Path | None:
         source = peer.source
-        reject = import_check(
-            attrs,
-            source,
-            self.config.router_id,
-            self.cluster_id,
-            peer.settings.allow_own_as,
-            peer.own_addresses,
-        )
+        reject = self._import_refusal(peer, attrs)
         if reject is not None:
             self._count(reject)
             return None
@@ -555,6 +636,17 @@ class Speaker:
             self._count("import-policy-reject")
             return None
         return self.paths.get(source, self.attributes.intern(accepted), path_id)
+
+    def _import_refusal(self, peer: _Peer, attrs: PathAttributes) -> ImportReject | None:
+        """The protocol's own import rules (``bgpd.rib.export`` rule 1)."""
+        return import_check(
+            attrs,
+            peer.source,
+            self.config.router_id,
+            self.cluster_id,
+            peer.settings.allow_own_as,
+            peer.own_addresses,
+        )
 
     def _withdraw(
         self, peer: _Peer, family: Family, prefixes: list[Prefix], path_ids: list[int] | None

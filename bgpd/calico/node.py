@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from bgpd.calico.export import export_policy, import_policy
-from bgpd.calico.origin import Origination, local_routes, originate
+from bgpd.calico.origin import Origination, local_routes, originate, route_origins
 from bgpd.calico.sessions import peer_settings, session_config, session_key
 from bgpd.calico.tunnels import plan_config, pool_specs, tunnel_info, tunnel_needs
 from bgpd.config import DaemonConfig
@@ -79,6 +79,7 @@ class NodePlanner:
             listen_address=(str(peering.listen_addresses[0]) if peering.listen_addresses else None),
             listen_port=peering.listen_port,
             problems=tuple(problems),
+            local_route_origins=route_origins(originations),
         )
 
     def _sessions(

@@ -503,6 +503,23 @@ class KernelPlanner:
         )
         return planned if isinstance(planned, KernelRoute) else None
 
+    def explain(
+        self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
+    ) -> KernelRoute | str:
+        """``route``, or in words why there is none (``bgpd explain``)."""
+        planned = plan_best(
+            family, prefix, best, ecmp, self.blackholes, self.pools, self.config, self.pinned
+        )
+        if isinstance(planned, KernelRoute):
+            return planned
+        if isinstance(planned, Skipped):
+            return planned.reason
+        if best is None:
+            return "no route in the Loc-RIB"
+        if best.source.local:
+            return "a route this node originates without a blackhole: advertised, not installed"
+        return "no usable next hop"
+
 
 def plan_routes(routes: Iterable[BestRoute], config: PlanConfig) -> KernelPlan:
     """The desired kernel table for a set of best routes."""

@@ -256,11 +256,7 @@ class Speaker:
         adj: AdjRibIn,
         held: set[tuple[str, int]],
     ) -> list[Received]:
-        if adj.add_path:  # keys are (prefix, path id): the table is scanned, on demand only
-            keys: list[RouteKey] = [k for k in adj.routes if k[0] == prefix]
-            keys += [k for k in adj.stale or () if k[0] == prefix]
-        else:
-            keys = [prefix]
+        keys = adj.keys_for(prefix)
         peer = self._peers.get(peer_id)
         out: list[Received] = []
         for key in keys:

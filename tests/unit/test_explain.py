@@ -17,6 +17,7 @@ from bgpd.config import DaemonConfig, FileSource
 from bgpd.datastore import DEFAULT_DATASTORE
 from bgpd.datastore.file import FileDatastore
 from bgpd.explain import explanation_json, explanation_text
+from bgpd.rib.adj_rib_in import PATH_ID_PROBE_LIMIT, AdjRibIn
 from bgpd.router import Router
 from bgpd.session.config import PeerKey
 from bgpd.session.events import Established, UpdateReceived
@@ -178,3 +179,20 @@ def test_explain_goldens(case: Case) -> None:
     _check(GOLDEN / f"{case.name}.json", json.dumps(documents, indent=2, sort_keys=True) + "\n")
     text = "\n\n".join(explanation_text(doc) for doc in documents.values()) + "\n"
     _check(GOLDEN / f"{case.name}.txt", text)
+
+
+def test_add_path_routes_of_a_prefix_are_found_by_probing_or_scanning() -> None:
+    adj = AdjRibIn(add_path=True)
+    wanted, other = prefix_from_str("10.1.0.0/24"), prefix_from_str("10.2.0.0/24")
+    attrs = PathAttributes(next_hop=_ip("10.0.0.9"))
+    adj.announce(adj.keys_of([wanted, wanted, other], [1, 7, 1]), attrs)
+    assert adj.keys_for(wanted) == [(wanted, 1), (wanted, 7)]
+    adj.mark_stale()
+    adj.announce(adj.keys_of([wanted], [7]), attrs)
+    assert sorted(adj.keys_for(wanted)) == [(wanted, 1), (wanted, 7)]  # stale ones too
+    many = list(range(100, 100 + PATH_ID_PROBE_LIMIT + 1))
+    adj.announce(adj.keys_of([other] * len(many), many), attrs)
+    assert sorted(adj.keys_for(wanted)) == [(wanted, 1), (wanted, 7)]  # past the limit: a scan
+    plain = AdjRibIn()
+    plain.announce(plain.keys_of([wanted], None), attrs)
+    assert plain.keys_for(wanted) == [wanted] and plain.keys_for(other) == []

@@ -61,6 +61,7 @@ from bgpd.router import (
     Notice,
     Output,
     Router,
+    StopSession,
     TunnelsWanted,
 )
 from bgpd.session.config import PeerKey, SessionConfig
@@ -231,6 +232,10 @@ class Daemon:
                     self._tunnel_plans.put(output.plan)
             elif isinstance(output, Notice):
                 getattr(log, output.level)(output.event, **dict(output.fields))
+            elif isinstance(output, StopSession) and self.supervisor is not None:
+                assert self._group is not None
+                stopping = self.supervisor.stop_automatically(output.peer, output.stop)
+                self._group.create_task(stopping, name=f"stop {output.peer}")
 
     def _wake_kernel(self) -> None:
         """Tell ``KernelSync`` there is work, when it asked to be told (kernel.sync rule 1)."""

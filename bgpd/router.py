@@ -10,7 +10,7 @@ Inputs (each with ``now``, the caller's monotonic clock):
 Outputs, drained with ``drain()`` after any input:
   ``DesiredSessions`` (the supervisor's desired set), ``TunnelsWanted`` (tunnel devices),
   ``MessagesWaiting`` (a peer has messages: pull them with ``take``), ``KernelWork`` (pull a
-  round with ``kernel_batch``), ``Notice`` (a line for the log).
+  round with ``kernel_batch``), ``Notice`` (a line for the log), ``StopSession`` (rule 8).
 
 Rules:
 1. One writer: only the daemon's routing task calls the input, drain and pull methods; the
@@ -31,6 +31,9 @@ Rules:
    every new plan re-plans all of them (pools, rejects and encapsulation may have changed).
 6. Messages are pulled per peer, at most ``budget`` prefixes at a time (Speaker rule 2).
 7. Pure: no IO, no clock, no Calico model (``tests/test_layers.py``).
+8. A session past its maximum prefix count (``bgpd.speaker`` rule 6) is stopped: ``StopSession``
+   with Cease/Maximum Number of Prefixes Reached and RFC 4486 §4's data (AFI, SAFI, the upper
+   bound), and an idle time before it connects again; past the warning threshold a ``Notice``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from bgpd.rib.policy import Policy
 from bgpd.rib.route import Path
 from bgpd.session.config import PeerKey, SessionConfig
 from bgpd.session.events import (
+    AutomaticStop,
     Down,
     Established,
     RouteRefreshReceived,
@@ -59,13 +63,14 @@ from bgpd.speaker import (
     BestChanged,
     PeerHasOutput,
     PeerSettings,
+    PrefixLimitReached,
     RibConverged,
     Speaker,
     SpeakerConfig,
 )
 from bgpd.status import PeerStatus, RouteStatus, capability_names, route_status
 from bgpd.wire.attributes import AttributeCache
-from bgpd.wire.constants import Afi
+from bgpd.wire.constants import Afi, CeaseSubcode
 from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import (
     IPV4_UNICAST,
@@ -140,6 +145,14 @@ class MessagesWaiting:
 
 
 @dataclass(frozen=True, slots=True)
+class StopSession:
+    """Close the session with ``stop`` (its Cease and idle time) and let it restart (rule 8)."""
+
+    peer: PeerKey
+    stop: AutomaticStop
+
+
+@dataclass(frozen=True, slots=True)
 class KernelWork:
     """Desired kernel routes changed: the kernel side should pull a ``kernel_batch``."""
 
@@ -153,7 +166,7 @@ class Notice:
     fields: tuple[tuple[str, object], ...] = ()
 
 
-Output = DesiredSessions | TunnelsWanted | MessagesWaiting | KernelWork | Notice
+Output = DesiredSessions | TunnelsWanted | MessagesWaiting | KernelWork | Notice | StopSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +317,8 @@ class Router:
                         outputs.append(MessagesWaiting(session.config.key))
                 elif isinstance(change, RibConverged):
                     self._converged(outputs)
+                elif isinstance(change, PrefixLimitReached):
+                    self._prefix_limit(change, applied, outputs)
         if self.kernel.pending:
             outputs.append(KernelWork())
         return outputs
@@ -456,6 +471,43 @@ class Router:
             for prefix in kernel.prefixes(family):
                 if prefix not in loc:
                     kernel.set(family, prefix, None)
+
+    def _prefix_limit(
+        self, reached: PrefixLimitReached, applied: _Applied, outputs: list[Output]
+    ) -> None:
+        """Rule 8."""
+        session = applied.plan.sessions.get(reached.peer_id)
+        if session is None:
+            return
+        limit = reached.limit
+        fields = {
+            "session": reached.peer_id,
+            "peer": str(session.config.key),
+            "family": f"{reached.family.afi}/{reached.family.safi}",
+            "prefixes": reached.count,
+            "limit": limit.limit,
+        }
+        if not reached.exceeded:
+            self._notice_to(outputs, "warning", "prefix count past warning threshold", fields)
+            return
+        fields["restart_after"] = limit.restart_time
+        self._notice_to(outputs, "warning", "maximum prefixes reached: closing session", fields)
+        # RFC 4486 §4: the Data field is AFI (2 octets), SAFI (1 octet), upper bound (4 octets).
+        data = (
+            reached.family.afi.to_bytes(2, "big")
+            + reached.family.safi.to_bytes(1, "big")
+            + limit.limit.to_bytes(4, "big")
+        )
+        stop = AutomaticStop(
+            CeaseSubcode.MAXIMUM_PREFIXES_REACHED, data=data, idle_time=limit.restart_time
+        )
+        outputs.append(StopSession(session.config.key, stop))
+
+    @staticmethod
+    def _notice_to(
+        outputs: list[Output], level: str, event: str, fields: Mapping[str, object]
+    ) -> None:
+        outputs.append(Notice(level, event, tuple(fields.items())))
 
     def _converged(self, outputs: list[Output]) -> None:
         """Rule 4: the selection deferral is over."""

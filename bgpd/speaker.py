@@ -23,6 +23,10 @@ Rules:
    attributes / path, and equal UPDATE groups are encoded once for all peers in the same
    encoding context (a small cache of the latest encodings, ``ENCODE_CACHE_GROUPS``).
 5. Pure: imports ``bgpd.rib`` and ``bgpd.wire``; no IO, no clock; never ``bgpd.session``.
+6. A peer with ``PeerSettings.max_prefixes`` is watched after each of its UPDATEs: its
+   Adj-RIB-In per family (routes received, before import policy, as BIRD's ``receive limit``)
+   past the warning threshold, then past the limit, is reported once each per session
+   (``PrefixLimitReached``); closing the session is the caller's (RFC 4486 §4).
 """
 
 from __future__ import annotations
@@ -73,6 +77,16 @@ class SpeakerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixLimit:
+    """Rule 6: at most ``limit`` routes per family in the peer's Adj-RIB-In, a warning past
+    ``warning``; ``restart_time`` is the idle time before the session connects again."""
+
+    limit: int
+    warning: int
+    restart_time: float
+
+
+@dataclass(frozen=True, slots=True)
 class PeerSettings:
     """One session's configuration as the RIB needs it.
 
@@ -87,6 +101,7 @@ class PeerSettings:
     next_hop_mode: NextHopMode = NextHopMode.AUTO
     next_hop_self: Mapping[Family, bytes] = field(default_factory=dict)
     allow_own_as: int = 0
+    max_prefixes: PrefixLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +122,24 @@ class BestChanged(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixLimitReached:
+    """Rule 6: the peer's Adj-RIB-In of ``family`` holds ``count`` routes, past the warning
+    threshold (``exceeded`` False) or past the limit (True: the session must close)."""
+
+    peer_id: str
+    family: Family
+    count: int
+    limit: PrefixLimit
+    exceeded: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RibConverged:
     """Deferred selection after our restart is over (RFC 4724 §4.1): every prefix has been
     reported; routes installed before the restart and not reported since are stale."""
 
 
-Output = PeerHasOutput | BestChanged | RibConverged
+Output = PeerHasOutput | BestChanged | RibConverged | PrefixLimitReached
 
 
 class _Peer:
@@ -136,6 +163,7 @@ class _Peer:
         "export_ctx_local",
         "export_ctx_remote",
         "own_addresses",
+        "limit_reported",
     )
 
     def __init__(
@@ -152,6 +180,7 @@ class _Peer:
         self.source = source
         self.target = target
         self.own_addresses = frozenset(target.next_hop_self.values())
+        self.limit_reported: dict[Family, bool] = {}  # rule 6: family -> exceeded reported
         families = negotiated.families
         self.adj_out = {f: AdjRibOut(f, f in negotiated.add_path_tx) for f in sorted(families)}
         self.full_sync: set[Family] = set(families)
@@ -204,6 +233,7 @@ class Speaker:
         self._next_index = 1
         self._converged_pending = False
         self._encode_cache: EncodeCache = {}
+        self._limit_events: list[PrefixLimitReached] = []
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -394,6 +424,24 @@ class Speaker:
             )
         if update.end_of_rib is not None:
             self._end_of_rib(peer_id, update.end_of_rib, now)
+        if peer.settings.max_prefixes is not None:
+            self._check_prefix_limit(peer, peer.settings.max_prefixes)
+
+    def _check_prefix_limit(self, peer: _Peer, limit: PrefixLimit) -> None:
+        """Rule 6, once per threshold and family while the session lasts."""
+        for family, adj in self.adj_ribs_in.get(peer.peer_id, {}).items():
+            count = len(adj)
+            reported = peer.limit_reported.get(family)
+            if count > limit.limit and reported is not True:
+                peer.limit_reported[family] = True
+                self._limit_events.append(
+                    PrefixLimitReached(peer.peer_id, family, count, limit, True)
+                )
+            elif count > limit.warning and reported is None:
+                peer.limit_reported[family] = False
+                self._limit_events.append(
+                    PrefixLimitReached(peer.peer_id, family, count, limit, False)
+                )
 
     def route_refresh_received(self, peer_id: str, message: RouteRefresh, now: float) -> None:
         """A ROUTE-REFRESH: a request is answered by re-sending our Adj-RIB-Out (RFC 2918 §4),
@@ -483,7 +531,8 @@ class Speaker:
 
     def drain(self) -> list[Output]:
         """Rule 3: everything to do now, in order; messages wait for ``take`` (rule 2)."""
-        outputs: list[Output] = []
+        outputs: list[Output] = list(self._limit_events)
+        self._limit_events.clear()
         deferring = self.deferral is not None
         if not deferring:
             dirty = {f: self._dirty_prefixes(f) for f in self._dirty}

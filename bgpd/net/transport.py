@@ -632,6 +632,7 @@ class PeerRunner:
                 shutdown_message=(
                     action.notification.shutdown_message if action.notification else None
                 ),
+                data=action.notification.data.hex() if action.notification else None,
             )
             if not action.was_established:
                 return

@@ -230,8 +230,6 @@ def explanation_text(doc: dict[str, Any]) -> str:
         pending = " (pending)" if doc["kernel_pending"] else ""
         lines.append(f"kernel: {kernel['route']}{pending}")
         for hop in kernel["nexthops"]:
-            lines.append(
-                f"  via {hop['gateway']} dev {hop['device'] or '-'}"
-                f" encapsulation {hop['encapsulation']}"
-            )
+            device = f"dev {hop['device']}" if hop["device"] else "device chosen by the kernel"
+            lines.append(f"  via {hop['gateway']}, {device}, encapsulation {hop['encapsulation']}")
     return "\n".join(lines)

@@ -160,8 +160,8 @@ class KernelRoute:
 
     def __str__(self) -> str:
         head = f"blackhole {self.dst}" if self.kind is RouteKind.BLACKHOLE else str(self.dst)
-        hops = " ".join(_hop_text(hop) for hop in self.nexthops)
-        return f"{head} {hops} proto {self.protocol} metric {self.metric} table {self.table}"
+        hops = "".join(f" {_hop_text(hop)}" for hop in self.nexthops)
+        return f"{head}{hops} proto {self.protocol} metric {self.metric} table {self.table}"
 
     def __repr__(self) -> str:
         return (

@@ -38,6 +38,7 @@ class Explanation:
     in_sync: bool = True
     kernel_pending: bool = False  # the desired change has not reached the kernel yet
     kernel_desired: KernelRoute | None = None
+    covered_by: str = ""  # no route for the prefix: the longest Loc-RIB prefix covering it
 
 
 def _policy_json(trace: PolicyTrace | None) -> dict[str, Any] | None:
@@ -138,6 +139,7 @@ def explanation_json(explanation: Explanation) -> dict[str, Any]:
         "kernel": _kernel_json(explanation.kernel),
         "kernel_reason": explanation.no_kernel_reason or None,
         "kernel_pending": explanation.kernel_pending,
+        "covered_by": explanation.covered_by or None,
     }
 
 
@@ -186,6 +188,9 @@ def explanation_text(doc: dict[str, Any]) -> str:
     lines.append("candidates:")
     if not doc["candidates"]:
         lines.append("  none: no route in the Loc-RIB")
+        if doc.get("covered_by"):
+            covering = doc["covered_by"]
+            lines.append(f"  the longest route covering it is {covering}: bgpd explain {covering}")
     for cand in doc["candidates"]:
         who = "local" if cand["source"] == "local" else f"{cand['source']} {cand['peer_ip']}"
         who += f" AS{cand['peer_as']} ({cand['kind']})" if cand["source"] != "local" else ""

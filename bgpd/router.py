@@ -419,9 +419,10 @@ class Router:
 
     def explain(self, prefix: str) -> Explanation:
         """Everything about one prefix (``bgpd.explain``): read only (rule 1), computed on
-        demand. ``prefix`` must be a network (``10.0.0.0/26``); a bad one raises ValueError."""
-        wanted = prefix_from_str(prefix)
+        demand. ``prefix`` is a network (``10.0.0.0/26``) or an address (its host route); a bad
+        one raises ValueError."""
         network = ipaddress.ip_network(prefix, strict=False)
+        wanted = prefix_from_str(str(network))
         family = IPV6_UNICAST if network.version == 6 else IPV4_UNICAST
         applied, speaker = self._applied, self.speaker
         if applied is None or speaker is None or family not in speaker.loc_ribs:
@@ -434,6 +435,13 @@ class Router:
             name for name in sorted(applied.plan.sessions) if name not in set(speaker.peers())
         )
         origin = applied.plan.local_route_origins.get(family, {}).get(wanted, "")
+        covering = ""
+        if not rib.candidates:  # the route that forwards it instead, if any (longest match)
+            for length in range(network.prefixlen - 1, -1, -1):
+                wider = network.supernet(new_prefix=length)
+                if prefix_from_str(str(wider)) in loc:
+                    covering = str(wider)
+                    break
         return Explanation(
             str(network),
             family,
@@ -445,6 +453,7 @@ class Router:
             in_sync=True,
             kernel_pending=self.kernel.is_pending(family, wanted),
             kernel_desired=desired,
+            covered_by=covering,
         )
 
     # -- internals ------------------------------------------------------------------------------

@@ -282,7 +282,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parents=[common, with_json],
         help="why a prefix is (not) routed: candidates, decision, filters, peers, kernel",
     )
-    explain.add_argument("prefix", help="a network, e.g. 10.244.1.0/26")
+    explain.add_argument("prefix", help="a network (10.244.1.0/26) or an address (a pod's IP)")
     explain.set_defaults(handler=_handled(cmd_explain))
 
     status = subparsers.add_parser(

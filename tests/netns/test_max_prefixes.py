@@ -1,45 +1,31 @@
-"""The maximum prefix guardrail against a real peer (issue 21 point 3): GoBGP sends more routes
-than its BGPPeer's ``bgpd.projectcalico.org/max-prefixes`` annotation allows; bgpd warns, closes
-the session with Cease/Maximum Number of Prefixes Reached carrying RFC 4486 §4's data (AFI 1,
+"""The maximum prefix guardrail against a real peer (issue 21 point 3), in the suite's namespace
+pair: GoBGP sends more routes than its BGPPeer's ``bgpd.projectcalico.org/max-prefixes``
+annotation allows; bgpd warns, closes the session with Cease/Maximum Number of Prefixes Reached carrying RFC 4486 §4's data (AFI 1,
 SAFI 1, the upper bound), withdraws the peer's routes from the kernel, stays idle for the
 configured time and connects again (and stops again, the peer still sending too many)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from bgpd_driver import BgpdNode, ExternalPeer, OurNode, calico_datastore
-from netns import Pair, have_root, make_pair
+from netns import Pair
 from peer_drivers import GoBgp, PeerSpec, wait_for
 
 pytestmark = pytest.mark.netns
 
-PREFIX = "hM-"
-SUBNET = "10.213.122.0/30"
 OUR_AS, GOBGP_AS = 64512, 65001
 LIMIT, RESTART = 4, 5
 ROUTES = tuple(f"10.60.{i}.0/24" for i in range(1, 7))  # six: past the limit of four
 TIMEOUT = 40.0
 
 
-@pytest.fixture
-def pair() -> Iterator[Pair]:
-    if not have_root():
-        pytest.skip("needs root and iproute2")
-    if not GoBgp.available():
-        pytest.skip("GoBGP is not installed")
-    topology = make_pair(PREFIX, SUBNET)
-    try:
-        yield topology
-    finally:
-        topology.delete()
-
-
 def test_a_peer_past_its_limit_is_stopped_with_rfc_4486_data_and_restarted(
     pair: Pair, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    if not GoBgp.available():
+        pytest.skip("GoBGP is not installed")
     workdir = tmp_path_factory.mktemp("max-prefixes")
     us, peer = str(pair.our_address), str(pair.peer_address)
     ours = OurNode("node-a", f"{us}/30", OUR_AS, blocks=("10.244.1.0/26",))

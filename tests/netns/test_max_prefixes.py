@@ -1,8 +1,9 @@
 """The maximum prefix guardrail against a real peer (issue 21 point 3), in the suite's namespace
 pair: GoBGP sends more routes than its BGPPeer's ``bgpd.projectcalico.org/max-prefixes``
-annotation allows; bgpd closes the session with Cease/Maximum Number of Prefixes Reached carrying RFC 4486 §4's data (AFI 1,
-SAFI 1, the upper bound), withdraws the peer's routes from the kernel, stays idle for the
-configured time and connects again (and stops again, the peer still sending too many)."""
+annotation allows; bgpd closes the session with Cease/Maximum Number of Prefixes Reached
+carrying RFC 4486 §4's data (AFI 1, SAFI 1, the upper bound), withdraws the peer's routes from
+the kernel, stays idle for the configured time and connects again (and stops again, the peer
+still sending too many)."""
 
 from __future__ import annotations
 

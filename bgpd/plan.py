@@ -106,7 +106,7 @@ def known_route(route: Mapping[str, Any]) -> KnownRoute:
         PathAttributes(
             origin=Origin[str(route.get("origin", "igp")).upper()],
             as_path=(AsPathSegment(SegmentType.AS_SEQUENCE, as_path),) if as_path else (),
-            next_hop=ipaddress.ip_address(next_hop).packed if next_hop else b"",
+            next_hop=b"".join(ipaddress.ip_address(hop).packed for hop in next_hop.split()),
             local_pref=route.get("local_pref"),
             med=route.get("med"),
             communities=tuple(

@@ -20,12 +20,19 @@ from bgpd.plan import (
     apply_change,
     desired_state,
     desired_state_text,
+    known_route,
     node_state,
     planned_change,
     planned_change_text,
 )
 from bgpd.wire.constants import SegmentType
-from bgpd.wire.types import IPV4_UNICAST, AsPathSegment, PathAttributes, prefix_from_str
+from bgpd.wire.types import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    AsPathSegment,
+    PathAttributes,
+    prefix_from_str,
+)
 from peers.model import Snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +118,26 @@ def test_a_change_file_is_validated_naming_the_document() -> None:
     )
     with pytest.raises(ValueError, match="document 0"):
         apply_change(_snapshot(LABS["tor"]), parse_documents(bad, "change.yaml"))
+
+
+def test_a_daemon_route_reads_back_as_the_attributes_it_shows() -> None:
+    route = known_route(
+        {
+            "prefix": "fd00:10::/64",
+            "peer": "Mesh_fd00__2",
+            "next_hop": "fd00::2 fe80::2",
+            "as_path": [65001, 65002],
+            "origin": "incomplete",
+            "local_pref": 100,
+            "med": 5,
+            "communities": ["64512:100"],
+            "large_communities": ["64512:1:2"],
+        }
+    )
+    assert route.family == IPV6_UNICAST and route.session == "Mesh_fd00__2"
+    attrs = route.attrs
+    assert len(attrs.next_hop) == 32 and attrs.origin == 2
+    assert attrs.as_path == (AsPathSegment(SegmentType.AS_SEQUENCE, (65001, 65002)),)
+    assert (attrs.local_pref, attrs.med) == (100, 5)
+    assert attrs.communities == ((64512 << 16) | 100,)
+    assert attrs.large_communities == ((64512, 1, 2),)

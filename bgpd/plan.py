@@ -4,9 +4,9 @@ datastore would do to it, computed offline by the same code the daemon runs.
 Rules:
 1. The desired state is ``bgpd.calico.node``'s routing plan, shown per session (every setting:
    peer, AS, local AS, passive, TTL, password source, route-reflector role, next-hop mode,
-   timers, BFD as the session configuration carries it, filters), what the node originates
-   (with its datastore record), what each session is sent (with communities), and the kernel
-   rules per pool.
+   timers, BFD as the session configuration carries it, filters, maximum prefix count), what
+   the node originates (with its datastore record), what each session is sent (with
+   communities), and the kernel rules per pool.
 2. What is sent and installed is not re-derived: a ``Router`` (``bgpd.router``) is run on the
    plan with every session Established and the known learned routes received, so import and
    export policy, best path, the protocol's export rules and the kernel plan are the daemon's
@@ -238,8 +238,19 @@ def _session_json(name: str, spec: SessionSpec, state: NodeState) -> dict[str, A
             "graceful_restart_time": config.graceful_restart_time if config is not None else None,
         },
         "bfd": _bfd(config),
+        "max_prefixes": _max_prefixes(spec),
         "planned": session is not None,
     }
+
+
+def _max_prefixes(spec: SessionSpec) -> str:
+    limit = spec.max_prefixes
+    if limit is None:
+        return "off"
+    return (
+        f"{limit.limit} per family, warning past {limit.warning},"
+        f" idle {limit.restart_time:g} s after a stop"
+    )
 
 
 def _bfd(config: object) -> str:
@@ -369,7 +380,8 @@ def desired_state_text(doc: Mapping[str, Any]) -> str:
         lines.append(
             f"      next hop {s['next_hop_mode']}; hold {t['hold_time']} s, keepalive"
             f" {t['keepalive_time']} s, connect retry {t['connect_retry_time']} s, graceful"
-            f" restart {t['graceful_restart_time']} s; BFD {s['bfd']}"
+            f" restart {t['graceful_restart_time']} s; BFD {s['bfd']}; max prefixes"
+            f" {s['max_prefixes']}"
             + (f"; filters {', '.join(s['filters'])}" if s["filters"] else "")
             + (f"; reachable by {s['reachable_by']}" if s["reachable_by"] else "")
         )

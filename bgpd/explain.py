@@ -61,6 +61,7 @@ def _received_json(item: Received) -> dict[str, Any]:
         "stale": item.stale,
         "refused": item.refused,
         "import": _policy_json(item.policy),
+        "import_changed": item.policy is not None and item.policy.result not in (None, item.attrs),
         "in_loc_rib": item.in_loc_rib,
     }
 
@@ -214,6 +215,8 @@ def explanation_text(doc: dict[str, Any]) -> str:
         path_id = f" path-id {item['path_id']}" if item["path_id"] else ""
         lines.append(f"  {item['peer']}{path_id}{stale}: {decision}; {where}")
         lines.append(f"      {_attrs_text(item['attributes'])}")
+        if item["import_changed"]:
+            lines.append(f"      imported as {_attrs_text(item['import']['attributes'])}")
     lines.append("advertised to (export):")
     if not doc["advertised"] and not doc["not_established"]:
         lines.append("  no sessions")

@@ -37,7 +37,6 @@ class Explanation:
     origin: str  # the datastore record a route we originate comes from ("" if none)
     in_sync: bool = True
     kernel_pending: bool = False  # the desired change has not reached the kernel yet
-    kernel_desired: KernelRoute | None = None
     covered_by: str = ""  # no route for the prefix: the longest Loc-RIB prefix covering it
 
 

@@ -430,7 +430,6 @@ class Router:
         rib = speaker.explain(family, wanted)
         loc = speaker.loc_ribs[family]
         kernel = applied.plan.kernel.explain(family, wanted, loc.best(wanted), loc.ecmp(wanted))
-        desired = self.kernel.get(family, wanted)
         down = tuple(
             name for name in sorted(applied.plan.sessions) if name not in set(speaker.peers())
         )
@@ -452,7 +451,6 @@ class Router:
             origin,
             in_sync=True,
             kernel_pending=self.kernel.is_pending(family, wanted),
-            kernel_desired=desired,
             covered_by=covering,
         )
 

@@ -41,6 +41,7 @@ from bgpd.rib.adj_rib_out import AddPathState, AdjRibOut, EncodeCache, OutState
 from bgpd.rib.best_path import IgpCost, ecmp_set, rank_path
 from bgpd.rib.explain import Advertisement, Received, RibExplanation, explain_candidates
 from bgpd.rib.export import (
+    REJECT_RULES,
     ExportTarget,
     ImportReject,
     export_check,
@@ -299,7 +300,7 @@ class Speaker:
             trace = None
             if peer is not None:
                 reject = self._import_refusal(peer, attrs)
-                refused = None if reject is None else str(reject)
+                refused = None if reject is None else f"{reject}: {REJECT_RULES[reject]}"
                 if reject is None:
                     import_policy = self._policies.get(peer_id, (ACCEPT_ALL, ACCEPT_ALL))[0]
                     normalised = import_normalise(attrs, peer.source)
@@ -321,7 +322,7 @@ class Speaker:
         else:
             check = export_check(best, peer.target)
             if check is not None:
-                refused = str(check)
+                refused = f"{check}: {REJECT_RULES[check]}"
             else:
                 export_policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
                 ctx = peer.export_ctx_local if best.source.local else peer.export_ctx_remote

@@ -44,6 +44,8 @@ LABS = {
     "tor": ROOT / "containerlab" / "tor" / "datastore.yaml",
     "cross-subnet": ROOT / "containerlab" / "cross-subnet" / "datastore.yaml",
     "interop": ROOT / "containerlab" / "interop" / "datastore.yaml",
+    # Not a lab: every per-session option (password, TTL security, next-hop mode, reachableBy...)
+    "explicit-peers": ROOT / "tests" / "golden" / "desired" / "explicit-peers" / "datastore.yaml",
 }
 CHANGES = ("bgpfilter-added", "bgppeer-removed", "ippool-ipip", "ippool-vxlan")
 

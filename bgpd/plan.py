@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bgpd.calico.node import NodePlanner
-from bgpd.calico.sessions import BIRD_HOLD_TIME
+from bgpd.calico.sessions import BIRD_HOLD_TIME, BIRD_MULTIHOP_TTL
 from bgpd.calico.tunnels import pool_specs
 from bgpd.config import DaemonConfig
 from bgpd.datastore.cache import Cache
 from bgpd.datastore.schema import Kind, RecordError, RecordKey, decode_document
 from bgpd.kernel.plan import KernelPlanner, destination_of, kernel_refusal
 from bgpd.router import Router, RoutingPlan
+from bgpd.session.config import SessionConfig
 from bgpd.session.events import Established, UpdateReceived
 from bgpd.session.timers import keepalive_interval
 from bgpd.wire.constants import Origin, SegmentType
@@ -186,10 +187,12 @@ def node_state(
     return NodeState(config.node, snapshot, peering, plan, sent, kernel)
 
 
-def _ttl(spec: SessionSpec) -> str:
+def _ttl(spec: SessionSpec, config: SessionConfig | None) -> str:
+    """The session's TTL rule as the FSM config carries it (``bgpd.calico.sessions`` rule 2)."""
     if spec.ttl_security:
         return f"TTL security (GTSM): {spec.ttl_security} hop(s), RFC 5082"
-    return "multihop, TTL 64"
+    hops = config.multihop_ttl if config is not None else BIRD_MULTIHOP_TTL
+    return f"multihop, TTL {hops}"
 
 
 def _reflector_role(spec: SessionSpec, state: NodeState) -> str:
@@ -223,7 +226,7 @@ def _session_json(name: str, spec: SessionSpec, state: NodeState) -> dict[str, A
         "local_as": spec.local_as,
         "type": "iBGP" if spec.is_ibgp else "eBGP",
         "passive": spec.passive,
-        "ttl": _ttl(spec),
+        "ttl": _ttl(spec, config),
         "password": spec.password or "none",
         "route_reflector": _reflector_role(spec, state),
         "next_hop_mode": str(spec.next_hop_mode),

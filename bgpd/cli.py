@@ -249,11 +249,12 @@ def _changed_snapshot(snapshot: Any, path: str) -> Any:
 
 def _current_routes(control_socket: str) -> list[Any] | None:
     """The running daemon's learned Loc-RIB candidates; None when no daemon answers."""
-    from bgpd.control.commands import ControlError, ask
+    from bgpd.control.commands import ControlClient, ControlError
     from bgpd.plan import known_route
 
-    try:
-        routes = ask(control_socket, "routes")
+    try:  # a full table is a long answer: minutes, not the CLI's usual seconds
+        with ControlClient(control_socket, timeout=300.0) as client:
+            routes = client.json("routes")
     except ControlError:
         return None
     return [known_route(r) for r in routes if r["peer"] != "local"]

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bgpd.control.commands import register as register_control_commands
 from bgpd.wire.attributes import AttributeCache
@@ -213,6 +213,97 @@ def cmd_datastore_load(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _load_snapshot(config: Any) -> Any:
+    """The datastore's current snapshot, read once (a file, etcd or the Kubernetes API)."""
+    import asyncio
+
+    from bgpd.config import FileSource
+    from bgpd.datastore.file import FileDatastore
+    from bgpd.datastore.source import DatastoreSource
+    from bgpd.errors import ConfigError
+    from bgpd.metrics import Metrics
+
+    if isinstance(config.datastore, FileSource):
+        datastore = FileDatastore(config.datastore.path)
+        snapshot = datastore.reload()
+        if snapshot is None:
+            errors = datastore.last_errors
+            reason = errors[-1].reason if errors else "unreadable"
+            raise ConfigError("--datastore", f"file:{config.datastore.path}", reason)
+        return snapshot
+
+    async def first() -> Any:
+        async for snapshot in DatastoreSource(config, Metrics()).snapshots():
+            return snapshot
+        return None
+
+    return asyncio.run(asyncio.wait_for(first(), timeout=30.0))
+
+
+def _changed_snapshot(snapshot: Any, path: str) -> Any:
+    """``snapshot`` with ``path``'s documents applied (``bgpd.plan.apply_change``)."""
+    from bgpd.datastore.file import parse_documents
+    from bgpd.plan import apply_change
+
+    with open(path) as handle:
+        return apply_change(snapshot, parse_documents(handle.read(), path))
+
+
+def _current_routes(control_socket: str) -> list[Any] | None:
+    """The running daemon's learned Loc-RIB candidates; None when no daemon answers."""
+    from bgpd.control.commands import ControlClient, ControlError
+    from bgpd.plan import known_route
+
+    try:  # a full table is a long answer: minutes, not the CLI's usual seconds
+        with ControlClient(control_socket, timeout=300.0) as client:
+            routes = client.json("routes")
+    except ControlError:
+        return None
+    return [known_route(r) for r in routes if r["peer"] != "local"]
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import socket
+
+    from bgpd.datastore.schema import RecordError
+    from bgpd.errors import ConfigError
+    from bgpd.log import configure_logging
+    from bgpd.plan import (
+        desired_state,
+        desired_state_text,
+        node_state,
+        planned_change,
+        planned_change_text,
+    )
+
+    configure_logging("warning", "console")  # the document alone on standard output
+    try:
+        config = run_config(args, os.environ, None, socket.gethostname())
+        snapshot = _load_snapshot(config)
+        after = _changed_snapshot(snapshot, args.change) if args.change else None
+    except (ConfigError, RecordError, OSError, TimeoutError) as exc:
+        print(f"bgpd: {exc}", file=sys.stderr)
+        return 2
+    learned = _current_routes(args.control_socket) if args.change else None
+    before = node_state(config, snapshot, learned or ())
+    if after is None:
+        document = desired_state(before)
+        text = desired_state_text(document)
+    else:
+        document = planned_change(before, node_state(config, after, learned or ()))
+        document["learned_routes"] = (
+            "none: no daemon on " + args.control_socket if learned is None else len(learned)
+        )
+        text = planned_change_text(document)
+    if args.json:
+        print(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bgpd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +374,35 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("file", help="multi-document YAML of Calico v3 resources")
     load.add_argument("--etcd", required=True, help="etcd://HOST:PORT[,HOST:PORT...]")
     load.set_defaults(handler=cmd_datastore_load)
+    plan = sub.add_parser(
+        "plan",
+        help="a node's desired state from a datastore, offline; with --change, what it changes",
+        description="Plan NODE from the datastore as the daemon would: sessions with every "
+        "setting, what is originated and exported to whom, kernel rules per pool. With --change "
+        "FILE (Calico resources to apply; a document annotated "
+        "bgpd.projectcalico.org/change: delete is deleted), the difference: sessions added, "
+        "removed or reset, prefixes gained or lost per peer, kernel routes; learned routes "
+        "come from the running daemon when its control socket answers.",
+    )
+    plan.add_argument("--node", required=True, help="the node to plan")
+    plan.add_argument("--datastore", help="file:PATH, etcd://HOST:PORT (default: as bgpd run)")
+    plan.add_argument("--change", metavar="FILE", help="resources to apply or delete")
+    plan.add_argument("--json", action="store_true", help="print JSON for machines")
+    plan.add_argument(
+        "--control-socket",
+        default="/var/run/calico/bird.ctl",
+        metavar="PATH",
+        help="the running daemon's control socket, for its current routes (with --change)",
+    )
+    plan.set_defaults(
+        handler=cmd_plan,
+        metrics_listen="none",
+        log_level=None,
+        log_format=None,
+        no_kernel=False,
+        program_vxlan=False,
+        bird_process_names=False,
+    )
     register_control_commands(sub)
     return parser
 

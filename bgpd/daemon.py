@@ -38,7 +38,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -48,6 +48,7 @@ from bgpd.config import ConfigError, DaemonConfig
 from bgpd.control.presence import bird_placeholders
 from bgpd.control.server import ControlSocketInUse, HealthChecker, serve_control_sockets
 from bgpd.datastore.source import DatastoreSource
+from bgpd.explain import explanation_json
 from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.log import set_level
@@ -63,6 +64,7 @@ from bgpd.router import (
     Notice,
     Output,
     Router,
+    StopSession,
     TunnelsWanted,
 )
 from bgpd.session.config import PeerKey, SessionConfig
@@ -239,6 +241,10 @@ class Daemon:
                     self._tunnel_plans.put(output.plan)
             elif isinstance(output, Notice):
                 getattr(log, output.level)(output.event, **dict(output.fields))
+            elif isinstance(output, StopSession) and self.supervisor is not None:
+                assert self._group is not None
+                stopping = self.supervisor.stop_automatically(output.peer, output.stop)
+                self._group.create_task(stopping, name=f"stop {output.peer}")
 
     def _wake_kernel(self) -> None:
         """Tell ``KernelSync`` there is work, when it asked to be told (kernel.sync rule 1)."""
@@ -336,6 +342,9 @@ class Daemon:
             replace(r, interface=interfaces[r.next_hop]) if r.next_hop in interfaces else r
             for r in routes
         ]
+
+    def explain(self, prefix: str) -> dict[str, Any]:
+        return explanation_json(self.router.explain(prefix))
 
     # -- control actions --------------------------------------------------------------------------
 

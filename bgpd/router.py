@@ -10,11 +10,11 @@ Inputs (each with ``now``, the caller's monotonic clock):
 Outputs, drained with ``drain()`` after any input:
   ``DesiredSessions`` (the supervisor's desired set), ``TunnelsWanted`` (tunnel devices),
   ``MessagesWaiting`` (a peer has messages: pull them with ``take``), ``KernelWork`` (pull a
-  round with ``kernel_batch``), ``Notice`` (a line for the log).
+  round with ``kernel_batch``), ``Notice`` (a line for the log), ``StopSession`` (rule 8).
 
 Rules:
 1. One writer: only the daemon's routing task calls the input, drain and pull methods; the
-   control surface only reads (``peer_statuses``, ``route_statuses``, ``status``).
+   control surface only reads (``peer_statuses``, ``route_statuses``, ``status``, ``explain``).
 2. Nothing is advertised, withdrawn or programmed before the first plan (confd's in-sync rule);
    a datastore outage just means no new plan, and the last one stays.
 3. The Speaker is rebuilt when the router id, AS or cluster id changes; otherwise a new plan
@@ -31,6 +31,9 @@ Rules:
    every new plan re-plans all of them (pools, rejects and encapsulation may have changed).
 6. Messages are pulled per peer, at most ``budget`` prefixes at a time (Speaker rule 2).
 7. Pure: no IO, no clock, no Calico model (``tests/test_layers.py``).
+8. A session past its maximum prefix count (``bgpd.speaker`` rule 6) is stopped: ``StopSession``
+   with Cease/Maximum Number of Prefixes Reached and RFC 4486 §4's data (AFI, SAFI, the upper
+   bound), and an idle time before it connects again; past the warning threshold a ``Notice``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from bgpd.explain import Explanation
 from bgpd.kernel.desired import DesiredKernel, KernelBatch
 from bgpd.kernel.plan import KernelRoute
 from bgpd.rib.graceful_restart import ESTABLISH_WAIT, SelectionDeferral
@@ -47,6 +51,7 @@ from bgpd.rib.policy import Policy
 from bgpd.rib.route import Path
 from bgpd.session.config import PeerKey, SessionConfig
 from bgpd.session.events import (
+    AutomaticStop,
     Down,
     Established,
     RouteRefreshReceived,
@@ -58,15 +63,23 @@ from bgpd.speaker import (
     BestChanged,
     PeerHasOutput,
     PeerSettings,
+    PrefixLimitReached,
     RibConverged,
     Speaker,
     SpeakerConfig,
 )
 from bgpd.status import PeerStatus, RouteStatus, capability_names, route_status
 from bgpd.wire.attributes import AttributeCache
-from bgpd.wire.constants import Afi
+from bgpd.wire.constants import Afi, CeaseSubcode
 from bgpd.wire.negotiated import Negotiated
-from bgpd.wire.types import Family, PathAttributes, Prefix, prefix_from_str
+from bgpd.wire.types import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    Family,
+    PathAttributes,
+    Prefix,
+    prefix_from_str,
+)
 from encap.vxlan import TunnelPlan
 
 SessionEvent = Established | Down | UpdateReceived | RouteRefreshReceived
@@ -79,6 +92,12 @@ class KernelPlanning(Protocol):
     def route(
         self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
     ) -> KernelRoute | None: ...
+
+    def explain(
+        self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
+    ) -> KernelRoute | str:
+        """``route``, or in words why there is none."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +113,8 @@ class SessionPlan:
 @dataclass(frozen=True, slots=True)
 class RoutingPlan:
     """A node's routing intent, derived from one datastore snapshot (``bgpd.calico.node``).
-    ``router_id`` None: the node has no router id yet (nothing can run, rule 2)."""
+    ``router_id`` None: the node has no router id yet (nothing can run, rule 2).
+    ``local_route_origins``: each local route's datastore record, in words (``bgpd explain``)."""
 
     router_id: ipaddress.IPv4Address | None
     local_as: int
@@ -107,6 +127,7 @@ class RoutingPlan:
     listen_port: int = 179
     log_severity: str = ""  # the datastore's logSeverityScreen for this node, "" if unset
     problems: tuple[str, ...] = ()
+    local_route_origins: Mapping[Family, Mapping[Prefix, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,14 @@ class MessagesWaiting:
 
 
 @dataclass(frozen=True, slots=True)
+class StopSession:
+    """Close the session with ``stop`` (its Cease and idle time) and let it restart (rule 8)."""
+
+    peer: PeerKey
+    stop: AutomaticStop
+
+
+@dataclass(frozen=True, slots=True)
 class KernelWork:
     """Desired kernel routes changed: the kernel side should pull a ``kernel_batch``."""
 
@@ -138,7 +167,7 @@ class Notice:
     fields: tuple[tuple[str, object], ...] = ()
 
 
-Output = DesiredSessions | TunnelsWanted | MessagesWaiting | KernelWork | Notice
+Output = DesiredSessions | TunnelsWanted | MessagesWaiting | KernelWork | Notice | StopSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +318,8 @@ class Router:
                         outputs.append(MessagesWaiting(session.config.key))
                 elif isinstance(change, RibConverged):
                     self._converged(outputs)
+                elif isinstance(change, PrefixLimitReached):
+                    self._prefix_limit(change, applied, outputs)
         if self.kernel.pending:
             outputs.append(KernelWork())
         return outputs
@@ -387,6 +418,43 @@ class Router:
                     out.append(route_status(family, key, path, path is best, names))
         return out
 
+    def explain(self, prefix: str) -> Explanation:
+        """Everything about one prefix (``bgpd.explain``): read only (rule 1), computed on
+        demand. ``prefix`` is a network (``10.0.0.0/26``) or an address (its host route); a bad
+        one raises ValueError."""
+        network = ipaddress.ip_network(prefix, strict=False)
+        wanted = prefix_from_str(str(network))
+        family = IPV6_UNICAST if network.version == 6 else IPV4_UNICAST
+        applied, speaker = self._applied, self.speaker
+        if applied is None or speaker is None or family not in speaker.loc_ribs:
+            return Explanation(str(network), family, None, (), None, "", "", in_sync=False)
+        rib = speaker.explain(family, wanted)
+        loc = speaker.loc_ribs[family]
+        kernel = applied.plan.kernel.explain(family, wanted, loc.best(wanted), loc.ecmp(wanted))
+        down = tuple(
+            name for name in sorted(applied.plan.sessions) if name not in set(speaker.peers())
+        )
+        origin = applied.plan.local_route_origins.get(family, {}).get(wanted, "")
+        covering = ""
+        if not rib.candidates:  # the route that forwards it instead, if any (longest match)
+            for length in range(network.prefixlen - 1, -1, -1):
+                wider = network.supernet(new_prefix=length)
+                if prefix_from_str(str(wider)) in loc:
+                    covering = str(wider)
+                    break
+        return Explanation(
+            str(network),
+            family,
+            rib,
+            down,
+            kernel if isinstance(kernel, KernelRoute) else None,
+            "" if isinstance(kernel, KernelRoute) else kernel,
+            origin,
+            in_sync=True,
+            kernel_pending=self.kernel.is_pending(family, wanted),
+            covered_by=covering,
+        )
+
     # -- internals ------------------------------------------------------------------------------
 
     def _session_configs(self, plan: RoutingPlan) -> dict[PeerKey, SessionConfig]:
@@ -411,6 +479,43 @@ class Router:
             for prefix in kernel.prefixes(family):
                 if prefix not in loc:
                     kernel.set(family, prefix, None)
+
+    def _prefix_limit(
+        self, reached: PrefixLimitReached, applied: _Applied, outputs: list[Output]
+    ) -> None:
+        """Rule 8."""
+        session = applied.plan.sessions.get(reached.peer_id)
+        if session is None:
+            return
+        limit = reached.limit
+        fields = {
+            "session": reached.peer_id,
+            "peer": str(session.config.key),
+            "family": f"{reached.family.afi}/{reached.family.safi}",
+            "prefixes": reached.count,
+            "limit": limit.limit,
+        }
+        if not reached.exceeded:
+            self._notice_to(outputs, "warning", "prefix count past warning threshold", fields)
+            return
+        fields["restart_after"] = limit.restart_time
+        self._notice_to(outputs, "warning", "maximum prefixes reached: closing session", fields)
+        # RFC 4486 §4: the Data field is AFI (2 octets), SAFI (1 octet), upper bound (4 octets).
+        data = (
+            reached.family.afi.to_bytes(2, "big")
+            + reached.family.safi.to_bytes(1, "big")
+            + limit.limit.to_bytes(4, "big")
+        )
+        stop = AutomaticStop(
+            CeaseSubcode.MAXIMUM_PREFIXES_REACHED, data=data, idle_time=limit.restart_time
+        )
+        outputs.append(StopSession(session.config.key, stop))
+
+    @staticmethod
+    def _notice_to(
+        outputs: list[Output], level: str, event: str, fields: Mapping[str, object]
+    ) -> None:
+        outputs.append(Notice(level, event, tuple(fields.items())))
 
     def _converged(self, outputs: list[Output]) -> None:
         """Rule 4: the selection deferral is over."""

@@ -23,6 +23,10 @@ Rules:
    attributes / path, and equal UPDATE groups are encoded once for all peers in the same
    encoding context (a small cache of the latest encodings, ``ENCODE_CACHE_GROUPS``).
 5. Pure: imports ``bgpd.rib`` and ``bgpd.wire``; no IO, no clock; never ``bgpd.session``.
+6. A peer with ``PeerSettings.max_prefixes`` is watched after each of its UPDATEs: its
+   Adj-RIB-In per family (routes received, before import policy, as BIRD's ``receive limit``)
+   past the warning threshold, then past the limit, is reported once each per session
+   (``PrefixLimitReached``); closing the session is the caller's (RFC 4486 §4).
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from typing import NamedTuple
 from bgpd.rib.adj_rib_in import AdjRibIn, RouteKey, split_key
 from bgpd.rib.adj_rib_out import AddPathState, AdjRibOut, EncodeCache, OutState
 from bgpd.rib.best_path import IgpCost, ecmp_set, rank_path
+from bgpd.rib.explain import Advertisement, Received, RibExplanation, explain_candidates
 from bgpd.rib.export import (
+    REJECT_RULES,
     ExportTarget,
     ImportReject,
     export_check,
@@ -72,6 +78,16 @@ class SpeakerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixLimit:
+    """Rule 6: at most ``limit`` routes per family in the peer's Adj-RIB-In, a warning past
+    ``warning``; ``restart_time`` is the idle time before the session connects again."""
+
+    limit: int
+    warning: int
+    restart_time: float
+
+
+@dataclass(frozen=True, slots=True)
 class PeerSettings:
     """One session's configuration as the RIB needs it.
 
@@ -86,6 +102,7 @@ class PeerSettings:
     next_hop_mode: NextHopMode = NextHopMode.AUTO
     next_hop_self: Mapping[Family, bytes] = field(default_factory=dict)
     allow_own_as: int = 0
+    max_prefixes: PrefixLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +123,24 @@ class BestChanged(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixLimitReached:
+    """Rule 6: the peer's Adj-RIB-In of ``family`` holds ``count`` routes, past the warning
+    threshold (``exceeded`` False) or past the limit (True: the session must close)."""
+
+    peer_id: str
+    family: Family
+    count: int
+    limit: PrefixLimit
+    exceeded: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RibConverged:
     """Deferred selection after our restart is over (RFC 4724 §4.1): every prefix has been
     reported; routes installed before the restart and not reported since are stale."""
 
 
-Output = PeerHasOutput | BestChanged | RibConverged
+Output = PeerHasOutput | BestChanged | RibConverged | PrefixLimitReached
 
 
 class _Peer:
@@ -135,6 +164,7 @@ class _Peer:
         "export_ctx_local",
         "export_ctx_remote",
         "own_addresses",
+        "limit_reported",
     )
 
     def __init__(
@@ -151,6 +181,7 @@ class _Peer:
         self.source = source
         self.target = target
         self.own_addresses = frozenset(target.next_hop_self.values())
+        self.limit_reported: dict[Family, bool] = {}  # rule 6: family -> exceeded reported
         families = negotiated.families
         self.adj_out = {f: AdjRibOut(f, f in negotiated.add_path_tx) for f in sorted(families)}
         self.full_sync: set[Family] = set(families)
@@ -203,6 +234,7 @@ class Speaker:
         self._next_index = 1
         self._converged_pending = False
         self._encode_cache: EncodeCache = {}
+        self._limit_events: list[PrefixLimitReached] = []
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -221,6 +253,89 @@ class Speaker:
         peer = self._peers.get(peer_id)
         sent = sum(len(out) for out in peer.adj_out.values()) if peer is not None else 0
         return held, sent
+
+    def explain(self, family: Family, prefix: Prefix) -> RibExplanation:
+        """Why ``prefix`` is (not) selected and to whom it is sent (``bgpd.rib.explain``),
+        recomputed from the RIBs' state: nothing of it is kept in the hot path."""
+        loc = self.loc_ribs[family]
+        candidates = loc.candidates(prefix)
+        held = {(p.source.peer_id, p.path_id) for p in candidates}
+        received: list[Received] = []
+        for peer_id, tables in self.adj_ribs_in.items():
+            adj = tables.get(family)
+            if adj is not None:
+                received += self._explain_received(peer_id, family, prefix, adj, held)
+        best = candidates[0] if candidates else None
+        advertisements = tuple(
+            self._explain_advertisement(peer, family, prefix, best)
+            for peer in self._peers.values()
+            if family in peer.adj_out
+        )
+        return RibExplanation(
+            family,
+            prefix,
+            tuple(received),
+            explain_candidates(candidates, loc.always_compare_med),
+            advertisements,
+        )
+
+    def _explain_received(
+        self,
+        peer_id: str,
+        family: Family,
+        prefix: Prefix,
+        adj: AdjRibIn,
+        held: set[tuple[str, int]],
+    ) -> list[Received]:
+        keys = adj.keys_for(prefix)
+        peer = self._peers.get(peer_id)
+        out: list[Received] = []
+        for key in keys:
+            attrs = adj.get(key)
+            if attrs is None:
+                continue
+            _, path_id = split_key(key)
+            stale = bool(adj.stale) and key in adj.stale  # type: ignore[operator]
+            refused: str | None = "session not established (kept for graceful restart)"
+            trace = None
+            if peer is not None:
+                reject = self._import_refusal(peer, attrs)
+                refused = None if reject is None else f"{reject}: {REJECT_RULES[reject]}"
+                if reject is None:
+                    import_policy = self._policies.get(peer_id, (ACCEPT_ALL, ACCEPT_ALL))[0]
+                    normalised = import_normalise(attrs, peer.source)
+                    trace = import_policy.trace(family, prefix, normalised, peer.import_ctx)
+            out.append(
+                Received(peer_id, path_id, attrs, stale, refused, trace, (peer_id, path_id) in held)
+            )
+        return out
+
+    def _explain_advertisement(
+        self, peer: _Peer, family: Family, prefix: Prefix, best: Path | None
+    ) -> Advertisement:
+        out = peer.adj_out[family]
+        sent = out.sent.get(prefix)
+        refused: str | None = None
+        trace = None
+        if best is None:
+            refused = "no route"
+        else:
+            check = export_check(best, peer.target)
+            if check is not None:
+                refused = f"{check}: {REJECT_RULES[check]}"
+            else:
+                export_policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
+                ctx = peer.export_ctx_local if best.source.local else peer.export_ctx_remote
+                trace = export_policy.trace(family, prefix, best.attrs, ctx)
+        return Advertisement(
+            peer_id=peer.peer_id,
+            advertised=sent is not None,
+            sent=sent if isinstance(sent, PathAttributes) else None,
+            pending=prefix in out.pending,
+            refused=refused,
+            policy=trace,
+            add_path=out.add_path,
+        )
 
     def next_deadline(self) -> float | None:
         deadlines = [self.graceful_restart.next_deadline()]
@@ -310,6 +425,24 @@ class Speaker:
             )
         if update.end_of_rib is not None:
             self._end_of_rib(peer_id, update.end_of_rib, now)
+        if peer.settings.max_prefixes is not None:
+            self._check_prefix_limit(peer, peer.settings.max_prefixes)
+
+    def _check_prefix_limit(self, peer: _Peer, limit: PrefixLimit) -> None:
+        """Rule 6, once per threshold and family while the session lasts."""
+        for family, adj in self.adj_ribs_in.get(peer.peer_id, {}).items():
+            count = len(adj)
+            reported = peer.limit_reported.get(family)
+            if count > limit.limit and reported is not True:
+                peer.limit_reported[family] = True
+                self._limit_events.append(
+                    PrefixLimitReached(peer.peer_id, family, count, limit, True)
+                )
+            elif count > limit.warning and reported is None:
+                peer.limit_reported[family] = False
+                self._limit_events.append(
+                    PrefixLimitReached(peer.peer_id, family, count, limit, False)
+                )
 
     def route_refresh_received(self, peer_id: str, message: RouteRefresh, now: float) -> None:
         """A ROUTE-REFRESH: a request is answered by re-sending our Adj-RIB-Out (RFC 2918 §4),
@@ -399,7 +532,8 @@ class Speaker:
 
     def drain(self) -> list[Output]:
         """Rule 3: everything to do now, in order; messages wait for ``take`` (rule 2)."""
-        outputs: list[Output] = []
+        outputs: list[Output] = list(self._limit_events)
+        self._limit_events.clear()
         deferring = self.deferral is not None
         if not deferring:
             dirty = {f: self._dirty_prefixes(f) for f in self._dirty}
@@ -536,14 +670,7 @@ class Speaker:
         self, peer: _Peer, family: Family, prefix: Prefix, attrs: PathAttributes, path_id: int
     ) -> Path | None:
         source = peer.source
-        reject = import_check(
-            attrs,
-            source,
-            self.config.router_id,
-            self.cluster_id,
-            peer.settings.allow_own_as,
-            peer.own_addresses,
-        )
+        reject = self._import_refusal(peer, attrs)
         if reject is not None:
             self._count(reject)
             return None
@@ -555,6 +682,17 @@ class Speaker:
             self._count("import-policy-reject")
             return None
         return self.paths.get(source, self.attributes.intern(accepted), path_id)
+
+    def _import_refusal(self, peer: _Peer, attrs: PathAttributes) -> ImportReject | None:
+        """The protocol's own import rules (``bgpd.rib.export`` rule 1)."""
+        return import_check(
+            attrs,
+            peer.source,
+            self.config.router_id,
+            self.cluster_id,
+            peer.settings.allow_own_as,
+            peer.own_addresses,
+        )
 
     def _withdraw(
         self, peer: _Peer, family: Family, prefixes: list[Prefix], path_ids: list[int] | None

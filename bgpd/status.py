@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bgpd.rib.route import Path
 from bgpd.wire.constants import Origin, SegmentType
@@ -99,6 +99,10 @@ class StatusProvider(Protocol):
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]: ...
 
+    def explain(self, prefix: str) -> dict[str, Any]:
+        """``bgpd explain``'s document for a network (``bgpd.explain``); ValueError if bad."""
+        ...
+
 
 @dataclass
 class FixedStatus:
@@ -107,6 +111,7 @@ class FixedStatus:
     status: DaemonStatus
     peers: list[PeerStatus] = field(default_factory=list)
     routes: list[RouteStatus] = field(default_factory=list)
+    explanations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def daemon_status(self) -> DaemonStatus:
         return self.status
@@ -116,6 +121,9 @@ class FixedStatus:
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
         return [route for route in self.routes if prefix is None or route.prefix == prefix]
+
+    def explain(self, prefix: str) -> dict[str, Any]:
+        return self.explanations[prefix]
 
 
 def capability_names(negotiated: Negotiated) -> tuple[str, ...]:

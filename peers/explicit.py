@@ -190,6 +190,7 @@ class _Resolver:
             source_addr=peer.source_address or "UseNodeIP",
             restart_time=_seconds(peer.max_restart_time),
             keepalive_time=_seconds(peer.keepalive_time),
+            max_prefixes=peer.max_prefixes,
         )
 
     def emit_global(self, record: PeerRecord) -> None:

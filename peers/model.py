@@ -72,6 +72,30 @@ class SecretKeyRef:
     key: str
 
 
+MAX_PREFIXES_ANNOTATION = "bgpd.projectcalico.org/max-prefixes"
+MAX_PREFIXES_WARNING_PERCENT = 75  # FRR's maximum-prefix threshold default
+MAX_PREFIXES_RESTART_TIME = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class MaxPrefixes:
+    """bgpd's guardrail on one peer (not in Calico's API, off unless set): warn once the peer's
+    Adj-RIB-In of a family holds more than ``warning_percent`` of ``limit`` routes; past
+    ``limit`` close the session with Cease/Maximum Number of Prefixes Reached (RFC 4486 §4) and
+    stay idle ``restart_time`` seconds before connecting again. Set per BGPPeer through the
+    annotation ``bgpd.projectcalico.org/max-prefixes: "LIMIT[,warning=PERCENT][,restart=DURATION]"``
+    or, in the YAML file datastore, ``spec.maxPrefixes: {limit, warningPercent, restartTime}``."""
+
+    limit: int
+    warning_percent: int = MAX_PREFIXES_WARNING_PERCENT
+    restart_time: float = MAX_PREFIXES_RESTART_TIME
+
+    @property
+    def warning(self) -> int:
+        """The route count past which the warning is given."""
+        return self.limit * self.warning_percent // 100
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """``kind: Node`` (calico-bgp.md §1.2.1)."""
@@ -156,6 +180,7 @@ class BGPPeer:
     filters: tuple[str, ...] = ()
     local_workload_selector: str = ""
     reverse_peering: str = "Auto"  # "Auto" | "Manual"
+    max_prefixes: MaxPrefixes | None = None  # bgpd's guardrail (``MaxPrefixes``)
 
     @property
     def is_global(self) -> bool:

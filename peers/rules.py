@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from peers.model import IPAddress, PeerNextHopMode
+from peers.model import IPAddress, MaxPrefixes, PeerNextHopMode
 from peers.spec import BGP_PORT, SessionKind, SessionSpec, session_name
 
 
@@ -43,6 +43,7 @@ class PeerRecord:
     filters: tuple[str, ...] = ()
     reachable_by: IPAddress | None = None
     next_hop_mode: PeerNextHopMode | None = None
+    max_prefixes: MaxPrefixes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,4 +106,5 @@ def build_session(kind: SessionKind, record: PeerRecord, local: LocalNode) -> Se
         filters=record.filters,
         reachable_by=record.reachable_by,
         is_calico_node=record.calico_node,
+        max_prefixes=record.max_prefixes,
     )

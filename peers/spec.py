@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
-from peers.model import IPAddress, PeerNextHopMode
+from peers.model import IPAddress, MaxPrefixes, PeerNextHopMode
 
 BGP_PORT = 179  # RFC 4271 §8.2.1
 
@@ -56,6 +56,7 @@ class SessionSpec:
     filters: tuple[str, ...] = ()
     reachable_by: IPAddress | None = None
     is_calico_node: bool = False
+    max_prefixes: MaxPrefixes | None = None  # bgpd's guardrail, off unless set
 
     @property
     def is_ibgp(self) -> bool:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from bgpd.calico.advertise import (
+    ExportDecision,
     ExportPolicy,
     RouteContext,
     SourceProtocol,
@@ -66,8 +67,7 @@ class CalicoExport:
     def __call__(
         self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
     ) -> PathAttributes | None:
-        route = RouteContext(_source_protocol(ctx), ctx.same_as, local_pref=attrs.local_pref)
-        decision = calico_export(prefix_destination(prefix, family), self.policy, route)
+        decision = self._decide(family, prefix, attrs, ctx)
         if not decision.accept:
             return None
         communities = tuple(c for c in decision.communities if c not in attrs.communities)
@@ -79,6 +79,20 @@ class CalicoExport:
             communities=attrs.communities + communities,
             large_communities=attrs.large_communities + large,
         )
+
+    def explain(
+        self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> str:
+        """The step of ``calico_export_to_bgp_peers`` that decided, in words (``bgpd explain``)."""
+        decision = self._decide(family, prefix, attrs, ctx)
+        verdict = "accept" if decision.accept else "reject"
+        return f"calico_export_to_bgp_peers: {verdict}: {decision.reason}"
+
+    def _decide(
+        self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> ExportDecision:
+        route = RouteContext(_source_protocol(ctx), ctx.same_as, local_pref=attrs.local_pref)
+        return calico_export(prefix_destination(prefix, family), self.policy, route)
 
 
 def export_policy(

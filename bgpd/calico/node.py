@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from bgpd.calico.export import export_policy, import_policy
-from bgpd.calico.origin import Origination, local_routes, originate
+from bgpd.calico.origin import Origination, local_routes, originate, route_origins
 from bgpd.calico.sessions import peer_settings, session_config, session_key
 from bgpd.calico.tunnels import plan_config, pool_specs, tunnel_info, tunnel_needs
 from bgpd.config import DaemonConfig
@@ -81,6 +81,7 @@ class NodePlanner:
             listen_port=peering.listen_port,
             log_severity=peering.log_severity,
             problems=tuple(problems),
+            local_route_origins=route_origins(originations),
         )
 
     def _sessions(

@@ -26,6 +26,7 @@ Rules:
    next hop (a pinned route: its gateway) and the LOCAL_PREF of the normal priority (§2.10);
    only routes that are advertised, blackholed in the kernel, or pinned are there. The RIB's
    export rules do the rest.
+7. ``route_origins`` names the datastore record each local route comes from (``bgpd explain``).
 """
 
 from __future__ import annotations
@@ -207,5 +208,32 @@ def local_routes(
                 as_path=(),
                 next_hop=gateway.packed,
                 local_pref=NORMAL_LOCAL_PREF,
+            )
+    return out
+
+
+ORIGIN_RECORDS = {
+    OriginKind.OWN_BLOCK: "IPAM block {} (this node's BlockAffinity)",
+    OriginKind.BORROWED: "IPAM address {} borrowed in another node's block (IPAMBlock allocation)",
+    OriginKind.SERVICE: "service range {} (BGPConfiguration serviceClusterIPs/ExternalIPs/"
+    "LoadBalancerIPs)",
+}
+
+
+def route_origins(originations: Iterable[Origination]) -> dict[Family, dict[Prefix, str]]:
+    """Rule 7: each local route's datastore record and export verdict, in words."""
+    out: dict[Family, dict[Prefix, str]] = {}
+    for origination in originations:
+        table = out.setdefault(FAMILY_OF_VERSION[origination.version], {})
+        for route in origination.routes:
+            record = ORIGIN_RECORDS[route.kind].format(route.network)
+            verdict = "advertised" if route.advertise else "not advertised"
+            kernel = "; blackhole in the kernel" if route.install_blackhole else ""
+            table[prefix_from_network(route.network)] = (
+                f"{record}: {verdict}, {route.reason}{kernel}"
+            )
+        for network, gateway in origination.pinned_routes().items():
+            table[prefix_from_network(network)] = (
+                f"static route {network} via {gateway} (a BGPPeer's reachableBy)"
             )
     return out

@@ -16,7 +16,8 @@ Rules:
    exposes, ``api/pkg/apis/projectcalico/v3/bgppeer.go``) sets it.
 3. The RIB sees the session's AS numbers, route-reflector client flag, next-hop mode (Calico's
    ``nextHopMode`` mapped onto the RIB's own ``NextHopMode``, §2.8 item 12), our address on it
-   for ``next hop self``, and ``allow local as`` (§2.8 item 13).
+   for ``next hop self``, ``allow local as`` (§2.8 item 13) and bgpd's maximum prefix count
+   (``peers.model.MaxPrefixes``, off unless set).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import ipaddress
 
 from bgpd.rib.route import NextHopMode
 from bgpd.session.config import PeerKey, SessionConfig
-from bgpd.speaker import PeerSettings
+from bgpd.speaker import PeerSettings, PrefixLimit
 from bgpd.wire.types import IPV4_UNICAST, IPV6_UNICAST
 from peers.model import PeerNextHopMode
 from peers.resolve import NodePeering
@@ -94,4 +95,13 @@ def peer_settings(
         next_hop_mode=NEXT_HOP_MODES[spec.next_hop_mode],
         next_hop_self={family: own_address.packed} if own_address is not None else {},
         allow_own_as=spec.num_allowed_local_as,
+        max_prefixes=(
+            None
+            if spec.max_prefixes is None
+            else PrefixLimit(
+                spec.max_prefixes.limit,
+                spec.max_prefixes.warning,
+                spec.max_prefixes.restart_time,
+            )
+        ),
     )

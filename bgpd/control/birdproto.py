@@ -77,7 +77,7 @@ STATIC_PREFERENCE = 200  # BIRD's default static preference
 LOCAL_PROTOCOL = "static1"  # name under which locally originated routes appear
 PROTOCOL_HEADER = "name     proto    table    state  since       info"
 TABLE = "master"
-JSON_TOPICS = ("status", "peers", "routes", "health", "reload", "stop")
+JSON_TOPICS = ("status", "peers", "routes", "explain", "health", "reload", "stop")
 
 _ORIGIN_CHAR = {"igp": "i", "egp": "e", "incomplete": "?"}
 _ORIGIN_NAME = {"igp": "IGP", "egp": "EGP", "incomplete": "Incomplete"}

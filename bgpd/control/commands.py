@@ -1,6 +1,7 @@
 """CLI subcommands that talk to a running daemon over its control socket.
 
-``bgpd show peers``, ``bgpd show routes [PREFIX]``, ``bgpd status``, ``bgpd health --ready|--live``,
+``bgpd show peers``, ``bgpd show routes [PREFIX]``, ``bgpd explain PREFIX``, ``bgpd status``,
+``bgpd health --ready|--live``,
 ``bgpd stop [--withdraw] [--message TEXT]`` and ``bgpd reload``; each takes ``--control-socket``.
 
 Rules:
@@ -198,6 +199,17 @@ def cmd_show_routes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from bgpd.explain import explanation_text
+
+    document = ask(args.control_socket, f"explain {args.prefix}")
+    if args.json:
+        _print_json(document)
+    else:
+        print(explanation_text(document))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     status = ask(args.control_socket, "status")
     if args.json:
@@ -264,6 +276,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     routes = what.add_parser("routes", parents=[common, with_json], help="routes in the Loc-RIB")
     routes.add_argument("prefix", nargs="?", help="only this prefix (e.g. 10.0.0.0/26)")
     routes.set_defaults(handler=_handled(cmd_show_routes))
+
+    explain = subparsers.add_parser(
+        "explain",
+        parents=[common, with_json],
+        help="why a prefix is (not) routed: candidates, decision, filters, peers, kernel",
+    )
+    explain.add_argument("prefix", help="a network (10.244.1.0/26) or an address (a pod's IP)")
+    explain.set_defaults(handler=_handled(cmd_explain))
 
     status = subparsers.add_parser(
         "status", parents=[common, with_json], help="identity and state of the running daemon"

@@ -13,7 +13,7 @@ Rules:
    daemon state. BIRD's ``configure`` asks for a reload, BIRD's ``down`` for a withdrawing stop.
 5. JSON side channel (not in BIRD; used by ``bgpd show|status|health|stop|reload``), one line
    each, answered with ``0000 <json>``:
-   ``json status`` | ``json peers`` | ``json routes [PREFIX]`` |
+   ``json status`` | ``json peers`` | ``json routes [PREFIX]`` | ``json explain PREFIX`` |
    ``json health ready [THRESHOLD_SECONDS]`` | ``json health live`` | ``json reload`` |
    ``json stop graceful|withdraw [MESSAGE...]``. ``json peers``/``routes`` ignore the socket's view.
 6. A provider that raises answers that one command with an error line and is logged; the
@@ -239,6 +239,10 @@ class ControlServer:
                 return birdproto.SYNTAX_ERROR
             routes = self._provider.route_statuses(prefix)
             return birdproto.json_reply(birdproto.routes_json(routes))
+        if topic == "explain":
+            if len(args) != 1 or not birdproto.is_network(args[0]):
+                return birdproto.SYNTAX_ERROR
+            return birdproto.json_reply(self._provider.explain(args[0]))
         if topic == "health":
             return self._json_health(args)
         if topic == "reload":

@@ -99,6 +99,35 @@ class Cache:
         self.in_sync = True
         return self.snapshot()
 
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> Cache:
+        """A cache holding ``snapshot``'s records, in sync at its revision (``bgpd plan``
+        applies a change to it)."""
+        cache = cls()
+        tables: dict[Kind, Mapping[Any, Record]] = {
+            Kind.NODE: snapshot.nodes,
+            Kind.IPPOOL: snapshot.pools,
+            Kind.BGPPEER: snapshot.peers,
+            Kind.BGPCONFIGURATION: snapshot.configs,
+            Kind.BGPFILTER: snapshot.filters,
+            Kind.BLOCK_AFFINITY: snapshot.affinities,
+            Kind.ALLOCATION_BLOCK: snapshot.blocks,
+        }
+        for kind, records in tables.items():
+            cache._tables[kind].update(records)
+        if snapshot.ipam_config is not None:
+            cache._tables[Kind.IPAM_CONFIG][""] = snapshot.ipam_config
+        cache.revision = snapshot.revision
+        cache.in_sync = True
+        return cache
+
+    def change(self, record_key: RecordKey, record: Record | None) -> bool:
+        """Store a decoded record, or remove the key's (``record`` None); True when it changed."""
+        self.revision += 1
+        if record is None:
+            return self._remove(record_key)
+        return self._store(record_key, record)
+
     def put(self, key: str, value: bytes, revision: int) -> bool:
         """Apply a put; True when the snapshot may have changed."""
         changed = self._put(key, value, revision)

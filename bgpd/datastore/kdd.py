@@ -125,6 +125,9 @@ def _name(obj: object, where: str) -> str:
     return name
 
 
+BGPD_ANNOTATION_PREFIX = "bgpd.projectcalico.org/"
+
+
 def calico_pair(resource: CalicoResource, obj: object, node: str) -> KddPair | None:
     """One Calico custom resource (rule 1)."""
     where = resource.plural
@@ -134,10 +137,18 @@ def calico_pair(resource: CalicoResource, obj: object, node: str) -> KddPair | N
     spec = _mapping(top.get("spec"), f"{where}.spec")
     if resource.etcd_plural:
         meta = _mapping(top.get("metadata"), f"{where}.metadata")
+        metadata: dict[str, Any] = {"name": name, "labels": meta.get("labels") or {}}
+        ours = {
+            key: text
+            for key, text in (meta.get("annotations") or {}).items()
+            if isinstance(key, str) and key.startswith(BGPD_ANNOTATION_PREFIX)
+        }
+        if ours:  # bgpd's own settings (``peers.model.MaxPrefixes``)
+            metadata["annotations"] = ours
         value = {
             "apiVersion": API_VERSION,
             "kind": resource.kind,
-            "metadata": {"name": name, "labels": meta.get("labels") or {}},
+            "metadata": metadata,
             "spec": spec,
         }
         return KddPair(f"{RESOURCE_PREFIX}{resource.etcd_plural}/{name}", _dumps(value))

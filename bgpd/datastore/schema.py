@@ -33,7 +33,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
@@ -41,6 +41,9 @@ from bgpd.calico.priority import BIRD_INT_MAX
 from encap.model import EncapMode
 from peers.explicit import split_peer_ip
 from peers.model import (
+    MAX_PREFIXES_ANNOTATION,
+    MAX_PREFIXES_RESTART_TIME,
+    MAX_PREFIXES_WARNING_PERCENT,
     AffinityState,
     Allocation,
     AllocationBlock,
@@ -59,6 +62,7 @@ from peers.model import (
     IPAMConfig,
     IPNetwork,
     IPPool,
+    MaxPrefixes,
     NamedCommunity,
     Node,
     PeerNextHopMode,
@@ -490,7 +494,43 @@ def _decode_bgppeer(name: str, meta: _Fields, spec: _Fields) -> BGPPeer:
         filters=tuple(_strings(spec, "filters")),
         local_workload_selector=workload_selector,
         reverse_peering=spec.choice("reversePeering", ("Auto", "Manual"), "Auto"),
+        max_prefixes=_max_prefixes(meta, spec),
     )
+
+
+def _max_prefixes(meta: _Fields, spec: _Fields) -> MaxPrefixes | None:
+    """bgpd's guardrail (``peers.model.MaxPrefixes``): ``spec.maxPrefixes`` (the file
+    datastore's field) wins over the ``bgpd.projectcalico.org/max-prefixes`` annotation."""
+    if spec.has("maxPrefixes"):
+        fields = spec.sub("maxPrefixes")
+        limit = fields.integer("limit", 1, 2**32 - 1)
+        if limit is None:
+            raise RecordError(fields.path("limit"), "required")
+        warning = fields.integer("warningPercent", 1, 100)
+        restart = fields.duration("restartTime")
+        return MaxPrefixes(
+            limit,
+            MAX_PREFIXES_WARNING_PERCENT if warning is None else warning,
+            MAX_PREFIXES_RESTART_TIME if restart is None else restart,
+        )
+    annotations = meta.sub("annotations")
+    text = annotations.string(MAX_PREFIXES_ANNOTATION)
+    if not text:
+        return None
+    where = annotations.path(MAX_PREFIXES_ANNOTATION)
+    head, *options = (part.strip() for part in text.split(","))
+    if not head.isdigit() or not 0 < int(head) < 2**32:
+        raise RecordError(where, f"{text!r}: LIMIT[,warning=PERCENT][,restart=DURATION]")
+    found = MaxPrefixes(int(head))
+    for option in options:
+        name, _, value = option.partition("=")
+        if name == "warning" and value.isdigit() and 0 < int(value) <= 100:
+            found = replace(found, warning_percent=int(value))
+        elif name == "restart" and value:
+            found = replace(found, restart_time=parse_duration(value, where))
+        else:
+            raise RecordError(where, f"{option!r}: expected warning=PERCENT or restart=DURATION")
+    return found
 
 
 def _strings(fields: _Fields, name: str) -> list[str]:

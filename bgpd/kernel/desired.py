@@ -59,6 +59,10 @@ class DesiredKernel:
     def get(self, family: Family, prefix: Prefix) -> KernelRoute | None:
         return self._desired.get(family, {}).get(prefix)
 
+    def is_pending(self, family: Family, prefix: Prefix) -> bool:
+        """Whether a change of ``prefix`` waits for the next batch."""
+        return prefix in self._pending.get(family, {})
+
     def prefixes(self, family: Family) -> list[Prefix]:
         return list(self._desired.get(family, ()))
 

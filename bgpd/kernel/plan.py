@@ -160,8 +160,8 @@ class KernelRoute:
 
     def __str__(self) -> str:
         head = f"blackhole {self.dst}" if self.kind is RouteKind.BLACKHOLE else str(self.dst)
-        hops = " ".join(_hop_text(hop) for hop in self.nexthops)
-        return f"{head} {hops} proto {self.protocol} metric {self.metric} table {self.table}"
+        hops = "".join(f" {_hop_text(hop)}" for hop in self.nexthops)
+        return f"{head}{hops} proto {self.protocol} metric {self.metric} table {self.table}"
 
     def __repr__(self) -> str:
         return (
@@ -502,6 +502,23 @@ class KernelPlanner:
             family, prefix, best, ecmp, self.blackholes, self.pools, self.config, self.pinned
         )
         return planned if isinstance(planned, KernelRoute) else None
+
+    def explain(
+        self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
+    ) -> KernelRoute | str:
+        """``route``, or in words why there is none (``bgpd explain``)."""
+        planned = plan_best(
+            family, prefix, best, ecmp, self.blackholes, self.pools, self.config, self.pinned
+        )
+        if isinstance(planned, KernelRoute):
+            return planned
+        if isinstance(planned, Skipped):
+            return planned.reason
+        if best is None:
+            return "no route in the Loc-RIB"
+        if best.source.local:
+            return "a route this node originates without a blackhole: advertised, not installed"
+        return "no usable next hop"
 
 
 def plan_routes(routes: Iterable[BestRoute], config: PlanConfig) -> KernelPlan:

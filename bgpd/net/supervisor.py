@@ -34,7 +34,7 @@ import structlog
 from bgpd.net.listener import Listeners
 from bgpd.net.md5watch import Md5Watch, PeerMd5
 from bgpd.net.transport import PeerEvent, PeerRunner, PeerStatistics
-from bgpd.session import State
+from bgpd.session import AutomaticStop, State
 from bgpd.session.config import BGP_PORT, IPAddress, PeerKey, SessionConfig
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.constants import CeaseSubcode
@@ -182,6 +182,12 @@ class Supervisor:
     async def reset(self, peer: PeerKey, message: str = "") -> None:
         """Administrative reset (Cease/Administrative Reset, RFC 4486; RFC 9003 text)."""
         await self._runners[peer].reset(CeaseSubcode.ADMINISTRATIVE_RESET, message)
+
+    async def stop_automatically(self, peer: PeerKey, stop: AutomaticStop) -> None:
+        """A session the routing core stops, to restart after the stop's idle time."""
+        runner = self._runners.get(peer)
+        if runner is not None:
+            await runner.stop_automatically(stop)
 
     def statistics(self) -> dict[PeerKey, PeerStatistics]:
         return {key: runner.statistics() for key, runner in self._runners.items()}

@@ -64,6 +64,7 @@ from bgpd.log import debug_enabled
 from bgpd.net.sockopts import apply_session_options, outgoing_socket
 from bgpd.session import (
     Action,
+    AutomaticStop,
     CloseTransport,
     Connect,
     DataReceived,
@@ -166,7 +167,7 @@ class _Outgoing:
 
 @dataclass(frozen=True, slots=True)
 class _Stop:
-    stop: ManualStop
+    stop: ManualStop | AutomaticStop
     restart: bool
     done: asyncio.Future[None]
 
@@ -301,7 +302,12 @@ class PeerRunner:
         """ManualStop then ManualStart (a hard reset of the session)."""
         await self._request_stop(ManualStop(subcode, message), restart=True)
 
-    async def _request_stop(self, stop: ManualStop, restart: bool) -> None:
+    async def stop_automatically(self, stop: AutomaticStop) -> None:
+        """AutomaticStop (Event 8): Cease with its data; the session restarts after its idle
+        time (a maximum prefix count reached, RFC 4486 §4)."""
+        await self._request_stop(stop, restart=False)
+
+    async def _request_stop(self, stop: ManualStop | AutomaticStop, restart: bool) -> None:
         if self._finished:
             return
         done: asyncio.Future[None] = self._loop.create_future()
@@ -549,7 +555,7 @@ class PeerRunner:
             _resolve(item.done, True)
 
     def _stop(self, item: _Stop) -> None:
-        self._stopped = not item.restart
+        self._stopped = not item.restart and isinstance(item.stop, ManualStop)
         for session in (self.secondary, self.primary):
             if session is not None:
                 self._run_session(session, item.stop)
@@ -628,6 +634,7 @@ class PeerRunner:
                 shutdown_message=(
                     action.notification.shutdown_message if action.notification else None
                 ),
+                data=action.notification.data.hex() if action.notification else None,
             )
             if not action.was_established:
                 return

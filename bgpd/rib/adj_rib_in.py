@@ -9,7 +9,11 @@ Rules:
 3. ``mark_stale`` moves every route to the stale set in O(1) (RFC 4724 §4.2, RFC 7313 §4); a
    re-announcement or withdrawal takes the key out of it; ``sweep_stale`` returns what was never
    refreshed, for the caller to withdraw.
-4. Pure: no IO, no clock.
+4. With ADD-PATH, ``path_ids`` remembers every path identifier the peer used (a set updated per
+   UPDATE, never shrunk), so the routes of one prefix are found by probing each identifier
+   (``keys_for``) instead of scanning the table; peers number their paths with small integers.
+   Past ``PATH_ID_PROBE_LIMIT`` distinct identifiers ``keys_for`` scans.
+5. Pure: no IO, no clock.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from bgpd.wire.types import PathAttributes, Prefix
 
 RouteKey = Prefix | tuple[Prefix, int]
+PATH_ID_PROBE_LIMIT = 1024  # rule 4
 
 
 def split_key(key: RouteKey) -> tuple[Prefix, int]:
@@ -31,12 +36,13 @@ def split_key(key: RouteKey) -> tuple[Prefix, int]:
 class AdjRibIn:
     """Received routes of one peer in one family."""
 
-    __slots__ = ("routes", "stale", "add_path")
+    __slots__ = ("routes", "stale", "add_path", "path_ids")
 
     def __init__(self, add_path: bool = False) -> None:
         self.routes: dict[RouteKey, PathAttributes] = {}
         self.stale: dict[RouteKey, PathAttributes] | None = None
         self.add_path = add_path
+        self.path_ids: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.routes) + (len(self.stale) if self.stale else 0)
@@ -58,7 +64,19 @@ class AdjRibIn:
         if not self.add_path:
             return prefixes  # type: ignore[return-value]
         ids = path_ids if path_ids is not None else [0] * len(prefixes)
+        if len(self.path_ids) <= PATH_ID_PROBE_LIMIT:
+            self.path_ids.update(ids)
         return list(zip(prefixes, ids, strict=True))
+
+    def keys_for(self, prefix: Prefix) -> list[RouteKey]:
+        """Every key held (fresh or stale) for ``prefix`` (rule 4)."""
+        if not self.add_path:
+            return [prefix] if self.get(prefix) is not None else []
+        if len(self.path_ids) <= PATH_ID_PROBE_LIMIT:
+            probes: list[RouteKey] = [(prefix, path_id) for path_id in sorted(self.path_ids)]
+            return [key for key in probes if self.get(key) is not None]
+        found: list[RouteKey] = [k for k in self.routes if k[0] == prefix]
+        return found + [k for k in self.stale or () if k[0] == prefix]
 
     def announce(self, keys: Iterable[RouteKey], attrs: PathAttributes) -> None:
         routes = self.routes

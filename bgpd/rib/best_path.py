@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -192,13 +193,40 @@ def ecmp_set(ordered: tuple[Path, ...], always_compare_med: bool = False) -> tup
 
 def decisive_step(winner: Path, loser: Path) -> BestPathReason:
     """The first step where ``winner`` beats ``loser`` (for logs, ``show route`` and tests)."""
+    index = decisive_index(winner, loser)
+    return BestPathReason.PATH_ID if index is None else DECISION_STEPS[index].reason
+
+
+def decisive_index(winner: Path, loser: Path) -> int | None:
+    """The row of ``DECISION_STEPS`` where ``winner`` and ``loser`` first differ (MED only
+    within one neighbour AS, rule 3); None when only the ADD-PATH identifier separates them."""
     same_group = winner.neighbor_as == loser.neighbor_as
-    for i, step in enumerate(DECISION_STEPS):
+    for i in range(len(DECISION_STEPS)):
         if i == MED_STEP and not same_group:
             continue
         if winner.rank[i] != loser.rank[i]:
-            return step.reason
-    return BestPathReason.PATH_ID
+            return i
+    return None
+
+
+def step_value(index: int, path: Path) -> str:
+    """The value ``path`` has at decision step ``index``, in words (``bgpd explain``)."""
+    key = path.rank[index]
+    reason = DECISION_STEPS[index].reason
+    if reason is BestPathReason.LOCAL_ORIGIN:
+        return "local" if key == 0 else "learned"
+    if reason is BestPathReason.LOCAL_PREF:
+        return str(-key)  # type: ignore[operator]
+    if reason is BestPathReason.ORIGIN:
+        names = {0: "igp", 1: "egp", 2: "incomplete"}
+        return names.get(key, str(key)) if isinstance(key, int) else str(key)
+    if reason is BestPathReason.EBGP:
+        return "ibgp" if key else "ebgp"
+    if reason is BestPathReason.ROUTER_ID:
+        return str(ipaddress.IPv4Address(key))
+    if reason is BestPathReason.PEER_ADDRESS:
+        return str(ipaddress.ip_address(key[1:]))  # type: ignore[index]
+    return str(key)
 
 
 def _rank(path: Path) -> tuple[object, ...]:

@@ -68,6 +68,21 @@ class ExportReject(StrEnum):
     NO_NEXT_HOP = "no-next-hop-for-family"
 
 
+REJECT_RULES: dict[ImportReject | ExportReject, str] = {
+    ImportReject.AS_LOOP: "our AS is in its AS_PATH (RFC 4271 §9.1.2)",
+    ImportReject.ORIGINATOR_LOOP: "its ORIGINATOR_ID is our router id (RFC 4456 §8)",
+    ImportReject.CLUSTER_LOOP: "our cluster id is in its CLUSTER_LIST (RFC 4456 §8)",
+    ImportReject.NEXT_HOP_INVALID: "its NEXT_HOP is no host's address (RFC 4271 §6.3)",
+    ImportReject.NEXT_HOP_OURS: "its NEXT_HOP is our address on the session (RFC 4271 §6.3)",
+    ExportReject.SENDER: "never back to the session it came from",
+    ExportReject.NO_ADVERTISE: "it carries NO_ADVERTISE (RFC 1997)",
+    ExportReject.NO_EXPORT: "it carries NO_EXPORT(_SUBCONFED) and the peer is external (RFC 1997)",
+    ExportReject.SPLIT_HORIZON: "learned over iBGP from a non-client, to an internal non-client"
+    " (RFC 4271 §9.2.1, RFC 4456 §6)",
+    ExportReject.NO_NEXT_HOP: "we have no next hop of the family on the session (RFC 4760 §3)",
+}  # each rule in words (``bgpd explain``)
+
+
 @dataclass(frozen=True, slots=True)
 class ExportTarget:
     """A session as the export rules see it.

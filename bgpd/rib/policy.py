@@ -20,6 +20,9 @@ Rules:
 4. A policy whose conditions do not look at the prefix or interface (``prefix_independent``)
    lets the speaker evaluate it once per attribute set instead of once per prefix.
 5. Pure: no IO, no clock. Attribute sets produced here are plain values; the caller interns.
+6. ``Policy.trace`` is ``evaluate`` that also says what decided (a filter's rule by index, the
+   hook, or the default); a hook may offer ``explain(family, prefix, attrs, ctx) -> str``, its
+   reason in words. It is computed on demand, so the hot path carries no bookkeeping.
 """
 
 from __future__ import annotations
@@ -250,6 +253,14 @@ class Rule:
     action: Verdict = Verdict.ACCEPT
     operations: tuple[Operation, ...] = ()
 
+    def apply(self, attrs: PathAttributes) -> tuple[Verdict, PathAttributes]:
+        """The verdict on a matching route and its attributes after the operations."""
+        if self.action is Verdict.REJECT:
+            return Verdict.REJECT, attrs
+        for op in self.operations:
+            attrs = apply_operation(attrs, op)
+        return Verdict.ACCEPT, attrs
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
@@ -263,15 +274,18 @@ class RuleSet:
         self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
     ) -> tuple[Verdict, PathAttributes] | None:
         """The first matching rule's verdict and resulting attributes; None if none matches."""
+        index = self.first_match(family, prefix, attrs, ctx)
+        return None if index is None else self.rules[index].apply(attrs)
+
+    def first_match(
+        self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> int | None:
+        """The index of the first rule matching the route; None if none does."""
         if self.families is not None and family not in self.families:
             return None
-        for rule in self.rules:
+        for index, rule in enumerate(self.rules):
             if rule.match.matches(prefix, attrs, ctx):
-                if rule.action is Verdict.REJECT:
-                    return Verdict.REJECT, attrs
-                for op in rule.operations:
-                    attrs = apply_operation(attrs, op)
-                return Verdict.ACCEPT, attrs
+                return index
         return None
 
 
@@ -311,6 +325,44 @@ class Policy:
             return self.hook(family, prefix, attrs, ctx)
         return attrs if self.default is Verdict.ACCEPT else None
 
+    def trace(
+        self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> PolicyTrace:
+        """``evaluate`` with the step that decided (rule 6): for ``bgpd explain``, never the
+        hot path."""
+        if self.prepare is not None:
+            attrs = self.prepare(family, prefix, attrs, ctx)
+        for ruleset in self.filters:
+            index = ruleset.first_match(family, prefix, attrs, ctx)
+            if index is not None:
+                verdict, attrs = ruleset.rules[index].apply(attrs)
+                accepted = attrs if verdict is Verdict.ACCEPT else None
+                return PolicyTrace(
+                    accepted, f"filter {ruleset.name} rule {index}", ruleset.name, index
+                )
+        if self.hook is not None:
+            explain = getattr(self.hook, "explain", None)
+            reason = explain(family, prefix, attrs, ctx) if explain is not None else ""
+            return PolicyTrace(self.hook(family, prefix, attrs, ctx), reason or "hook")
+        accepted = attrs if self.default is Verdict.ACCEPT else None
+        return PolicyTrace(accepted, f"the default, {self.default} (no filter rule matched)")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTrace:
+    """How a policy decided one route: the attributes it yields (None: rejected), what decided
+    (``filter NAME rule I``, the hook's own reason, or ``default accept|reject``), and the
+    deciding filter's name and rule index when a filter rule did."""
+
+    result: PathAttributes | None
+    decided_by: str
+    filter: str | None = None
+    rule: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.result is not None
+
 
 ACCEPT_ALL = Policy()
 REJECT_ALL = Policy(default=Verdict.REJECT)
@@ -326,6 +378,7 @@ __all__ = [
     "Operation",
     "Policy",
     "PolicyContext",
+    "PolicyTrace",
     "PrefixMatch",
     "PrependAsPath",
     "Rule",

@@ -106,10 +106,14 @@ class AutomaticStart:
 
 @dataclass(frozen=True, slots=True)
 class AutomaticStop:
-    """Event 8, e.g. maximum prefixes reached (RFC 4486 subcode 1); restarts after idle hold."""
+    """Event 8, e.g. maximum prefixes reached (RFC 4486 subcode 1); restarts after idle hold.
+    ``data`` is the Cease NOTIFICATION's data (RFC 4486 §4: AFI, SAFI, upper bound);
+    ``idle_time`` replaces the idle hold's backoff for this fall."""
 
     subcode: int = CeaseSubcode.OUT_OF_RESOURCES
     message: str = ""
+    data: bytes = b""
+    idle_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

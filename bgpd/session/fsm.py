@@ -493,6 +493,8 @@ class _Context:
     now: float
     cease_subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN
     cease_message: str = ""
+    cease_data: bytes = b""
+    idle_time: float | None = None  # an AutomaticStop's own idle hold
     error: MessageError | None = None
     open: Open | None = None
     update: Update | None = None
@@ -617,9 +619,13 @@ class Session:
             return E.MANUAL_START_PASSIVE if passive else E.MANUAL_START
         if isinstance(event, AutomaticStart):
             return E.AUTOMATIC_START_PASSIVE if self.config.passive else E.AUTOMATIC_START
-        if isinstance(event, ManualStop | AutomaticStop):
+        if isinstance(event, ManualStop):
             ctx.cease_subcode, ctx.cease_message = event.subcode, event.message
-            return E.MANUAL_STOP if isinstance(event, ManualStop) else E.AUTOMATIC_STOP
+            return E.MANUAL_STOP
+        if isinstance(event, AutomaticStop):
+            ctx.cease_subcode, ctx.cease_message = event.subcode, event.message
+            ctx.cease_data, ctx.idle_time = event.data, event.idle_time
+            return E.AUTOMATIC_STOP
         if isinstance(event, TimerExpired):
             self._deadlines.pop(event.timer, None)
             return self._timer_event(event.timer)
@@ -720,14 +726,15 @@ class Session:
             )
             self._last_down = down
             actions.append(down)
-            self._enter_idle(reason, ctx.now)
+            self._enter_idle(reason, ctx.now, ctx.idle_time)
         return actions
 
-    def _enter_idle(self, reason: DownReason, now: float) -> None:
+    def _enter_idle(self, reason: DownReason, now: float, idle_time: float | None) -> None:
         self._deadlines.clear()
         if reason is DownReason.ADMINISTRATIVE_STOP or not self.config.automatic_restart:
             return
-        self._deadlines[Timer.IDLE_HOLD] = now + self._backoff.next_delay(now)
+        delay = self._backoff.next_delay(now) if idle_time is None else idle_time
+        self._deadlines[Timer.IDLE_HOLD] = now + delay
 
     def _send(self, data: bytes, actions: list[Action]) -> None:
         self._messages_out += 1
@@ -801,7 +808,8 @@ class Session:
             if ctx.cease_subcode in _SHUTDOWN_TEXT_SUBCODES:
                 self._notify(Notification.shutdown(ctx.cease_subcode, ctx.cease_message), actions)
             else:
-                self._notify(Notification(ErrorCode.CEASE, ctx.cease_subcode), actions)
+                notification = Notification(ErrorCode.CEASE, ctx.cease_subcode, ctx.cease_data)
+                self._notify(notification, actions)
         elif step is P.SEND_COLLISION_CEASE:
             self._notify(
                 Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION),

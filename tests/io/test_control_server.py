@@ -83,7 +83,13 @@ def provider() -> FixedStatus:
             peer_ip="10.99.0.9",
         ),
     ]
-    return FixedStatus(status, peers, routes)
+    return FixedStatus(status, peers, routes, explanations=EXPLANATIONS)
+
+
+# The explain goldens of the mesh3 lab (tests/unit/test_explain.py) as the daemon's answers.
+EXPLANATIONS = json.loads(
+    (Path(__file__).resolve().parents[1] / "golden" / "explain" / "mesh3-node1.json").read_text()
+)
 
 
 @dataclass
@@ -342,6 +348,19 @@ async def test_show_routes_json_and_table(control: Running) -> None:
     assert lines[1].split() == ["10.244.2.0/26", "10.99.0.2", "-", "*", "Mesh_10_99_0_2"]
     assert lines[2].split() == ["10.244.2.0/26", "10.99.0.9", "64513", "64600", "Node_10_99_0_9"]
     code, _, err = await bgpd("show", "routes", "not-a-prefix", "--control-socket", control.path)
+    assert code == 1 and err.startswith("bgpd: bgpd refused")
+
+
+async def test_explain_json_and_text(control: Running) -> None:
+    prefix = "10.244.2.0/26"
+    code, out, err = await bgpd("explain", prefix, "--json", "--control-socket", control.path)
+    assert code == 0, err
+    assert json.loads(out) == EXPLANATIONS[prefix]
+    code, out, _ = await bgpd("explain", prefix, "--control-socket", control.path)
+    assert code == 0
+    assert out.startswith(f"{prefix} (ipv4-unicast)\ncandidates:\n")
+    assert "lost at local-pref: best 2147482623 vs 100" in out
+    code, _, err = await bgpd("explain", "not-a-prefix", "--control-socket", control.path)
     assert code == 1 and err.startswith("bgpd: bgpd refused")
 
 

@@ -419,3 +419,47 @@ async def test_a_resource_the_server_lacks_is_empty_and_not_watched() -> None:
             assert not any("bgpfilters?" in t and "watch" in t for _, t in server.requests)
     finally:
         await server.stop()
+
+
+async def test_bgpd_plan_reads_the_kubernetes_api(tmp_path: Path) -> None:
+    """``bgpd plan`` with DATASTORE_TYPE=kubernetes: the node's sessions from the API, with a
+    BGPPeer's ``bgpd.projectcalico.org/max-prefixes`` annotation read as the guardrail."""
+    server = await started()
+    try:
+        server.put(NODES, k8s_node("node1", "10.0.0.1/24"))
+        config = {"nodeToNodeMeshEnabled": False, "asNumber": 64512}
+        server.put(
+            V1 + "/bgpconfigurations",
+            {"metadata": {"name": "default"}, "spec": config, "kind": "BGPConfiguration"},
+        )
+        tor = peer("tor", "10.0.0.254")
+        tor["metadata"]["annotations"] = {"bgpd.projectcalico.org/max-prefixes": "500"}
+        server.put(V1 + "/bgppeers", tor)
+        server.put(V1 + "/blockaffinities", affinity("node1", "10.244.1.0/26"))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bgpd",
+            "plan",
+            "--node",
+            "node1",
+            "--json",
+            env={
+                "PATH": "/usr/bin:/bin",
+                "DATASTORE_TYPE": "kubernetes",
+                "KUBECONFIG": str(write_kubeconfig(tmp_path, server)),
+            },
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), WAIT_LIMIT)
+        assert proc.returncode == 0, err.decode()
+        plan = json.loads(out)
+        (name,) = plan["sessions"]
+        session = plan["sessions"][name]
+        assert session["peer_ip"] == "10.0.0.254" and session["peer_as"] == 65001
+        assert session["max_prefixes"].startswith("500 per family")
+        assert plan["exports"][name].keys() == {"10.244.1.0/26"}
+    finally:
+        await server.stop()

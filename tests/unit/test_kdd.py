@@ -11,7 +11,15 @@ import pytest
 from bgpd.datastore.cache import Cache
 from bgpd.datastore.kdd import V1_RESOURCES, V3_RESOURCES, CalicoResource, calico_pair, node_pair
 from bgpd.datastore.schema import RecordError, decode_etcd
-from peers.model import AffinityState, AllocationBlock, BGPPeer, BlockAffinity, IPAMConfig, Node
+from peers.model import (
+    AffinityState,
+    AllocationBlock,
+    BGPPeer,
+    BlockAffinity,
+    IPAMConfig,
+    MaxPrefixes,
+    Node,
+)
 
 RESOURCES = {resource.kind: resource for resource in V1_RESOURCES}
 
@@ -42,6 +50,19 @@ def test_bgppeer_crd_decodes_as_the_etcd_resource() -> None:
     assert isinstance(peer, BGPPeer)
     assert peer.name == "rack1-tor"
     assert peer.as_number == 64513
+
+
+def test_bgppeer_keeps_bgpd_annotations_only() -> None:
+    obj = crd("BGPPeer", "rack1-tor", {"peerIP": "192.0.2.1", "asNumber": 64513})
+    obj["metadata"]["annotations"] = {  # type: ignore[index]
+        "bgpd.projectcalico.org/max-prefixes": "100,restart=30s",
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+    }
+    pair = calico_pair(RESOURCES["BGPPeer"], obj, "node1")
+    assert pair is not None and b"last-applied" not in pair.value
+    peer = decoded(RESOURCES["BGPPeer"], obj)
+    assert isinstance(peer, BGPPeer)
+    assert peer.max_prefixes == MaxPrefixes(100, restart_time=30.0)
 
 
 def test_block_affinity_v1_uses_spec_identity_and_string_deleted() -> None:

@@ -14,6 +14,7 @@ from bgpd.rib.best_path import (
     rank_path,
 )
 from bgpd.rib.best_path import order as order_paths
+from bgpd.rib.explain import explain_candidates
 from bgpd.rib.route import LOCAL_SOURCE, Path, RouteSource
 from bgpd.wire.constants import SegmentType
 from bgpd.wire.types import AsPathSegment, PathAttributes
@@ -187,3 +188,39 @@ def test_ecmp_set_mixes_ebgp_and_ibgp_never() -> None:
     external = _path(1, peer_as=65001)
     internal = _path(2)
     assert ecmp_set(order_paths([external, internal])) == (external,)
+
+
+def _explained(winner: Path, loser: Path) -> tuple[str | None, str, str]:
+    best, lost = explain_candidates(order_paths([loser, winner]))
+    assert best.path is winner and best.best and not lost.best
+    return lost.lost_at, lost.best_value, lost.own_value
+
+
+def test_each_step_explains_itself_with_both_values() -> None:
+    """``bgpd.rib.explain`` rule 2: the deciding step and the values it compared, in words."""
+    local = rank_path(LOCAL_SOURCE, PathAttributes())
+    assert _explained(local, _path(1)) == ("local-origin", "local", "learned")
+    assert _explained(_path(2, local_pref=200), _path(1)) == ("local-pref", "200", "100")
+    assert _explained(_path(2), _path(1, as_path=_seq(65001, 65002))) == (
+        "as-path-length",
+        "1",
+        "2",
+    )
+    assert _explained(_path(2), _path(1, origin=2)) == ("origin", "igp", "incomplete")
+    assert _explained(_path(2, med=5), _path(1, med=9)) == ("med", "5", "9")
+    assert _explained(_path(2, peer_as=65001), _path(1)) == ("ebgp-over-ibgp", "ebgp", "ibgp")
+    assert _explained(_path(1), _path(2)) == ("router-id", "0.0.0.1", "0.0.0.2")
+    one = _path(1, originator_id=b"\0\0\0\7", cluster_list=(b"\1\1\1\1",))
+    two = _path(2, originator_id=b"\0\0\0\7", cluster_list=(b"\1\1\1\1", b"\2\2\2\2"))
+    assert _explained(one, two) == ("cluster-list-length", "1", "2")
+    first, second = (
+        rank_path(_source(1), PathAttributes(), 1),
+        rank_path(_source(1), PathAttributes(), 2),
+    )
+    assert _explained(first, second) == ("path-id", "1", "2")
+
+
+def test_explained_ecmp_members_are_marked() -> None:
+    a, b = _path(1), _path(2)  # equal down to the IGP step: both in the ECMP set
+    best, other = explain_candidates(order_paths([a, b]))
+    assert best.ecmp and other.ecmp and other.lost_at == "router-id"

@@ -17,7 +17,10 @@ Rules:
 3. ``loop``: bgpd is restarted (SIGTERM) every ``--every`` seconds for ``--for`` seconds with a
    10-route table; an ``ip monitor route`` in its namespace records every deletion of one of
    those routes. A run passes when none was deleted.
-4. Every run is reported on one line; a tally ends the output.
+4. Every run is reported on one line; a tally ends the output. A failed run's bgpd log (both
+   starts) and the feeder's view are kept in ``--keep-failures``. A run killed before any route
+   reached the kernel restarts without a selection deferral (the kernel kept nothing), so only the
+   table is checked.
 
 Usage: python3 bench/restart_ingest.py ingest --runs 20 --signal TERM|KILL [--feeder gobgp]
        python3 bench/restart_ingest.py loop --runs 3 [--every 3 --for 60] [--feeder gobgp]
@@ -191,6 +194,22 @@ def lab(
     return ours, theirs, node, feeder
 
 
+def keep_failure(
+    node: BgpdNode, log_start: int, feeder: Feeder | GoBgpFeeder, run: int, args: argparse.Namespace
+) -> None:
+    """A failed run's bgpd log (both starts) and the feeder's view, kept for the post-mortem."""
+    where = Path(args.keep_failures) / f"{args.case}-{args.signal}-run{run}"
+    where.mkdir(parents=True, exist_ok=True)
+    with node.log.open("rb") as log:
+        log.seek(log_start)
+        (where / "bgpd.log").write_bytes(log.read())
+    if isinstance(feeder, GoBgpFeeder):
+        (where / "gobgp-neighbor.txt").write_text(feeder.cli("neighbor").stdout)
+        if feeder.log.exists():
+            (where / "gobgpd.log").write_bytes(feeder.log.read_bytes())
+    print(f"# run {run}: logs kept in {where}", flush=True)
+
+
 def ingest(args: argparse.Namespace, work: Path) -> list[bool]:
     prefixes = table(args.routes)
     wanted = set(prefixes)
@@ -200,10 +219,12 @@ def ingest(args: argparse.Namespace, work: Path) -> list[bool]:
     try:
         for run in range(1, args.runs + 1):
             ours.ip("route", "flush", "proto", "bird", check=False)
+            log_start = node.log.stat().st_size if node.log.exists() else 0
             node.start()
             deadline = time.monotonic() + 120
             while not ours.ip("route", "show", "root", TABLE_SPAN, "proto", "bird").stdout:
                 if time.monotonic() > deadline:
+                    print(f"# run {run}: no table route in the kernel 120 s after start")
                     break
                 time.sleep(0.01)
             time.sleep(random.uniform(0.0, args.kill_within))
@@ -215,7 +236,11 @@ def ingest(args: argparse.Namespace, work: Path) -> list[bool]:
             have: set[str] = set()
             while time.monotonic() - started < args.limit:
                 have = kernel_prefixes(ours)
-                if wanted <= have and node.logged("routing converged after restart"):
+                # No deferral when the kernel kept nothing (killed before the first route).
+                deferred = node.logged("kept kernel routes from a previous run")
+                if wanted <= have and (
+                    not deferred or node.logged("routing converged after restart")
+                ):
                     converged = not (have - wanted - {"10.244.0.0/26"})
                     if converged:
                         break
@@ -223,6 +248,8 @@ def ingest(args: argparse.Namespace, work: Path) -> list[bool]:
             seconds = time.monotonic() - started
             missing, stale = len(wanted - have), len(have - wanted)
             results.append(converged)
+            if not converged:
+                keep_failure(node, log_start, feeder, run, args)
             print(
                 f"ingest SIG{args.signal} run {run:2d}: killed at {at_kill:6d} routes; "
                 f"converged={'yes' if converged else 'NO'} in {seconds:5.1f} s; "
@@ -295,6 +322,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--signal", choices=("TERM", "KILL"), default="TERM")
     parser.add_argument("--feeder", choices=("sim", "gobgp"), default="sim")
+    parser.add_argument("--keep-failures", default="/tmp/restart-ingest-failures")
     parser.add_argument("--routes", type=int, default=100_000)
     parser.add_argument("--limit", type=float, default=120.0)
     parser.add_argument("--kill-within", type=float, default=1.0)

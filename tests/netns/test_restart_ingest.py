@@ -26,10 +26,19 @@ def _root() -> None:
 
 @pytest.mark.parametrize("sig", ["TERM", "KILL"])
 def test_killed_during_ingest_then_restarted_converges(sig: str, tmp_path: Path) -> None:
-    args = argparse.Namespace(runs=1, signal=sig, routes=20_000, limit=60.0, kill_within=0.5)
+    args = argparse.Namespace(
+        case="ingest",
+        runs=1,
+        signal=sig,
+        routes=20_000,
+        limit=60.0,
+        kill_within=0.5,
+        feeder="sim",
+        keep_failures=str(tmp_path / "failures"),
+    )
     assert restart_ingest.ingest(args, tmp_path) == [True]
 
 
 def test_restarted_in_a_loop_never_deletes_the_peers_routes(tmp_path: Path) -> None:
-    args = argparse.Namespace(runs=1, every=1.0, duration=6.0)
+    args = argparse.Namespace(runs=1, every=1.0, duration=6.0, feeder="sim")
     assert restart_ingest.loop(args, tmp_path) == [True]

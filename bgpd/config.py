@@ -10,6 +10,11 @@ Rules:
    requires (it is part of etcd keys: a '/' would read another node's keys); the host name
    fallback is lowercased first, as calico-node does (``names.Hostname``).
 5. ``CALICO_ROUTER_ID`` 0.0.0.0 is refused: a BGP Identifier of zero is invalid (RFC 6286 §2.1).
+6. Kubernetes API access is configured with ``DATASTORE_TYPE=kubernetes``, and on any other
+   datastore when ``KUBECONFIG`` or ``KUBERNETES_SERVICE_HOST`` is set (as confd builds its
+   Kubernetes client in etcd mode too): then Services, EndpointSlices and the BGP password
+   Secrets are read through it, the Secrets in ``NAMESPACE`` (default ``kube-system``, confd's
+   ``secret_watcher.go``).
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class DaemonConfig:
     bird_process_names: bool = False  # placeholders calicoctl finds (bgpd.control.presence)
     graceful_restart_time: int = 120
     restart_deadline: float = 120.0  # how long a restart waits for peers' End-of-RIB
+    # The Kubernetes API for Services, EndpointSlices and Secrets (rule 6), on either datastore.
+    kubernetes: KubeSettings | None = None
+    namespace: str = "kube-system"  # calico-node's: where BGP password Secrets are read
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -162,6 +170,18 @@ def _router_id(environ: Mapping[str, str]) -> str:
     return router_id
 
 
+def _kubernetes(
+    source: FileSource | EtcdSource | KubernetesSource, environ: Mapping[str, str]
+) -> KubeSettings | None:
+    """Rule 6: the datastore's API server, else the one ``KUBECONFIG`` or the pod's service
+    account names, else none."""
+    if isinstance(source, KubernetesSource):
+        return source.settings
+    if environ.get("KUBECONFIG", "").strip() or environ.get("KUBERNETES_SERVICE_HOST", "").strip():
+        return KubeSettings.from_env(environ)
+    return None
+
+
 def build_config(
     *,
     node: str | None,
@@ -192,9 +212,12 @@ def build_config(
     socket_path = control_socket or DEFAULT_CONTROL_SOCKET
     if not socket_path.startswith("/") and not socket_path.startswith("."):
         raise ConfigError("--control-socket", socket_path, "must be a path")
+    source = _datastore(datastore, environ)
     return DaemonConfig(
         node=node_name(node, environ, nodename_file, hostname),
-        datastore=_datastore(datastore, environ),
+        datastore=source,
+        kubernetes=_kubernetes(source, environ),
+        namespace=environ.get("NAMESPACE", "").strip() or "kube-system",
         control_socket=socket_path,
         metrics_listen=_listen("--metrics-listen", metrics_listen or DEFAULT_METRICS_LISTEN),
         log_level=_log_level(level_source, level_raw),

@@ -180,10 +180,13 @@ class _Resolver:
         if peer.password is not None:
             password = self.secrets(peer.password.name, peer.password.key)
             if password is None:
-                self.result.problems.append(
-                    f"BGPPeer {peer.name}: password secret {peer.password.name}/"
-                    f"{peer.password.key} is not available"
+                table = self.snapshot.secrets
+                why = (
+                    table.reason(peer.password.name, peer.password.key)
+                    if table is not None
+                    else f"secret {peer.password.name}/{peer.password.key} is not available"
                 )
+                self.result.problems.append(f"BGPPeer {peer.name}: password {why}")
         return replace(
             record,
             password=password,

@@ -41,7 +41,12 @@ class NodePlanner:
 
     def plan(self, snapshot: Snapshot) -> RoutingPlan:
         config = self.config
-        env = Environment(router_id=config.router_id, secrets=environ_secret_lookup(config.environ))
+        secrets = (
+            snapshot.secrets.lookup
+            if snapshot.secrets is not None
+            else environ_secret_lookup(config.environ)
+        )
+        env = Environment(router_id=config.router_id, secrets=secrets)
         peering = resolve_node(config.node, snapshot, env)
         originations = tuple(
             originate(
@@ -50,6 +55,7 @@ class NodePlanner:
                 version,
                 peering.sessions.values(),
                 program_vxlan=config.program_vxlan,
+                k8s_node=config.environ.get("CALICO_K8S_NODE_REF") or None,
             )
             for version in (4, 6)
         )

@@ -20,6 +20,11 @@ Rules:
 5. An object whose identity cannot be read is logged once per resourceVersion, reported to
    ``on_rejected`` and treated as deleted; a value that does not decode is the cache's business.
 6. HTTP/1.1 over asyncio streams (TLS from the settings), one connection per request.
+7. The cluster objects (``cluster_collections``: Services, EndpointSlices, the named Secrets) are
+   optional collections, narrowed by their ``query``: a 401 or 403 on one is one log line and an
+   ``on_access`` report (a Secret's refusal is that peer's status), the others are listed and
+   watched, and the refused ones are asked again every ``reconnect_max`` seconds; a successful
+   listing reports access again (``on_access(collection, None)``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +44,10 @@ import structlog
 
 from bgpd.datastore.etcd import Backoff, Batch, Changes, Event, EventKind, Resync
 from bgpd.datastore.kdd import (
+    CLUSTER_RESOURCES,
+    ENDPOINTSLICES,
+    SECRETS,
+    SERVICES,
     V1_GROUP,
     V1_RESOURCES,
     V3_GROUP,
@@ -46,14 +55,16 @@ from bgpd.datastore.kdd import (
     CalicoResource,
     KddPair,
     calico_pair,
+    cluster_pair,
     node_pair,
-    object_name,
+    object_id,
 )
 from bgpd.datastore.kube_settings import KubeSettings
 from bgpd.datastore.schema import RecordError
 
 log = structlog.get_logger(__name__)
 NODES = CalicoResource("nodes", "Node")
+REFUSALS = {401: "Unauthorized", 403: "Forbidden"}
 
 
 class ApiError(Exception):
@@ -70,10 +81,32 @@ class _Gone(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Collection:
-    """Where one resource is listed and watched."""
+    """Where one resource is listed and watched; ``query`` narrows it (a field selector); an
+    ``optional`` one the API refuses (401, 403) or does not serve (404) is reported and left
+    unwatched until the next listing, and the others go on (rule 7)."""
 
     resource: CalicoResource
     path: str
+    query: tuple[tuple[str, str], ...] = ()
+    optional: bool = False
+
+
+def cluster_collections(namespace: str, secrets: Iterable[str]) -> tuple[Collection, ...]:
+    """Services and EndpointSlices of every namespace, and each named Secret of ``namespace``
+    by itself (``kdd``: confd's route generator and secret watcher)."""
+    return (
+        Collection(SERVICES, "/api/v1/services", optional=True),
+        Collection(ENDPOINTSLICES, "/apis/discovery.k8s.io/v1/endpointslices", optional=True),
+        *(
+            Collection(
+                SECRETS,
+                f"/api/v1/namespaces/{namespace}/secrets",
+                (("fieldSelector", f"metadata.name={name}"),),
+                optional=True,
+            )
+            for name in sorted(set(secrets))
+        ),
+    )
 
 
 def _ssl_context(settings: KubeSettings) -> ssl.SSLContext | None:
@@ -234,22 +267,28 @@ async def collections(client: ApiClient, group: str) -> tuple[Collection, ...]:
 
 
 class KubernetesWatcher:
-    """Async iterator of ``Resync``/``Changes`` batches (see the rules)."""
+    """Async iterator of ``Resync``/``Changes`` batches (see the rules): Calico's resources,
+    or the ``collections`` given (``cluster_collections``)."""
 
     def __init__(
         self,
         settings: KubeSettings,
         node: str,
         on_rejected: Callable[[str, RecordError], None] = lambda kind, error: None,
+        collections: tuple[Collection, ...] = (),
+        on_access: Callable[[Collection, str | None], None] = lambda collection, refusal: None,
     ) -> None:
         self._settings = settings
         self._node = node
         self._on_rejected = on_rejected
+        self._collections = collections
+        self._on_access = on_access
         self._client = ApiClient(settings)
         self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
         self._revision = 0
         self._keys: dict[tuple[str, str], str] = {}  # (plural, name) -> etcd key
         self._logged: dict[tuple[str, str], str] = {}  # (plural, name) -> resourceVersion
+        self._refused = 0  # optional collections refused at the last listing
         self.resyncs = 0
         self.failures = 0
 
@@ -264,10 +303,12 @@ class KubernetesWatcher:
 
     def _pair(self, resource: CalicoResource, obj: Any) -> KddPair | None:
         version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-        where = (resource.plural, object_name(obj))
+        where = (resource.plural, object_id(obj))
         try:
             if resource is NODES:
                 pair: KddPair | None = node_pair(obj, self._settings.use_pod_cidr)
+            elif resource in CLUSTER_RESOURCES:
+                pair = cluster_pair(resource, obj)
             else:
                 pair = calico_pair(resource, obj, self._node)
         except RecordError as error:
@@ -299,29 +340,45 @@ class KubernetesWatcher:
         """Every object of ``collection`` and the version to watch from; ``""`` when the
         server does not serve the resource (an older Calico without it): nothing to watch."""
         pairs: list[tuple[str, bytes]] = []
-        query: dict[str, Any] = {"limit": self._settings.list_page_size}
+        query: dict[str, Any] = {**dict(collection.query), "limit": self._settings.list_page_size}
         while True:
             try:
                 page = await self._client.get(collection.path, query)
             except ApiError as error:
+                if error.status in (401, 403) and collection.optional:
+                    refusal = f"{error.status} {REFUSALS[error.status]}"
+                    log.warning(
+                        "datastore.kubernetes.refused",
+                        path=collection.path,
+                        query=dict(collection.query) or None,
+                        reason=refusal,
+                        detail=str(error),
+                    )
+                    self._on_access(collection, refusal)
+                    self._refused += 1
+                    return [], ""
                 if error.status != 404:
                     raise
                 log.warning("datastore.kubernetes.not_served", path=collection.path)
-                return pairs, ""
+                return [], ""
             for obj in page.get("items") or ():
                 if isinstance(obj, dict):
                     pair = self._pair(collection.resource, obj)
-                    name = object_name(obj)
                     if pair is not None:
-                        self._keys[(collection.resource.plural, name)] = pair.key
+                        self._keys[(collection.resource.plural, object_id(obj))] = pair.key
                         pairs.append((pair.key, pair.value))
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
+                self._on_access(collection, None)
                 return pairs, str(meta.get("resourceVersion", ""))
-            query = {"limit": self._settings.list_page_size, "continue": meta["continue"]}
+            query = {
+                **dict(collection.query),
+                "limit": self._settings.list_page_size,
+                "continue": meta["continue"],
+            }
 
     def _events(self, resource: CalicoResource, kind: str, obj: Any) -> list[Event]:
-        where = (resource.plural, object_name(obj))
+        where = (resource.plural, object_id(obj))
         old = self._keys.pop(where, None)
         pair = None if kind == "DELETED" else self._pair(resource, obj)
         self._revision += 1
@@ -340,6 +397,7 @@ class KubernetesWatcher:
     ) -> None:
         while True:
             query = {
+                **dict(collection.query),
                 "watch": "true",
                 "allowWatchBookmarks": "true",
                 "resourceVersion": version,
@@ -362,8 +420,13 @@ class KubernetesWatcher:
         while True:
             tasks: list[asyncio.Task[None]] = []
             try:
-                found = found or await collections(self._client, self._settings.api_group)
+                found = (
+                    found
+                    or self._collections
+                    or await collections(self._client, self._settings.api_group)
+                )
                 self._keys.clear()
+                self._refused = 0
                 pairs: list[tuple[str, bytes]] = []
                 versions = []
                 for collection in found:
@@ -381,6 +444,9 @@ class KubernetesWatcher:
                     for collection, version in zip(found, versions, strict=True)
                     if version
                 ]
+                if self._refused:  # rule 7: ask again later
+                    retry = asyncio.create_task(asyncio.sleep(self._settings.reconnect_max))
+                    tasks.append(retry)
                 while True:
                     getter = asyncio.create_task(queue.get())
                     done, _ = await asyncio.wait(
@@ -388,6 +454,8 @@ class KubernetesWatcher:
                     )
                     if getter not in done:
                         getter.cancel()
+                        if self._refused and retry in done:
+                            raise _Gone("refused collections, asked again")
                         for task in done:
                             task.result()
                         raise ApiError(0, "a watch ended")

@@ -238,13 +238,16 @@ needs_kubectl = pytest.mark.skipif(
 )
 
 
-def write_kubeconfig(tmp_path: Path, server: KubeApiServer) -> Path:
+def write_kubeconfig(tmp_path: Path, server: KubeApiServer, ca: Path | None = None) -> Path:
+    cluster: dict[str, Any] = {"server": server.url}
+    if ca is not None:
+        cluster["certificate-authority"] = str(ca)
     document = {
         "apiVersion": "v1",
         "kind": "Config",
         "current-context": "double",
         "contexts": [{"name": "double", "context": {"cluster": "double", "user": "bgpd"}}],
-        "clusters": [{"name": "double", "cluster": {"server": server.url}}],
+        "clusters": [{"name": "double", "cluster": cluster}],
         "users": [{"name": "bgpd", "user": {"token": "test-token"}}],
     }
     path = tmp_path / "kubeconfig"

@@ -1,0 +1,399 @@
+"""Services, EndpointSlices and BGP password Secrets through the Kubernetes API test double, on
+either datastore: what reaches the snapshots and the node's plan, across watches dropped,
+history compacted, 401 and 403; and the real kubectl applying, replacing and watching them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from etcd_server import TlsFiles
+from kube_api_server import KubeApiServer
+from test_kubernetes_datastore import (
+    KUBECTL,
+    NODES,
+    V1,
+    WAIT_LIMIT,
+    Follower,
+    k8s_node,
+    kubectl,
+    needs_kubectl,
+    started,
+    write_kubeconfig,
+)
+
+from bgpd.calico.node import NodePlanner
+from bgpd.calico.services import service_routes
+from bgpd.config import DaemonConfig, FileSource, KubernetesSource
+from bgpd.datastore.kube_settings import KubeSettings
+from bgpd.datastore.source import DatastoreSource
+from bgpd.metrics import Metrics
+from peers.model import Snapshot
+
+SERVICES = "/api/v1/services"
+SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
+SECRETS = "/api/v1/secrets"
+CLUSTER_WATCHES = 2  # Services and EndpointSlices, before any Secret is named
+
+
+def service(name: str = "web", policy: str = "Local", cluster_ip: str = "10.96.0.10") -> Any:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": cluster_ip,
+            "clusterIPs": [cluster_ip],
+            "externalIPs": ["198.51.100.7"],
+            "externalTrafficPolicy": policy,
+            "ipFamilies": ["IPv4"],
+            "ports": [{"port": 80}],
+        },
+    }
+
+
+def endpoint_slice(node: str, ready: bool = True, service_name: str = "web") -> Any:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service_name}-abcde",
+            "namespace": "shop",
+            "labels": {"kubernetes.io/service-name": service_name},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.244.1.5"], "nodeName": node, "conditions": {"ready": ready}}
+        ],
+    }
+
+
+def secret(name: str, **data: str) -> Any:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "kube-system"},
+        "stringData": data,
+    }
+
+
+def bgp_config() -> Any:
+    spec = {
+        "serviceClusterIPs": [{"cidr": "10.96.0.0/12"}],
+        "serviceExternalIPs": [{"cidr": "198.51.100.0/24"}],
+    }
+    return {"kind": "BGPConfiguration", "metadata": {"name": "default"}, "spec": spec}
+
+
+def password_peer(name: str, ip: str, secret_name: str, key: str) -> Any:
+    return {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "BGPPeer",
+        "metadata": {"name": name},
+        "spec": {
+            "peerIP": ip,
+            "asNumber": 65001,
+            "password": {"secretKeyRef": {"name": secret_name, "key": key}},
+        },
+    }
+
+
+def settings_of(server: KubeApiServer, **overrides: Any) -> KubeSettings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "tls": False,
+        "reconnect_initial": 0.05,
+        "reconnect_max": 0.2,
+    }
+    values.update(overrides)
+    return KubeSettings(**values)
+
+
+@asynccontextmanager
+async def following_kdd(server: KubeApiServer, **overrides: Any) -> AsyncIterator[Follower]:
+    settings = settings_of(server, **overrides)
+    config = DaemonConfig(node="node-a", datastore=KubernetesSource(settings), kubernetes=settings)
+    follower = Follower(DatastoreSource(config, Metrics()))
+    try:
+        yield follower
+    finally:
+        await follower.stop()
+
+
+def routes(snapshot: Snapshot, node: str) -> set[str]:
+    return {str(n) for n in service_routes(node, snapshot, 4)}
+
+
+async def test_a_local_service_follows_its_endpoint_between_nodes() -> None:
+    server = await started()
+    try:
+        server.put(NODES, k8s_node("node-a", "192.0.2.1/24"))
+        server.put(NODES, k8s_node("node-b", "192.0.2.2/24"))
+        server.put(V1 + "/bgpconfigurations", bgp_config())
+        server.put(SERVICES, service())
+        server.put(SLICES, endpoint_slice("node-a"))
+        async with following_kdd(server) as follower:
+            expected = {"10.96.0.10/32", "198.51.100.7/32"}
+            await follower.wait_for(lambda: routes(follower.last, "node-a") == expected, "A")
+            assert routes(follower.last, "node-b") == set()
+
+            server.put(SLICES, endpoint_slice("node-b"))
+            await follower.wait_for(lambda: routes(follower.last, "node-b") == expected, "B")
+            assert routes(follower.last, "node-a") == set()
+
+            server.put(SLICES, endpoint_slice("node-b", ready=False))
+            await follower.wait_for(lambda: not routes(follower.last, "node-b"), "not ready")
+
+            server.put(SLICES, endpoint_slice("node-b"))
+            await follower.wait_for(lambda: routes(follower.last, "node-b") == expected, "ready")
+            server.delete(SERVICES, "shop/web")
+            await follower.wait_for(lambda: not follower.last.services, "the deletion")
+            assert routes(follower.last, "node-b") == set()
+    finally:
+        await server.stop()
+
+
+async def test_dropped_watches_and_compacted_history_withdraw_nothing() -> None:
+    server = await started()
+    try:
+        server.put(NODES, k8s_node("node-a", "192.0.2.1/24"))
+        server.put(V1 + "/bgpconfigurations", bgp_config())
+        server.put(SERVICES, service())
+        server.put(SLICES, endpoint_slice("node-a"))
+        async with following_kdd(server) as follower:
+            await follower.wait_for(lambda: routes(follower.last, "node-a") != set(), "routes")
+            watches = server.watch_count()
+            server.drop_watches()
+            server.compact()
+            server.put(SLICES, endpoint_slice("node-a", ready=False))  # lost with the history
+            seen = len(follower.snapshots)
+            await follower.wait_for(lambda: server.watch_count() == watches, "the re-watch")
+            # every snapshot in between still carried the service (nothing withdrawn early),
+            # and the relist converged on the change the watches missed
+            await follower.wait_for(lambda: not routes(follower.last, "node-a"), "the relist")
+            between = follower.snapshots[seen:-1]
+            assert all(s.services for s in between)
+    finally:
+        await server.stop()
+
+
+async def test_on_the_file_datastore_services_are_read_when_kubernetes_is_configured(
+    tmp_path: Path,
+) -> None:
+    server = await started()
+    try:
+        datastore = tmp_path / "calico.yaml"
+        datastore.write_text(
+            yaml.safe_dump_all(
+                [
+                    {
+                        "apiVersion": "projectcalico.org/v3",
+                        "kind": "Node",
+                        "metadata": {"name": "node-a"},
+                        "spec": {"bgp": {"ipv4Address": "192.0.2.1/24"}},
+                    },
+                    {
+                        "apiVersion": "projectcalico.org/v3",
+                        "kind": "BGPConfiguration",
+                        "metadata": {"name": "default"},
+                        "spec": bgp_config()["spec"],
+                    },
+                ]
+            )
+        )
+        server.put(SERVICES, service())
+        server.put(SLICES, endpoint_slice("node-a"))
+        config = DaemonConfig(
+            node="node-a", datastore=FileSource(datastore), kubernetes=settings_of(server)
+        )
+        source = DatastoreSource(config, Metrics())
+        first = source.open()
+        assert first is not None
+        follower = Follower(source)
+        try:
+            await follower.wait_for(lambda: server.watch_count() == CLUSTER_WATCHES, "watches")
+            server.put(SLICES, endpoint_slice("node-a", ready=False))
+            await follower.wait_for(lambda: "shop/web-abcde" in follower.last.endpoint_slices, "")
+            server.put(SLICES, endpoint_slice("node-a"))
+            await follower.wait_for(
+                lambda: routes(follower.last, "node-a") == {"10.96.0.10/32", "198.51.100.7/32"},
+                "the per-service routes on the file datastore",
+            )
+        finally:
+            await follower.stop()
+    finally:
+        await server.stop()
+
+
+def plan_of(snapshot: Snapshot) -> Any:
+    config = DaemonConfig(node="node-a", datastore=FileSource(Path("/dev/null")))
+    return NodePlanner(config).plan(snapshot)
+
+
+def password_of(plan: Any, name: str) -> str | None:
+    (session,) = [s for n, s in plan.sessions.items() if name in n]
+    return session.config.md5_password  # type: ignore[no-any-return]
+
+
+async def test_passwords_from_secrets_rotation_missing_key_and_refusal() -> None:
+    server = await started(tokens=frozenset({"good"}), forbidden={"secrets/locked"})
+    try:
+        server.put(NODES, k8s_node("node-a", "192.0.2.1/24"))
+        server.put(V1 + "/bgpconfigurations", bgp_config())
+        server.put(V1 + "/bgppeers", password_peer("tor-1", "192.0.2.11", "bgp", "tor-1"))
+        server.put(V1 + "/bgppeers", password_peer("tor-2", "192.0.2.12", "bgp", "missing"))
+        server.put(V1 + "/bgppeers", password_peer("tor-3", "192.0.2.13", "locked", "k"))
+        server.put(V1 + "/bgppeers", password_peer("tor-4", "192.0.2.14", "absent", "k"))
+        server.put(SECRETS, secret("bgp", **{"tor-1": "first"}))
+        server.put(SECRETS, secret("locked", k="hidden"))
+        async with following_kdd(server, token="good") as follower:
+            await follower.wait_for(
+                lambda: (
+                    follower.last.secrets is not None
+                    and follower.last.secrets.lookup("bgp", "tor-1") == "first"
+                ),
+                "the Secret",
+            )
+            plan = plan_of(follower.last)
+            assert password_of(plan, "192_0_2_11") == "first"
+            assert set(plan.problems) == {
+                "BGPPeer tor-2: password Secret kube-system/bgp has no key 'missing'",
+                "BGPPeer tor-3: password Secret kube-system/locked not readable: 403 Forbidden",
+                "BGPPeer tor-4: password Secret kube-system/absent not found",
+            }
+            untouched = {n: s for n, s in plan.sessions.items() if "192_0_2_11" not in n}
+
+            server.put(SECRETS, secret("bgp", **{"tor-1": "second"}))
+            await follower.wait_for(
+                lambda: (
+                    follower.last.secrets is not None
+                    and follower.last.secrets.lookup("bgp", "tor-1") == "second"
+                ),
+                "the rotation",
+            )
+            rotated = plan_of(follower.last)
+            assert password_of(rotated, "192_0_2_11") == "second"
+            assert {n: s for n, s in rotated.sessions.items() if "192_0_2_11" not in n} == (
+                untouched
+            )
+            server.put(SECRETS, secret("absent", k="now"))
+            await follower.wait_for(
+                lambda: (
+                    follower.last.secrets is not None
+                    and follower.last.secrets.lookup("absent", "k") == "now"
+                ),
+                "a Secret created later",
+            )
+        # each Secret is read by name, in calico-node's namespace (confd's secret_watcher.go)
+        asked = {t for _, t in server.requests if "/secrets" in t}
+        assert all(t.startswith("/api/v1/namespaces/kube-system/secrets?") for t in asked)
+        assert any("fieldSelector=metadata.name%3Dbgp" in t for t in asked)
+        assert "Bearer good" in server.authorizations
+    finally:
+        await server.stop()
+
+
+async def test_a_wrong_token_is_refused_and_nothing_is_read() -> None:
+    server = await started(tokens=frozenset({"good"}))
+    try:
+        server.put(NODES, k8s_node("node-a", "192.0.2.1/24"))
+        async with following_kdd(server, token="wrong") as follower:
+            async with asyncio.timeout(WAIT_LIMIT):
+                while sum(1 for a in server.authorizations if a == "Bearer wrong") < 3:
+                    await asyncio.sleep(0.05)
+            assert follower.snapshots == []
+    finally:
+        await server.stop()
+
+
+@needs_kubectl
+async def test_kubectl_applies_and_watches_services_slices_and_secrets(tmp_path: Path) -> None:
+    """The real kubectl against the double's namespaced resources, its 401 and its 403 (over
+    TLS: kubectl sends its bearer token only there)."""
+    files = TlsFiles.generate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.server_cert, files.server_key)
+    server = await started(
+        tokens=frozenset({"test-token"}), forbidden={"secrets/locked"}, tls=context
+    )
+    try:
+        kubeconfig = write_kubeconfig(tmp_path, server, files.ca)
+        manifest = tmp_path / "objects.yaml"
+        manifest.write_text(
+            yaml.safe_dump_all([service(), endpoint_slice("node-a"), secret("bgp", a="x")])
+        )
+        out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+        assert "service/web created" in out
+        assert "endpointslice.discovery.k8s.io/web-abcde created" in out
+        assert "secret/bgp created" in out
+        listed = json.loads(await kubectl(kubeconfig, "get", "services", "-A", "-o", "json"))
+        assert [i["metadata"]["name"] for i in listed["items"]] == ["web"]
+        got = json.loads(
+            await kubectl(kubeconfig, "-n", "kube-system", "get", "secret", "bgp", "-o", "json")
+        )
+        assert got["data"] == {"a": "eA=="}
+
+        assert KUBECTL is not None
+        watcher = await asyncio.create_subprocess_exec(
+            KUBECTL,
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            "shop",
+            "get",
+            "endpointslices",
+            "-w",
+            "-o",
+            "jsonpath={.endpoints[0].nodeName}{'\\n'}",
+            stdout=asyncio.subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        )
+        try:
+            assert watcher.stdout is not None
+            async with asyncio.timeout(WAIT_LIMIT):
+                assert (await watcher.stdout.readline()).decode().strip() == "node-a"
+                moved = tmp_path / "moved.yaml"
+                moved.write_text(yaml.safe_dump(endpoint_slice("node-b")))
+                await kubectl(kubeconfig, "replace", "--validate=false", "-f", str(moved))
+                assert (await watcher.stdout.readline()).decode().strip() == "node-b"
+        finally:
+            watcher.terminate()
+            await watcher.wait()
+
+        denied = await kubectl_failing(kubeconfig, "-n", "kube-system", "get", "secret", "locked")
+        assert "Forbidden" in denied or "forbidden" in denied
+        bad = tmp_path / "bad-kubeconfig"
+        bad.write_text(kubeconfig.read_text().replace("test-token", "stolen"))
+        refused = await kubectl_failing(bad, "get", "services", "-A")
+        assert "Unauthorized" in refused
+    finally:
+        await server.stop()
+
+
+async def kubectl_failing(kubeconfig: Path, *args: str) -> str:
+    assert KUBECTL is not None
+    process = await asyncio.create_subprocess_exec(
+        KUBECTL,
+        "--kubeconfig",
+        str(kubeconfig),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(kubeconfig.parent)},
+    )
+    async with asyncio.timeout(WAIT_LIMIT):
+        _, err = await process.communicate()
+    assert process.returncode != 0
+    return err.decode()
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -142,7 +142,9 @@ class DatastoreSource:
         return self._rejected_keys.listing()
 
     def open(self) -> Snapshot | None:
-        """The first snapshot of a file datastore, read now (rule 1); None for etcd."""
+        """The first snapshot of a file datastore, read now (rule 1); None for etcd, and for a
+        file when the Kubernetes API is configured: ``snapshots`` then yields it once the
+        cluster objects are read (rule 6)."""
         source = self._config.datastore
         if not isinstance(source, FileSource):
             return None
@@ -155,7 +157,7 @@ class DatastoreSource:
             raise ConfigError("--datastore", f"file:{source.path}", " ".join(reason.split()))
         self._metrics.datastore_event("load")
         self._base = snapshot
-        return self._with_cluster(snapshot)
+        return None if self._cluster is not None else snapshot
 
     def reload(self) -> Snapshot | None:
         """Read a file datastore again now; None when it did not change or for etcd."""
@@ -229,6 +231,10 @@ class DatastoreSource:
             "cluster": asyncio.create_task(follow_cluster(names)),
         }
         try:
+            if self._base is not None:  # a file's first snapshot, read by ``open``
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(synced.wait(), CLUSTER_SYNC_WAIT)
+                yield self._with_cluster(self._base)
             while True:
                 getter = asyncio.create_task(changes.get())
                 done, _ = await asyncio.wait(

@@ -32,6 +32,7 @@ import asyncio
 import base64
 import copy
 import json
+import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,8 +108,14 @@ class KubeApiServer:
 
     # -- control -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on loopback, or on ``sock`` (a listening socket made in a test's namespace)."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._serve, sock=sock, ssl=self.tls)
+        else:
+            self._server = await asyncio.start_server(
+                self._serve, "127.0.0.1", self.port, ssl=self.tls
+            )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

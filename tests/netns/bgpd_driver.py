@@ -125,6 +125,7 @@ class BgpdNode:
     metrics_listen: str = "none"
     datastore_text: str | None = None
     run_args: tuple[str, ...] = ()  # more ``bgpd run`` flags
+    env: dict[str, str] = field(default_factory=dict)  # more environment (KUBECONFIG, ...)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     runs: int = field(default=0, init=False)
 
@@ -163,7 +164,7 @@ class BgpdNode:
             "--log-level",
             "debug",
             *self.run_args,
-            env={"PYTHONPATH": str(REPO_ROOT)},
+            env={"PYTHONPATH": str(REPO_ROOT), **self.env},
             log=str(self.log),
         )
         wait_for(lambda: self._logged("starting"), 20, self.describe)

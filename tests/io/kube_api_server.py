@@ -34,6 +34,7 @@ import copy
 import json
 import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -417,3 +418,36 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
         "reason": reason,
         "code": code,
     }
+
+
+class ThreadedKubeApiServer:
+    """The double on its own event loop in a thread, for synchronous tests and benchmarks
+    whose clients are other processes: it listens on ``sock`` (made in their namespace), and
+    ``put``/``delete`` run on its loop."""
+
+    def __init__(self, sock: socket.socket, **options: Any) -> None:
+        self.server = KubeApiServer(**options)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._call(self.server.start(sock))
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    def put(self, collection: str, obj: dict[str, Any]) -> None:
+        async def put() -> None:
+            self.server.put(collection, obj)
+
+        self._call(put())
+
+    def delete(self, collection: str, name: str) -> None:
+        async def delete() -> None:
+            self.server.delete(collection, name)
+
+        self._call(delete())
+
+    def stop(self) -> None:
+        self._call(self.server.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

@@ -21,13 +21,10 @@ node-b's session, whose key in the same Secret did not change, never goes down.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +36,7 @@ from netns import Namespace, have_root, inside
 from peer_drivers import Bird, PeerSpec, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from kube_api_server import KubeApiServer  # noqa: E402
+from kube_api_server import ThreadedKubeApiServer  # noqa: E402
 
 pytestmark = pytest.mark.netns
 
@@ -54,32 +51,6 @@ EXTERNAL_IP = "198.51.100.7"
 EXTERNAL_RANGE = "198.51.100.0/24"
 SERVICE_ROUTE = f"{EXTERNAL_IP}/32"
 TIMEOUT = 40.0
-
-
-class ThreadedApi:
-    """The test double on its own event loop in a thread, listening on ``sock``."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.server = KubeApiServer()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._call(self.server.start(sock))
-
-    def _call(self, coroutine: Any) -> Any:
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(10)
-
-    def put(self, collection: str, obj: dict[str, Any]) -> None:
-        async def put() -> None:
-            self.server.put(collection, obj)
-
-        self._call(put())
-
-    def stop(self) -> None:
-        self._call(self.server.stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 class TorBird(Bird):
@@ -192,7 +163,7 @@ def datastore(me: OurNode, other: OurNode, hub_ip: str, key: str) -> str:
 
 @dataclass
 class Lab:
-    api: ThreadedApi
+    api: ThreadedKubeApiServer
     bird: TorBird
     a: BgpdNode
     b: BgpdNode
@@ -231,7 +202,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         hub, a_member, b_member = lan(spaces[0], spaces[1:], SUBNET)
         with inside(hub.ns):
             listener = socket.create_server((hub.address, API_PORT))
-        api = ThreadedApi(listener)
+        api = ThreadedKubeApiServer(listener)
         cleanups.append(api.stop)
         api.put(SECRETS, password_secret(tor_a="first-a", tor_b="first-b"))
         api.put(SERVICES, service())

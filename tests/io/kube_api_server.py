@@ -51,6 +51,7 @@ CALICO_PLURALS = {
 }
 
 
+GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")  # Go's strconv.ParseBool, as the server parses
 # cluster-wide collection path -> (plural, kind, group version) of the namespaced resources
 NAMESPACED = {
     "/api/v1/services": ("services", "Service", "v1"),
@@ -201,7 +202,7 @@ class KubeApiServer:
             refusal = self._refusal(headers.get("authorization", ""), parts.path, query)
             if refusal is not None:
                 await self._reply(writer, refusal["code"], refusal)
-            elif query.get("watch") in ("true", "1"):
+            elif query.get("watch") in GO_TRUE:
                 await self._watch(writer, parts.path, query)
             elif method == "GET":
                 await self._reply(writer, *self._get(parts.path, query))
@@ -366,7 +367,7 @@ class KubeApiServer:
         watch = _Watch(
             collection,
             asyncio.Queue(),
-            query.get("allowWatchBookmarks") == "true",
+            query.get("allowWatchBookmarks") in GO_TRUE,
             target.namespace,
             _field_name(query),
         )

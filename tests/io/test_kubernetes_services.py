@@ -171,7 +171,8 @@ async def test_dropped_watches_and_compacted_history_withdraw_nothing() -> None:
         server.put(SLICES, endpoint_slice("node-a"))
         async with following_kdd(server) as follower:
             await follower.wait_for(lambda: routes(follower.last, "node-a") != set(), "routes")
-            watches = server.watch_count()
+            watches = 8 + CLUSTER_WATCHES  # Nodes, 7 Calico resources; Services, EndpointSlices
+            await follower.wait_for(lambda: server.watch_count() == watches, "every watch")
             server.drop_watches()
             server.compact()
             server.put(SLICES, endpoint_slice("node-a", ready=False))  # lost with the history

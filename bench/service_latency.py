@@ -228,7 +228,8 @@ def main() -> None:
         cleanups.append(lambda: (bird.send_signal(signal.SIGKILL), bird.wait()))
 
         def established() -> bool:
-            out = hub.ns.run("birdc", "-s", str(workdir / "bird.ctl"), "show", "protocols").stdout
+            control = str(workdir / "bird.ctl")
+            out = hub.ns.run("birdc", "-s", control, "show", "protocols", check=False).stdout
             return out.count("Established") == 2
 
         wait_for(established, 60)

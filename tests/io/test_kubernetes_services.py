@@ -397,3 +397,21 @@ async def kubectl_failing(kubeconfig: Path, *args: str) -> str:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+async def test_over_tls_with_the_clusters_ca(tmp_path: Path) -> None:
+    """The client verifies the server against the kubeconfig's CA (inline data, as
+    ``certificate-authority-data`` gives it) and sends its token only there."""
+    files = TlsFiles.generate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.server_cert, files.server_key)
+    server = await started(tokens=frozenset({"good"}), tls=context)
+    try:
+        server.put(NODES, k8s_node("node-a", "192.0.2.1/24"))
+        server.put(SERVICES, service())
+        settings = dict(tls=True, ca_data=files.ca.read_bytes(), token="good")
+        async with following_kdd(server, **settings) as follower:
+            await follower.wait_for(lambda: "shop/web" in follower.last.services, "a Service")
+        assert set(server.authorizations) == {"Bearer good"}
+    finally:
+        await server.stop()

@@ -215,7 +215,7 @@ def _as_number(text: str) -> Any:
 
 
 # (annotation suffix, validator, section of the v3 spec or "" for the spec itself, field)
-_NODE_ANNOTATIONS = (
+NODE_ANNOTATIONS = (
     ("IPv4Address", _cidr_of(4), "bgp", "ipv4Address"),
     ("IPv6Address", _cidr_of(6), "bgp", "ipv6Address"),
     ("RouteReflectorClusterID", _address_of(4), "bgp", "routeReflectorClusterID"),
@@ -265,7 +265,7 @@ def node_pair(obj: object, use_pod_cidr: bool = False) -> KddPair:
     spec: dict[str, Any] = {}
     ignored: list[tuple[str, str]] = []
     pod_cidr = _mapping(top.get("spec"), f"{where}.spec").get("podCIDR")
-    for suffix, check, section, field_name in _NODE_ANNOTATIONS:
+    for suffix, check, section, field_name in NODE_ANNOTATIONS:
         annotation = ANNOTATION_PREFIX + suffix
         text = annotations.get(annotation)
         if use_pod_cidr and field_name == "ipv4IPIPTunnelAddr":

@@ -24,6 +24,8 @@ Rules (the real server's semantics that bgpd relies on):
    objects (``secrets/NAME``, in any namespace) every request is refused with 403 Forbidden,
    as RBAC without the verb answers (a list narrowed to a name by field selector is checked
    against that name, as ``resourceNames`` rules are). Both are Status objects.
+8. A Service written over HTTP gets the server's defaults and keeps its server-side status
+   (``_service_defaults``); ``put`` from a test writes what it is given (a controller's status).
 """
 
 from __future__ import annotations
@@ -316,6 +318,8 @@ class KubeApiServer:
             obj = json.loads(body)
             if target.namespace:
                 obj["metadata"]["namespace"] = target.namespace
+            if target.collection == "/api/v1/services":
+                obj = _service_defaults(obj, None)
             key = _Target(target.collection, target.namespace, obj["metadata"]["name"]).key()
             if key in table:
                 return 409, _status(409, "AlreadyExists", f"{path} exists")
@@ -324,6 +328,8 @@ class KubeApiServer:
             obj = json.loads(body)
             if target.namespace:
                 obj["metadata"]["namespace"] = target.namespace
+            if target.collection == "/api/v1/services":
+                obj = _service_defaults(obj, table.get(target.key()))
             return 200, self.put(target.collection, obj)
         if method == "DELETE" and target.key() in table:
             obj = table[target.key()]
@@ -390,6 +396,25 @@ class KubeApiServer:
         finally:
             if watch in self._watches:
                 self._watches.remove(watch)
+
+
+def _service_defaults(obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """Rule 8: what the API server does to a Service written by a client: ``status`` is the
+    status subresource's (kept from ``old``, never taken from the client), and the spec gets
+    its defaults: ``type`` ClusterIP, ``clusterIPs`` from ``clusterIP``, ``ipFamilies`` from
+    them, ``externalTrafficPolicy`` Cluster for NodePort and LoadBalancer."""
+    obj = copy.deepcopy(obj)
+    obj["status"] = copy.deepcopy((old or {}).get("status", {"loadBalancer": {}}))
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    cluster_ip = spec.get("clusterIP")
+    if cluster_ip and cluster_ip != "None":
+        spec.setdefault("clusterIPs", [cluster_ip])
+        families = ["IPv6" if ":" in ip else "IPv4" for ip in spec["clusterIPs"]]
+        spec.setdefault("ipFamilies", families)
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    return obj
 
 
 def _field_name(query: dict[str, str]) -> str:

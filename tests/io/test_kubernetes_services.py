@@ -119,9 +119,11 @@ def settings_of(server: KubeApiServer, **overrides: Any) -> KubeSettings:
 
 
 @asynccontextmanager
-async def following_kdd(server: KubeApiServer, **overrides: Any) -> AsyncIterator[Follower]:
+async def following_kdd(
+    server: KubeApiServer, node: str = "node-a", **overrides: Any
+) -> AsyncIterator[Follower]:
     settings = settings_of(server, **overrides)
-    config = DaemonConfig(node="node-a", datastore=KubernetesSource(settings), kubernetes=settings)
+    config = DaemonConfig(node=node, datastore=KubernetesSource(settings), kubernetes=settings)
     follower = Follower(DatastoreSource(config, Metrics()))
     try:
         yield follower

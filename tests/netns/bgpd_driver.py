@@ -126,6 +126,7 @@ class BgpdNode:
     datastore_text: str | None = None
     run_args: tuple[str, ...] = ()  # more ``bgpd run`` flags
     env: dict[str, str] = field(default_factory=dict)  # more environment (KUBECONFIG, ...)
+    kubernetes: bool = False  # DATASTORE_TYPE=kubernetes from ``env``: no datastore file
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     runs: int = field(default=0, init=False)
 
@@ -144,7 +145,11 @@ class BgpdNode:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.datastore.write_text(self.datastore_text or calico_datastore(self.node, self.peers))
+        datastore: tuple[str, ...] = ()
+        if not self.kubernetes:
+            text = self.datastore_text or calico_datastore(self.node, self.peers)
+            self.datastore.write_text(text)
+            datastore = ("--datastore", f"file:{self.datastore}")
         self.runs += 1
         self.proc = self.ns.popen(
             sys.executable,
@@ -153,8 +158,7 @@ class BgpdNode:
             "run",
             "--node",
             self.node.name,
-            "--datastore",
-            f"file:{self.datastore}",
+            *datastore,
             "--control-socket",
             str(self.control_socket),
             "--metrics-listen",

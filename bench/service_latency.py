@@ -23,12 +23,8 @@ Usage: python3 bench/service_latency.py [--changes 60] [--gap 0.2]
 from __future__ import annotations
 
 import argparse
-import base64
-import http.client
-import json
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -38,51 +34,20 @@ from typing import Any
 
 import benchlib
 from benchlib import KernelWatch
-from bgpd_driver import lan
-from netns import Namespace, inside
+from bgpd_driver import calico_resource, lan
+from calico_kdd import endpoint_slice, service
+from convergence import EtcdWriter
+from kube_lab import api_server_in, write_kubeconfig
+from netns import Namespace
 from peer_drivers import wait_for
 
 from bgpd.datastore.schema import etcd_pair
-
-sys.path.insert(0, str(benchlib.REPO_ROOT / "tests" / "io"))
-from kube_api_server import ThreadedKubeApiServer  # noqa: E402
 
 SUBNET = "10.213.79.0/24"
 OUR_AS, TOR_AS = 64512, 65078
 API_PORT, ETCD_PORT = 6443, 2379
 SERVICE_IP, ETCD_IP = "198.51.100.7", "198.51.101.7"
 TARGET_P99 = 0.300
-
-
-class EtcdWriter:
-    """One HTTP/1.1 connection to etcd's JSON gateway, made inside the hub (rule 3)."""
-
-    def __init__(self, namespace: Namespace, host: str) -> None:
-        self.conn = http.client.HTTPConnection(host, ETCD_PORT, timeout=10)
-        with inside(namespace):
-            self.conn.connect()
-
-    def put(self, key: str, value: bytes) -> None:
-        body = json.dumps(
-            {
-                "key": base64.b64encode(key.encode()).decode(),
-                "value": base64.b64encode(value).decode(),
-            }
-        )
-        self.conn.request("POST", "/v3/kv/put", body, {"Content-Type": "application/json"})
-        response = self.conn.getresponse()
-        text = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"etcd put {key}: {response.status} {text[:200]!r}")
-
-
-def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "projectcalico.org/v3",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 def bgp_configuration(with_etcd_route: bool) -> dict[str, Any]:
@@ -93,38 +58,7 @@ def bgp_configuration(with_etcd_route: bool) -> dict[str, Any]:
     }
     if with_etcd_route:
         spec["serviceClusterIPs"] = [{"cidr": f"{ETCD_IP}/32"}]
-    return resource("BGPConfiguration", "default", spec)
-
-
-def endpoint_slice(ready: bool) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": "web-abcde",
-            "namespace": "shop",
-            "labels": {"kubernetes.io/service-name": "web"},
-        },
-        "addressType": "IPv4",
-        "endpoints": [
-            {"addresses": ["10.244.1.5"], "nodeName": "node-a", "conditions": {"ready": ready}}
-        ],
-    }
-
-
-SERVICE = {
-    "apiVersion": "v1",
-    "kind": "Service",
-    "metadata": {"name": "web", "namespace": "shop"},
-    "spec": {
-        "type": "LoadBalancer",
-        "clusterIP": "10.96.0.10",
-        "clusterIPs": ["10.96.0.10"],
-        "externalIPs": [SERVICE_IP],
-        "externalTrafficPolicy": "Local",
-        "ipFamilies": ["IPv4"],
-    },
-}
+    return calico_resource("BGPConfiguration", "default", spec)
 
 
 def bird_config(hub: str, nodes: list[str], workdir: Path) -> str:
@@ -169,46 +103,31 @@ def main() -> None:
             log=str(workdir / "etcd.log"),
         )  # fmt: skip
         cleanups.append(lambda: (etcd.send_signal(signal.SIGKILL), etcd.wait()))
-        with inside(hub.ns):
-            listener = socket.create_server((hub.address, API_PORT))
-        api = ThreadedKubeApiServer(listener)
+        api = api_server_in(hub.ns, hub.address, API_PORT)
         cleanups.append(api.stop)
-        api.put("/api/v1/services", SERVICE)
-        api.put("/apis/discovery.k8s.io/v1/endpointslices", endpoint_slice(False))
+        api.put("/api/v1/services", service(external_ip=SERVICE_IP))
+        api.put("/apis/discovery.k8s.io/v1/endpointslices", endpoint_slice("node-a", ready=False))
 
         def connected() -> EtcdWriter | None:
             try:
-                return EtcdWriter(hub.ns, hub.address)
+                return EtcdWriter(hub.ns.name, (hub.address, ETCD_PORT))
             except OSError:
                 return None
 
         wait_for(lambda: connected() is not None, 30)
-        writer = EtcdWriter(hub.ns, hub.address)
+        writer = EtcdWriter(hub.ns.name, (hub.address, ETCD_PORT))
         documents = [
             bgp_configuration(False),
-            resource("IPPool", "pool", {"cidr": "10.244.0.0/16", "ipipMode": "Never"}),
+            calico_resource("IPPool", "pool", {"cidr": "10.244.0.0/16", "ipipMode": "Never"}),
         ]
         for member, name in ((a, "node-a"), (b, "node-b")):
             bgp = {"ipv4Address": f"{member.address}/24"}
-            documents.append(resource("Node", name, {"bgp": bgp}))
+            documents.append(calico_resource("Node", name, {"bgp": bgp}))
             peer = {"node": name, "peerIP": hub.address, "asNumber": TOR_AS}
-            documents.append(resource("BGPPeer", f"tor-{name}", peer))
+            documents.append(calico_resource("BGPPeer", f"tor-{name}", peer))
         for index, document in enumerate(documents):
             writer.put(*etcd_pair(document, f"document {index}"))
-        kubeconfig = workdir / "kubeconfig"
-        server = f"http://{hub.address}:{API_PORT}"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "c",
-                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                    "clusters": [{"name": "c", "cluster": {"server": server}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                }
-            )
-        )
+        kubeconfig = write_kubeconfig(workdir / "kubeconfig", hub.address, API_PORT)
         for member, name in ((a, "node-a"), (b, "node-b")):
             proc = member.ns.popen(
                 sys.executable, "-m", "bgpd", "run", "--node", name,
@@ -252,7 +171,7 @@ def main() -> None:
                 service_watch,
                 f"{SERVICE_IP}/32",
                 lambda ready: api.put(
-                    "/apis/discovery.k8s.io/v1/endpointslices", endpoint_slice(ready)
+                    "/apis/discovery.k8s.io/v1/endpointslices", endpoint_slice("node-a", ready)
                 ),
             )
             time.sleep(args.gap)

@@ -7,11 +7,15 @@ the core/v1 Node of that name, its BGP and tunnel fields as ``projectcalico.org/
 the Node's labels; every other resource is a cluster-scoped ``crd.projectcalico.org/v1`` object
 of the same kind and name with the v3 spec. Kubernetes objects (Services, EndpointSlices) keep
 their own shape, in the namespace ``default`` when they name none (as kubectl applies them).
+
+Also the Kubernetes objects the service and password tests write: a Service with one external
+IP, its EndpointSlice with one endpoint, a Secret.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from kube_api_server import CALICO_PLURALS
@@ -51,3 +55,56 @@ def kdd_object(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     crd_meta = {"name": meta["name"], "labels": meta.get("labels") or {}}
     obj = {"apiVersion": "crd.projectcalico.org/v1", "kind": kind, "metadata": crd_meta}
     return f"{V1}/{PLURAL_OF[kind]}", {**obj, "spec": spec}
+
+
+def service(
+    name: str = "web",
+    policy: str = "Local",
+    cluster_ip: str = "10.96.0.10",
+    external_ip: str = "198.51.100.7",
+    namespace: str = "shop",
+) -> dict[str, Any]:
+    """A LoadBalancer Service with one cluster IP and one external IP."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": cluster_ip,
+            "clusterIPs": [cluster_ip],
+            "externalIPs": [external_ip],
+            "externalTrafficPolicy": policy,
+            "ipFamilies": ["IPv4"],
+            "ports": [{"port": 80}],
+        },
+    }
+
+
+def endpoint_slice(
+    node: str, ready: bool = True, service_name: str = "web", namespace: str = "shop"
+) -> dict[str, Any]:
+    """The Service's EndpointSlice, one IPv4 endpoint on ``node``."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service_name}-abcde",
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service_name},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.244.1.5"], "nodeName": node, "conditions": {"ready": ready}}
+        ],
+    }
+
+
+def secret(name: str, data: Mapping[str, str], namespace: str = "kube-system") -> dict[str, Any]:
+    """A Secret written with ``stringData``, as a person writes one."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": dict(data),
+    }

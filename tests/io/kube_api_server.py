@@ -38,6 +38,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -443,6 +444,21 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
         "message": message,
         "reason": reason,
         "code": code,
+    }
+
+
+def kubeconfig_document(url: str, token: str, ca: Path | None = None) -> dict[str, Any]:
+    """A kubeconfig naming the double at ``url`` with a bearer ``token`` (and a CA file)."""
+    cluster: dict[str, Any] = {"server": url}
+    if ca is not None:
+        cluster["certificate-authority"] = str(ca)
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "double",
+        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "bgpd"}}],
+        "clusters": [{"name": "double", "cluster": cluster}],
+        "users": [{"name": "bgpd", "user": {"token": token}}],
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from calico_kdd import endpoint_slice, secret, service
 from etcd_server import TlsFiles
 from kube_api_server import KubeApiServer
 from test_kubernetes_datastore import (
@@ -41,48 +42,6 @@ SERVICES = "/api/v1/services"
 SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
 SECRETS = "/api/v1/secrets"
 CLUSTER_WATCHES = 2  # Services and EndpointSlices, before any Secret is named
-
-
-def service(name: str = "web", policy: str = "Local", cluster_ip: str = "10.96.0.10") -> Any:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {
-            "type": "LoadBalancer",
-            "clusterIP": cluster_ip,
-            "clusterIPs": [cluster_ip],
-            "externalIPs": ["198.51.100.7"],
-            "externalTrafficPolicy": policy,
-            "ipFamilies": ["IPv4"],
-            "ports": [{"port": 80}],
-        },
-    }
-
-
-def endpoint_slice(node: str, ready: bool = True, service_name: str = "web") -> Any:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"{service_name}-abcde",
-            "namespace": "shop",
-            "labels": {"kubernetes.io/service-name": service_name},
-        },
-        "addressType": "IPv4",
-        "endpoints": [
-            {"addresses": ["10.244.1.5"], "nodeName": node, "conditions": {"ready": ready}}
-        ],
-    }
-
-
-def secret(name: str, **data: str) -> Any:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": "kube-system"},
-        "stringData": data,
-    }
 
 
 def bgp_config() -> Any:
@@ -236,6 +195,14 @@ async def test_on_the_file_datastore_services_are_read_when_kubernetes_is_config
         await server.stop()
 
 
+async def wait_secret(follower: Follower, name: str, key: str, value: str) -> None:
+    def readable() -> bool:
+        table = follower.last.secrets
+        return table is not None and table.lookup(name, key) == value
+
+    await follower.wait_for(readable, f"Secret {name} key {key} = {value}")
+
+
 def plan_of(snapshot: Snapshot) -> Any:
     config = DaemonConfig(node="node-a", datastore=FileSource(Path("/dev/null")))
     return NodePlanner(config).plan(snapshot)
@@ -255,16 +222,10 @@ async def test_passwords_from_secrets_rotation_missing_key_and_refusal() -> None
         server.put(V1 + "/bgppeers", password_peer("tor-2", "192.0.2.12", "bgp", "missing"))
         server.put(V1 + "/bgppeers", password_peer("tor-3", "192.0.2.13", "locked", "k"))
         server.put(V1 + "/bgppeers", password_peer("tor-4", "192.0.2.14", "absent", "k"))
-        server.put(SECRETS, secret("bgp", **{"tor-1": "first"}))
-        server.put(SECRETS, secret("locked", k="hidden"))
+        server.put(SECRETS, secret("bgp", {"tor-1": "first"}))
+        server.put(SECRETS, secret("locked", {"k": "hidden"}))
         async with following_kdd(server, token="good") as follower:
-            await follower.wait_for(
-                lambda: (
-                    follower.last.secrets is not None
-                    and follower.last.secrets.lookup("bgp", "tor-1") == "first"
-                ),
-                "the Secret",
-            )
+            await wait_secret(follower, "bgp", "tor-1", "first")
             plan = plan_of(follower.last)
             assert password_of(plan, "192_0_2_11") == "first"
             assert set(plan.problems) == {
@@ -274,27 +235,15 @@ async def test_passwords_from_secrets_rotation_missing_key_and_refusal() -> None
             }
             untouched = {n: s for n, s in plan.sessions.items() if "192_0_2_11" not in n}
 
-            server.put(SECRETS, secret("bgp", **{"tor-1": "second"}))
-            await follower.wait_for(
-                lambda: (
-                    follower.last.secrets is not None
-                    and follower.last.secrets.lookup("bgp", "tor-1") == "second"
-                ),
-                "the rotation",
-            )
+            server.put(SECRETS, secret("bgp", {"tor-1": "second"}))
+            await wait_secret(follower, "bgp", "tor-1", "second")
             rotated = plan_of(follower.last)
             assert password_of(rotated, "192_0_2_11") == "second"
             assert {n: s for n, s in rotated.sessions.items() if "192_0_2_11" not in n} == (
                 untouched
             )
-            server.put(SECRETS, secret("absent", k="now"))
-            await follower.wait_for(
-                lambda: (
-                    follower.last.secrets is not None
-                    and follower.last.secrets.lookup("absent", "k") == "now"
-                ),
-                "a Secret created later",
-            )
+            server.put(SECRETS, secret("absent", {"k": "now"}))
+            await wait_secret(follower, "absent", "k", "now")  # created later
         # each Secret is read by name, in calico-node's namespace (confd's secret_watcher.go)
         asked = {t for _, t in server.requests if "/secrets" in t}
         assert all(t.startswith("/api/v1/namespaces/kube-system/secrets?") for t in asked)
@@ -331,7 +280,7 @@ async def test_kubectl_applies_and_watches_services_slices_and_secrets(tmp_path:
         kubeconfig = write_kubeconfig(tmp_path, server, files.ca)
         manifest = tmp_path / "objects.yaml"
         manifest.write_text(
-            yaml.safe_dump_all([service(), endpoint_slice("node-a"), secret("bgp", a="x")])
+            yaml.safe_dump_all([service(), endpoint_slice("node-a"), secret("bgp", {"a": "x"})])
         )
         out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
         assert "service/web created" in out
@@ -371,31 +320,16 @@ async def test_kubectl_applies_and_watches_services_slices_and_secrets(tmp_path:
             watcher.terminate()
             await watcher.wait()
 
-        denied = await kubectl_failing(kubeconfig, "-n", "kube-system", "get", "secret", "locked")
+        denied = await kubectl(
+            kubeconfig, "-n", "kube-system", "get", "secret", "locked", fails=True
+        )
         assert "Forbidden" in denied or "forbidden" in denied
         bad = tmp_path / "bad-kubeconfig"
         bad.write_text(kubeconfig.read_text().replace("test-token", "stolen"))
-        refused = await kubectl_failing(bad, "get", "services", "-A")
+        refused = await kubectl(bad, "get", "services", "-A", fails=True)
         assert "Unauthorized" in refused
     finally:
         await server.stop()
-
-
-async def kubectl_failing(kubeconfig: Path, *args: str) -> str:
-    assert KUBECTL is not None
-    process = await asyncio.create_subprocess_exec(
-        KUBECTL,
-        "--kubeconfig",
-        str(kubeconfig),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(kubeconfig.parent)},
-    )
-    async with asyncio.timeout(WAIT_LIMIT):
-        _, err = await process.communicate()
-    assert process.returncode != 0
-    return err.decode()
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -20,27 +20,22 @@ change the watches missed.
 from __future__ import annotations
 
 import signal
-import socket
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from bgpd_driver import BgpdNode, OurNode, RouteMonitor, lan
-from netns import Namespace, have_root, inside
+from bgpd_driver import BgpdNode, OurNode, RouteMonitor, calico_resource, lan
+from calico_kdd import kdd_object
+from kube_lab import ThreadedKubeApiServer, api_server_in, write_kubeconfig
+from netns import Namespace, have_root
 from peer_drivers import wait_for
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from kube_api_server import ThreadedKubeApiServer  # noqa: E402
 
 pytestmark = pytest.mark.netns
 
 PREFIX = "hL-"
 SUBNET = "10.213.80.0/24"
-API_PORT = 6443
 V1 = "/apis/crd.projectcalico.org/v1"
 NODES = "/api/v1/nodes"
 TIMEOUT = 40.0
@@ -55,19 +50,11 @@ def k8s_node(name: str, address: str) -> dict[str, Any]:
     }
 
 
-def crd(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "crd.projectcalico.org/v1",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def affinity(node: str, block: str) -> dict[str, Any]:
     name = f"{node}-{block.replace('.', '-').replace('/', '-')}"
-    spec = {"node": node, "cidr": block, "state": "confirmed", "deleted": "false"}
-    return crd("BlockAffinity", name, spec)
+    return calico_resource(
+        "BlockAffinity", name, {"node": node, "cidr": block, "state": "confirmed"}
+    )
 
 
 def block_of(index: int) -> str:
@@ -109,19 +96,6 @@ class Lab:
         )
 
 
-def kubeconfig(path: Path, hub_ip: str) -> Path:
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "double",
-        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "bgpd"}}],
-        "clusters": [{"name": "double", "cluster": {"server": f"http://{hub_ip}:{API_PORT}"}}],
-        "users": [{"name": "bgpd", "user": {"token": "node-token"}}],
-    }
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if not have_root():
@@ -133,19 +107,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         for _ in range(5):
             spaces.append(Namespace.create(PREFIX))
         hub, *members = lan(spaces[0], spaces[1:], SUBNET)
-        with inside(hub.ns):
-            listener = socket.create_server((hub.address, API_PORT))
-        api = ThreadedKubeApiServer(listener)
+        api = api_server_in(hub.ns, hub.address)
         cleanups.append(api.stop)
-        api.put(
-            V1 + "/bgpconfigurations",
-            crd("BGPConfiguration", "default", {"nodeToNodeMeshEnabled": True, "asNumber": 64512}),
-        )
+        config = {"nodeToNodeMeshEnabled": True, "asNumber": 64512}
+        api.put(*kdd_object(calico_resource("BGPConfiguration", "default", config)))
         pool = {"cidr": "10.244.0.0/16", "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never"}
-        api.put(V1 + "/ippools", crd("IPPool", "pool", pool))
+        api.put(*kdd_object(calico_resource("IPPool", "pool", pool)))
         env = {
             "DATASTORE_TYPE": "kubernetes",
-            "KUBECONFIG": str(kubeconfig(workdir / "kubeconfig", hub.address)),
+            "KUBECONFIG": str(write_kubeconfig(workdir / "kubeconfig", hub.address)),
         }
         nodes: dict[str, BgpdNode] = {}
         addresses: dict[str, str] = {}
@@ -165,7 +135,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         for index in (1, 2, 3):
             name = f"node-{index}"
             api.put(NODES, k8s_node(name, addresses[name]))
-            api.put(V1 + "/blockaffinities", affinity(name, block_of(index)))
+            api.put(*kdd_object(affinity(name, block_of(index))))
         for index in (1, 2, 3):
             nodes[f"node-{index}"].start()
         yield current
@@ -187,7 +157,7 @@ def test_sessions_come_up_and_blocks_reach_the_kernels(lab: Lab) -> None:
 def test_a_node_added_and_removed_through_the_api(lab: Lab) -> None:
     wait_for(lab.meshed, TIMEOUT, lab.describe)
     lab.api.put(NODES, k8s_node("node-4", lab.addresses["node-4"]))
-    lab.api.put(V1 + "/blockaffinities", affinity("node-4", block_of(4)))
+    lab.api.put(*kdd_object(affinity("node-4", block_of(4))))
     lab.nodes["node-4"].start()
     wait_for(lambda: lab.meshed() and lab.routed(), TIMEOUT, lab.describe)
     assert len(lab.running()) == 4
@@ -227,7 +197,7 @@ def test_watches_dropped_and_history_compacted_withdraw_nothing(lab: Lab) -> Non
         lab.api.server.drop_watches()
         lab.api.server.compact()
         extra = "10.244.12.0/26"
-        lab.api.put(V1 + "/blockaffinities", affinity("node-2", extra))  # lost with the history
+        lab.api.put(*kdd_object(affinity("node-2", extra)))  # lost with the history
         wait_for(
             lambda: lab.nodes["node-1"].next_hop(extra) == lab.addresses["node-2"],
             TIMEOUT,

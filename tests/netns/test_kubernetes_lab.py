@@ -22,28 +22,23 @@ node-b's session, whose key in the same Secret did not change, never goes down.
 from __future__ import annotations
 
 import signal
-import socket
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from bgpd_driver import BgpdNode, ExternalPeer, OurNode, calico_datastore, lan
-from netns import Namespace, have_root, inside
+from calico_kdd import endpoint_slice, secret, service
+from kube_lab import ThreadedKubeApiServer, api_server_in, write_kubeconfig
+from netns import Namespace, have_root
 from peer_drivers import Bird, PeerSpec, wait_for
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from kube_api_server import ThreadedKubeApiServer  # noqa: E402
 
 pytestmark = pytest.mark.netns
 
 PREFIX = "hK-"
 SUBNET = "10.213.78.0/24"
 OUR_AS, TOR_AS = 64512, 65078
-API_PORT = 6443
 SERVICES = "/api/v1/services"
 SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
 SECRETS = "/api/v1/secrets"
@@ -102,47 +97,6 @@ protocol device {{ }}
         return {w[0] for w in (line.split() for line in out.splitlines()) if w and "/" in w[0]}
 
 
-def service() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {
-            "type": "LoadBalancer",
-            "clusterIP": "10.96.0.10",
-            "clusterIPs": ["10.96.0.10"],
-            "externalIPs": [EXTERNAL_IP],
-            "externalTrafficPolicy": "Local",
-            "ipFamilies": ["IPv4"],
-        },
-    }
-
-
-def endpoint_slice(node: str, ready: bool = True) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": "web-abcde",
-            "namespace": "shop",
-            "labels": {"kubernetes.io/service-name": "web"},
-        },
-        "addressType": "IPv4",
-        "endpoints": [
-            {"addresses": ["10.244.1.5"], "nodeName": node, "conditions": {"ready": ready}}
-        ],
-    }
-
-
-def password_secret(**passwords: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "bgp-passwords", "namespace": "kube-system"},
-        "stringData": {key.replace("_", "-"): value for key, value in passwords.items()},
-    }
-
-
 def datastore(me: OurNode, other: OurNode, hub_ip: str, key: str) -> str:
     text = calico_datastore(
         me,
@@ -174,19 +128,6 @@ class Lab:
         return f"A: {self.a.describe()}\nB: {self.b.describe()}\nBIRD: {self.bird.describe()}"
 
 
-def kubeconfig(path: Path, hub_ip: str) -> Path:
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "double",
-        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "bgpd"}}],
-        "clusters": [{"name": "double", "cluster": {"server": f"http://{hub_ip}:{API_PORT}"}}],
-        "users": [{"name": "bgpd", "user": {"token": "node-token"}}],
-    }
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if not have_root():
@@ -200,16 +141,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         for _ in range(3):
             spaces.append(Namespace.create(PREFIX))
         hub, a_member, b_member = lan(spaces[0], spaces[1:], SUBNET)
-        with inside(hub.ns):
-            listener = socket.create_server((hub.address, API_PORT))
-        api = ThreadedKubeApiServer(listener)
+        api = api_server_in(hub.ns, hub.address)
         cleanups.append(api.stop)
-        api.put(SECRETS, password_secret(tor_a="first-a", tor_b="first-b"))
+        api.put(SECRETS, secret("bgp-passwords", {"tor-a": "first-a", "tor-b": "first-b"}))
         api.put(SERVICES, service())
         api.put(SLICES, endpoint_slice("node-a"))
         node_a = OurNode("node-a", f"{a_member.address}/24", OUR_AS)
         node_b = OurNode("node-b", f"{b_member.address}/24", OUR_AS)
-        env = {"KUBECONFIG": str(kubeconfig(workdir / "kubeconfig", hub.address))}
+        env = {"KUBECONFIG": str(write_kubeconfig(workdir / "kubeconfig", hub.address))}
         a, b = (
             BgpdNode(
                 member.ns,
@@ -284,7 +223,7 @@ def test_a_password_rotated_through_the_secret_resets_only_that_session(lab: Lab
     hub = lab.bird.spec.address
     assert not a.session_down_logged(hub) and not b.session_down_logged(hub)
     bird.reconfigure("tor_a", "second-a")  # tor_a drops: the old signatures are wrong now
-    lab.api.put(SECRETS, password_secret(tor_a="second-a", tor_b="first-b"))
+    lab.api.put(SECRETS, secret("bgp-passwords", {"tor-a": "second-a", "tor-b": "first-b"}))
     wait_for(lambda: a.session_down_logged(hub), TIMEOUT, lab.describe)
     wait_for(
         lambda: bird.protocol_state("tor_a") == "Established" and a.established_with(hub),

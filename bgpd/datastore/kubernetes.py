@@ -25,10 +25,11 @@ Rules:
    queries and reads JSON and watch lines. The choice against lightkube and kr8s is in the
    README's Kubernetes section.
 7. The cluster objects (``cluster_collections``: Services, EndpointSlices, the named Secrets) are
-   optional collections, narrowed by their ``query``: a 401 or 403 on one is one log line and an
-   ``on_access`` report (a Secret's refusal is that peer's status), the others are listed and
-   watched, and the refused ones are asked again every ``reconnect_max`` seconds; a successful
-   listing reports access again (``on_access(collection, None)``).
+   optional collections, narrowed by their ``query``: a 401 or 403 on one is one log line (not
+   repeated while the refusal lasts) and an ``on_access`` report (a Secret's refusal is that
+   peer's status); the others are listed and watched, and the refused ones are asked again
+   every ``reconnect_max`` seconds; a successful listing reports access again
+   (``on_access(collection, None)``, and a log line if it had been refused).
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ class KubernetesWatcher:
         self._keys: dict[tuple[str, str], str] = {}  # (plural, name) -> etcd key
         self._logged: dict[tuple[str, str], str] = {}  # (plural, name) -> resourceVersion
         self._refused = 0  # optional collections refused at the last listing
+        self._refusals: dict[Collection, str] = {}  # the refusal last logged, per collection
         self.resyncs = 0
         self.failures = 0
 
@@ -302,13 +304,15 @@ class KubernetesWatcher:
             except ApiError as error:
                 if error.status in (401, 403) and collection.optional:
                     refusal = f"{error.status} {REFUSALS[error.status]}"
-                    log.warning(
-                        "datastore.kubernetes.refused",
-                        path=collection.path,
-                        query=dict(collection.query) or None,
-                        reason=refusal,
-                        detail=str(error),
-                    )
+                    if self._refusals.get(collection) != refusal:  # rule 7: once per refusal
+                        self._refusals[collection] = refusal
+                        log.warning(
+                            "datastore.kubernetes.refused",
+                            path=collection.path,
+                            query=dict(collection.query) or None,
+                            reason=refusal,
+                            detail=str(error),
+                        )
                     self._on_access(collection, refusal)
                     self._refused += 1
                     return [], ""
@@ -324,6 +328,8 @@ class KubernetesWatcher:
                         pairs.append((pair.key, pair.value))
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
+                if self._refusals.pop(collection, None) is not None:
+                    log.info("datastore.kubernetes.allowed", path=collection.path)
                 self._on_access(collection, None)
                 return pairs, str(meta.get("resourceVersion", ""))
             query = {

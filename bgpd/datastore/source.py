@@ -24,8 +24,9 @@ Rules:
    snapshot. The first snapshot waits at most ``CLUSTER_SYNC_WAIT`` seconds for their first
    listing (as confd waits for its route generator and secret watches), so a session does not
    start without its password only to reset when the Secret arrives. When the set of Secret
-   names changes, their watch starts again with the new set. An API outage keeps the last
-   objects (nothing is withdrawn).
+   names changes, their watch starts again with the new set, and the snapshot that named the
+   new Secret waits at most ``SECRET_SYNC_WAIT`` for it (confd's 0.5 s). An API outage keeps
+   the last objects (nothing is withdrawn).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from peers.model import Snapshot
 
 log = structlog.get_logger("bgpd.datastore")
 CLUSTER_SYNC_WAIT = 2.0
+SECRET_SYNC_WAIT = 0.5
 
 
 def secret_names(snapshot: Snapshot) -> frozenset[str]:
@@ -257,8 +259,9 @@ class DatastoreSource:
                         synced.clear()
                         tasks["cluster"] = asyncio.create_task(follow_cluster(names))
                     if first or not synced.is_set():
+                        wait = CLUSTER_SYNC_WAIT if first else SECRET_SYNC_WAIT
                         with suppress(TimeoutError):
-                            await asyncio.wait_for(synced.wait(), CLUSTER_SYNC_WAIT)
+                            await asyncio.wait_for(synced.wait(), wait)
                 if self._base is not None:
                     yield self._with_cluster(self._base)
         finally:

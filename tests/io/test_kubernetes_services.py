@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 from calico_kdd import endpoint_slice, secret, service
 from etcd_server import TlsFiles
@@ -224,26 +225,32 @@ async def test_passwords_from_secrets_rotation_missing_key_and_refusal() -> None
         server.put(V1 + "/bgppeers", password_peer("tor-4", "192.0.2.14", "absent", "k"))
         server.put(SECRETS, secret("bgp", {"tor-1": "first"}))
         server.put(SECRETS, secret("locked", {"k": "hidden"}))
-        async with following_kdd(server, token="good") as follower:
-            await wait_secret(follower, "bgp", "tor-1", "first")
-            plan = plan_of(follower.last)
-            assert password_of(plan, "192_0_2_11") == "first"
-            assert set(plan.problems) == {
-                "BGPPeer tor-2: password Secret kube-system/bgp has no key 'missing'",
-                "BGPPeer tor-3: password Secret kube-system/locked not readable: 403 Forbidden",
-                "BGPPeer tor-4: password Secret kube-system/absent not found",
-            }
-            untouched = {n: s for n, s in plan.sessions.items() if "192_0_2_11" not in n}
+        with structlog.testing.capture_logs() as logs:
+            async with following_kdd(server, token="good") as follower:
+                await wait_secret(follower, "bgp", "tor-1", "first")
+                plan = plan_of(follower.last)
+                assert password_of(plan, "192_0_2_11") == "first"
+                assert set(plan.problems) == {
+                    "BGPPeer tor-2: password Secret kube-system/bgp has no key 'missing'",
+                    "BGPPeer tor-3: password Secret kube-system/locked not readable: 403 Forbidden",
+                    "BGPPeer tor-4: password Secret kube-system/absent not found",
+                }
+                untouched = {n: s for n, s in plan.sessions.items() if "192_0_2_11" not in n}
 
-            server.put(SECRETS, secret("bgp", {"tor-1": "second"}))
-            await wait_secret(follower, "bgp", "tor-1", "second")
-            rotated = plan_of(follower.last)
-            assert password_of(rotated, "192_0_2_11") == "second"
-            assert {n: s for n, s in rotated.sessions.items() if "192_0_2_11" not in n} == (
-                untouched
-            )
-            server.put(SECRETS, secret("absent", {"k": "now"}))
-            await wait_secret(follower, "absent", "k", "now")  # created later
+                server.put(SECRETS, secret("bgp", {"tor-1": "second"}))
+                await wait_secret(follower, "bgp", "tor-1", "second")
+                rotated = plan_of(follower.last)
+                assert password_of(rotated, "192_0_2_11") == "second"
+                assert {n: s for n, s in rotated.sessions.items() if "192_0_2_11" not in n} == (
+                    untouched
+                )
+                server.put(SECRETS, secret("absent", {"k": "now"}))
+                await wait_secret(follower, "absent", "k", "now")  # created later
+        # one log line for the refused Secret, naming it (its peer's problem names the peer)
+        refused = [e for e in logs if e["event"] == "datastore.kubernetes.refused"]
+        assert [(e["reason"], e["query"]["fieldSelector"]) for e in refused] == [
+            ("403 Forbidden", "metadata.name=locked")
+        ]
         # each Secret is read by name, in calico-node's namespace (confd's secret_watcher.go)
         asked = {t for _, t in server.requests if "/secrets" in t}
         assert all(t.startswith("/api/v1/namespaces/kube-system/secrets?") for t in asked)

@@ -417,11 +417,17 @@ class ClusterObjects:
         self._secrets: dict[str, dict[str, str]] = {}
         self._refused: dict[str, str] = {}
 
-    def load(self, pairs: Iterable[tuple[str, bytes]]) -> None:
-        """A complete listing replaces everything (refusals stay until the name is read)."""
-        self._services.clear()
-        self._slices.clear()
-        self._secrets.clear()
+    def load(self, pairs: Iterable[tuple[str, bytes]], resources: Iterable[CalicoResource]) -> None:
+        """A complete listing of ``resources`` replaces what was known of them (refusals stay
+        until the name is read)."""
+        plurals = {resource.plural for resource in resources}
+        for plural, table in (
+            (SERVICES.plural, self._services),
+            (ENDPOINTSLICES.plural, self._slices),
+            (SECRETS.plural, self._secrets),
+        ):
+            if plural in plurals:
+                table.clear()
         for key, value in pairs:
             self.put(key, value)
 

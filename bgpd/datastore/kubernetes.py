@@ -24,7 +24,8 @@ Rules:
    token read again from its file before each request); this module only builds paths and
    queries and reads JSON and watch lines. The choice against lightkube and kr8s is in the
    README's Kubernetes section.
-7. The cluster objects (``cluster_collections``: Services, EndpointSlices, the named Secrets) are
+7. The cluster objects (``service_collections``: Services and EndpointSlices;
+   ``secret_collections``: the named Secrets) are
    optional collections, narrowed by their ``query``: a 401 or 403 on one is one log line (not
    repeated while the refusal lasts) and an ``on_access`` report (a Secret's refusal is that
    peer's status); the others are listed and watched, and the refused ones are asked again
@@ -97,21 +98,24 @@ class Collection:
     optional: bool = False
 
 
-def cluster_collections(namespace: str, secrets: Iterable[str]) -> tuple[Collection, ...]:
-    """Services and EndpointSlices of every namespace, and each named Secret of ``namespace``
-    by itself (``kdd``: confd's route generator and secret watcher)."""
+def service_collections() -> tuple[Collection, ...]:
+    """Services and EndpointSlices of every namespace (``kdd``: confd's route generator)."""
     return (
         Collection(SERVICES, "/api/v1/services", optional=True),
         Collection(ENDPOINTSLICES, "/apis/discovery.k8s.io/v1/endpointslices", optional=True),
-        *(
-            Collection(
-                SECRETS,
-                f"/api/v1/namespaces/{namespace}/secrets",
-                (("fieldSelector", f"metadata.name={name}"),),
-                optional=True,
-            )
-            for name in sorted(set(secrets))
-        ),
+    )
+
+
+def secret_collections(namespace: str, secrets: Iterable[str]) -> tuple[Collection, ...]:
+    """Each named Secret of ``namespace`` by itself (``kdd``: confd's secret watcher)."""
+    return tuple(
+        Collection(
+            SECRETS,
+            f"/api/v1/namespaces/{namespace}/secrets",
+            (("fieldSelector", f"metadata.name={name}"),),
+            optional=True,
+        )
+        for name in sorted(set(secrets))
     )
 
 
@@ -225,7 +229,7 @@ async def collections(client: ApiClient, group: str) -> tuple[Collection, ...]:
 
 class KubernetesWatcher:
     """Async iterator of ``Resync``/``Changes`` batches (see the rules): Calico's resources,
-    or the ``collections`` given (``cluster_collections``)."""
+    or the ``collections`` given (``service_collections``, ``secret_collections``)."""
 
     def __init__(
         self,
@@ -234,6 +238,7 @@ class KubernetesWatcher:
         on_rejected: Callable[[str, RecordError], None] = lambda kind, error: None,
         collections: tuple[Collection, ...] = (),
         on_access: Callable[[Collection, str | None], None] = lambda collection, refusal: None,
+        refusals: dict[Collection, str] | None = None,
     ) -> None:
         self._settings = settings
         self._node = node
@@ -245,7 +250,9 @@ class KubernetesWatcher:
         self._keys: dict[tuple[str, str], str] = {}  # (plural, name) -> etcd key
         self._logged: dict[tuple[str, str], str] = {}  # (plural, name) -> resourceVersion
         self._refused = 0  # optional collections refused at the last listing
-        self._refusals: dict[Collection, str] = {}  # the refusal last logged, per collection
+        # the refusal last logged, per collection: shared by the watchers that follow one
+        # another over the same collections, so a restart does not log it again (rule 7)
+        self._refusals = refusals if refusals is not None else {}
         self.resyncs = 0
         self.failures = 0
 

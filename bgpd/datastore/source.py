@@ -19,14 +19,15 @@ Rules:
    reason for ``bgpd status``.
 6. With Kubernetes API access (``bgpd.config`` rule 6), on either datastore, the Services,
    EndpointSlices and the Secrets the snapshot's BGP passwords name are listed and watched
-   beside the datastore (``kubernetes.cluster_collections``), and every snapshot carries them
+   beside the datastore (``kubernetes.service_collections``, ``secret_collections``: two
+   watchers, so a new Secret name re-lists only Secrets), and every snapshot carries them
    (``Snapshot.services``, ``endpoint_slices``, ``secrets``); a change of either side yields a
    snapshot. The first snapshot waits at most ``CLUSTER_SYNC_WAIT`` seconds for their first
    listing (as confd waits for its route generator and secret watches), so a session does not
    start without its password only to reset when the Secret arrives. When the set of Secret
-   names changes, their watch starts again with the new set, and the snapshot that named the
-   new Secret waits at most ``SECRET_SYNC_WAIT`` for it (confd's 0.5 s). An API outage keeps
-   the last objects (nothing is withdrawn).
+   names changes, the Secrets' watch starts again with the new set, and the snapshot that
+   named the new Secret waits at most ``SECRET_SYNC_WAIT`` for it (confd's 0.5 s). An API
+   outage keeps the last objects (nothing is withdrawn).
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ from bgpd.datastore.etcd_settings import calico_watch_keys
 from bgpd.datastore.file import FileDatastore
 from bgpd.datastore.kdd import SECRETS, ClusterObjects
 from bgpd.datastore.kubernetes import Collection as ApiCollection
-from bgpd.datastore.kubernetes import KubernetesWatcher, cluster_collections
+from bgpd.datastore.kubernetes import (
+    KubernetesWatcher,
+    secret_collections,
+    service_collections,
+)
 from bgpd.datastore.schema import RecordError, resource_of_key
 from bgpd.metrics import Metrics
 from peers.model import Snapshot
@@ -138,6 +143,7 @@ class DatastoreSource:
         self._rejected_keys = RejectedKeys()
         self._base: Snapshot | None = None  # the datastore's last snapshot (rule 6)
         self._cluster = ClusterObjects(config.namespace) if config.kubernetes else None
+        self._refusals: dict[ApiCollection, str] = {}  # logged API refusals (rule 6)
 
     def rejected_keys(self) -> tuple[str, ...]:
         """Rule 5: the etcd keys whose current value is rejected, with their reasons."""
@@ -198,25 +204,31 @@ class DatastoreSource:
     ) -> AsyncIterator[Snapshot]:
         """Rule 6: the datastore's snapshots and the cluster objects' changes, as one stream."""
         changes: asyncio.Queue[Snapshot | None] = asyncio.Queue()  # None: the cluster changed
-        synced = asyncio.Event()
+        services_synced, secrets_synced = asyncio.Event(), asyncio.Event()
 
         async def follow_datastore() -> None:
             async for snapshot in datastore:
                 await changes.put(snapshot)
 
-        async def follow_cluster(names: frozenset[str]) -> None:
+        async def follow_cluster(
+            collections: tuple[ApiCollection, ...], synced: asyncio.Event
+        ) -> None:
             settings = self._config.kubernetes
             assert settings is not None
+            if not collections:  # no Secret named: nothing to watch
+                synced.set()
+                return
             watcher = KubernetesWatcher(
                 settings,
                 self._config.node,
                 self._kdd_rejected,
-                cluster_collections(cluster.namespace, names),
+                collections,
                 self._cluster_access,
+                self._refusals,
             )
             async for batch in watcher:
                 if isinstance(batch, Resync):
-                    cluster.load(batch.pairs)
+                    cluster.load(batch.pairs, (c.resource for c in collections))
                     synced.set()
                 else:
                     assert isinstance(batch, Changes)
@@ -227,44 +239,53 @@ class DatastoreSource:
                             cluster.put(event.key, event.value)
                 await changes.put(None)
 
+        def watch_secrets(names: frozenset[str]) -> asyncio.Task[None]:
+            secrets_synced.clear()
+            collections = secret_collections(cluster.namespace, names)
+            return asyncio.create_task(follow_cluster(collections, secrets_synced))
+
+        async def wait_synced(limit: float) -> None:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(limit):
+                    await services_synced.wait()
+                    await secrets_synced.wait()
+
         names = secret_names(self._base) if self._base is not None else frozenset()
         tasks = {
             "datastore": asyncio.create_task(follow_datastore()),
-            "cluster": asyncio.create_task(follow_cluster(names)),
+            "services": asyncio.create_task(follow_cluster(service_collections(), services_synced)),
+            "secrets": watch_secrets(names),
         }
+        getter: asyncio.Task[Snapshot | None] | None = None
         try:
             if self._base is not None:  # a file's first snapshot, read by ``open``
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(synced.wait(), CLUSTER_SYNC_WAIT)
+                await wait_synced(CLUSTER_SYNC_WAIT)
                 yield self._with_cluster(self._base)
             while True:
                 getter = asyncio.create_task(changes.get())
                 done, _ = await asyncio.wait(
-                    [getter, *tasks.values()], return_when=asyncio.FIRST_COMPLETED
+                    [getter, tasks["datastore"]], return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter not in done:
                     getter.cancel()
-                    for task in done:
-                        task.result()  # a failure ends the stream as the datastore's would
+                    tasks["datastore"].result()  # a failure ends the stream as it would alone
                     return
                 change = getter.result()
                 if change is not None:
                     first = self._base is None
                     self._base = change
-                    if secret_names(change) != names:
+                    if secret_names(change) != names:  # only the Secrets' watch starts again
                         names = secret_names(change)
-                        tasks["cluster"].cancel()
+                        tasks["secrets"].cancel()
                         with suppress(asyncio.CancelledError):
-                            await tasks["cluster"]
-                        synced.clear()
-                        tasks["cluster"] = asyncio.create_task(follow_cluster(names))
-                    if first or not synced.is_set():
-                        wait = CLUSTER_SYNC_WAIT if first else SECRET_SYNC_WAIT
-                        with suppress(TimeoutError):
-                            await asyncio.wait_for(synced.wait(), wait)
+                            await tasks["secrets"]
+                        tasks["secrets"] = watch_secrets(names)
+                    await wait_synced(CLUSTER_SYNC_WAIT if first else SECRET_SYNC_WAIT)
                 if self._base is not None:
                     yield self._with_cluster(self._base)
         finally:
+            if getter is not None:
+                getter.cancel()
             for task in tasks.values():
                 task.cancel()
             for task in tasks.values():

@@ -246,6 +246,16 @@ async def test_passwords_from_secrets_rotation_missing_key_and_refusal() -> None
                 )
                 server.put(SECRETS, secret("absent", {"k": "now"}))
                 await wait_secret(follower, "absent", "k", "now")  # created later
+
+                # a BGPPeer naming a new Secret: only the Secrets are listed again
+                def service_lists() -> int:
+                    return sum(1 for _, t in server.requests if t.startswith(SERVICES + "?limit"))
+
+                before = service_lists()
+                server.put(SECRETS, secret("fresh", {"k": "new"}))
+                server.put(V1 + "/bgppeers", password_peer("tor-5", "192.0.2.15", "fresh", "k"))
+                await wait_secret(follower, "fresh", "k", "new")
+                assert service_lists() == before
         # one log line for the refused Secret, naming it (its peer's problem names the peer)
         refused = [e for e in logs if e["event"] == "datastore.kubernetes.refused"]
         assert [(e["reason"], e["query"]["fieldSelector"]) for e in refused] == [

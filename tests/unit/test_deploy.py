@@ -17,7 +17,7 @@ from bgpd.cli import build_parser, run_config
 from bgpd.config import DEFAULT_CONTROL_SOCKET, NODENAME_FILE, EtcdSource, KubernetesSource
 from bgpd.control.server import ipv6_socket_path
 from bgpd.datastore.kdd import V1_GROUP, V1_RESOURCES, V3_GROUP, V3_RESOURCES
-from bgpd.datastore.kubernetes import cluster_collections
+from bgpd.datastore.kubernetes import secret_collections, service_collections
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -242,7 +242,7 @@ def test_the_cluster_role_grants_exactly_what_bgpd_lists_and_watches(
     read: set[tuple[str, str]] = {("", "nodes")}
     for group, resources in ((V1_GROUP, V1_RESOURCES), (V3_GROUP, V3_RESOURCES)):
         read |= {(group, r.plural) for r in resources}
-    read |= {_served(c.path) for c in cluster_collections("kube-system", ()) if c.path}
+    read |= {_served(c.path) for c in service_collections()}
     rules = _rules(rbac["ClusterRole"])
     assert set(rules) == read
     assert all(verbs == {"list", "watch"} for verbs in rules.values())  # no get, no writes
@@ -256,7 +256,7 @@ def test_secrets_are_granted_by_name_in_calico_nodes_namespace(
     (rule,) = role["rules"]
     assert (rule["apiGroups"], rule["resources"]) == ([""], ["secrets"])
     assert set(rule["verbs"]) == {"list", "watch"} and rule["resourceNames"]
-    (secrets,) = cluster_collections("kube-system", ["bgp-passwords"])[2:]
+    (secrets,) = secret_collections("kube-system", ["bgp-passwords"])
     assert secrets.path == "/api/v1/namespaces/kube-system/secrets"
     assert dict(secrets.query) == {"fieldSelector": "metadata.name=bgp-passwords"}
     for binding, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):

@@ -203,7 +203,7 @@ def test_a_service_becomes_the_values_advertisement_reads() -> None:
     assert pair.key == "/bgpd/kubernetes/services/shop/web"
     assert b"managedFields" not in pair.value
     objects = kdd.ClusterObjects("kube-system")
-    objects.load([(pair.key, pair.value)])
+    objects.load([(pair.key, pair.value)], [kdd.SERVICES])
     service = objects.services()["shop/web"]
     assert service.type == "LoadBalancer" and service.external_traffic_policy == "Local"
     assert [str(a) for a in service.cluster_ips] == ["10.96.0.10", "fd00::a"]

@@ -27,6 +27,8 @@ Rules (``advertiseThisService`` and ``getAllRoutesForService``):
    any ``serviceExternalIPs`` CIDR, and its ``status.loadBalancer.ingress`` IPs inside any
    ``serviceLoadBalancerIPs`` CIDR, each as a /32 (/128). Confd reference-counts a route that
    several Services share; as a set, it is advertised while any of them wants it.
+7. Services and EndpointSlices are watched once any service range is configured
+   (``client.go``: the route generator starts then, and is never stopped): ``watch_services``.
 """
 
 from __future__ import annotations
@@ -132,3 +134,13 @@ def service_routes(
                 if address.version == version:
                     routes.add(ipaddress.ip_network(address))
     return tuple(sorted(routes, key=lambda n: int(n.network_address)))
+
+
+def watch_services(snapshot: Snapshot) -> bool:
+    """Rule 7: whether the ``default`` BGPConfiguration names any service range."""
+    config = snapshot.global_config
+    return config is not None and bool(
+        config.service_cluster_ips
+        or config.service_external_ips
+        or config.service_load_balancer_ips
+    )

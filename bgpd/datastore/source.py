@@ -17,8 +17,9 @@ Rules:
 5. A rejected key keeps its last good value (``bgpd.datastore.cache`` rule 2); the log line says
    whether one was kept, and ``rejected_keys`` lists every currently rejected key with its
    reason for ``bgpd status``.
-6. With Kubernetes API access (``bgpd.config`` rule 6), on either datastore, the Services,
-   EndpointSlices and the Secrets the snapshot's BGP passwords name are listed and watched
+6. With Kubernetes API access (``bgpd.config`` rule 6), on either datastore, the Services and
+   EndpointSlices (once a service range is configured, ``bgpd.calico.services`` rule 7) and
+   the Secrets the snapshot's BGP passwords name are listed and watched
    beside the datastore (``kubernetes.service_collections``, ``secret_collections``: two
    watchers, so a new Secret name re-lists only Secrets), and every snapshot carries them
    (``Snapshot.services``, ``endpoint_slices``, ``secrets``); a change of either side yields a
@@ -40,6 +41,7 @@ from types import MappingProxyType
 
 import structlog
 
+from bgpd.calico.services import watch_services
 from bgpd.config import ConfigError, DaemonConfig, EtcdSource, FileSource, KubernetesSource
 from bgpd.datastore.cache import Cache, RejectedRecord
 from bgpd.datastore.etcd import Batch, Changes, EtcdWatcher, EventKind, Resync
@@ -250,12 +252,23 @@ class DatastoreSource:
                     await services_synced.wait()
                     await secrets_synced.wait()
 
+        def start_services(snapshot: Snapshot) -> None:
+            """Services are watched from the first snapshot with a service range (rule 6)."""
+            if "services" not in tasks and watch_services(snapshot):
+                services_synced.clear()
+                collections = service_collections()
+                tasks["services"] = asyncio.create_task(
+                    follow_cluster(collections, services_synced)
+                )
+
         names = secret_names(self._base) if self._base is not None else frozenset()
+        services_synced.set()  # until they are wanted
         tasks = {
             "datastore": asyncio.create_task(follow_datastore()),
-            "services": asyncio.create_task(follow_cluster(service_collections(), services_synced)),
             "secrets": watch_secrets(names),
         }
+        if self._base is not None:
+            start_services(self._base)
         getter: asyncio.Task[Snapshot | None] | None = None
         try:
             if self._base is not None:  # a file's first snapshot, read by ``open``
@@ -274,6 +287,7 @@ class DatastoreSource:
                 if change is not None:
                     first = self._base is None
                     self._base = change
+                    start_services(change)
                     if secret_names(change) != names:  # only the Secrets' watch starts again
                         names = secret_names(change)
                         tasks["secrets"].cancel()

@@ -75,8 +75,6 @@ async def test_calicos_service_cases_give_confds_static_routes(case: str, tmp_pa
     server = await started()
     try:
         apply(server, MOCK / base / "input.yaml")
-        if case != base:
-            apply(server, MOCK / case / "input.yaml")
         kubeconfig = write_kubeconfig(tmp_path, server)
         services = MOCK / base / "kubectl-input.yaml"
         await kubectl(kubeconfig, "apply", "--validate=false", "-f", str(services))
@@ -85,6 +83,14 @@ async def test_calicos_service_cases_give_confds_static_routes(case: str, tmp_pa
             await follower.wait_for(
                 lambda: len(follower.last.services) == expected_services, "the Services"
             )
+            if case != base:  # the step's input, applied to the running cluster as confd's is
+                step = MOCK / case / "input.yaml"
+                apply(server, step)
+                expected = FileDatastore(step).reload()
+                assert expected is not None
+                await follower.wait_for(
+                    lambda: follower.last.global_config == expected.global_config, "the step"
+                )
             got = {
                 str(version): sorted(
                     str(n) for n in build_export_policy(NODE, follower.last, version).static_routes

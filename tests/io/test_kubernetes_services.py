@@ -124,6 +124,26 @@ async def test_a_local_service_follows_its_endpoint_between_nodes() -> None:
         await server.stop()
 
 
+async def test_services_are_watched_once_a_service_range_is_configured() -> None:
+    """confd starts its route generator when the BGPConfiguration first names a service range
+    (``client.go``), so a cluster without one is not asked for its Services."""
+    server = await started()
+    try:
+        server.put(NODES, k8s_node("node-a", "192.0.2.1/24"))
+        server.put(SERVICES, service())
+        server.put(SLICES, endpoint_slice("node-a"))
+        async with following_kdd(server) as follower:
+            await follower.wait_for(lambda: server.watch_count() == 8, "the Calico watches")
+            assert not any(t.startswith(SERVICES) for _, t in server.requests)
+            server.put(V1 + "/bgpconfigurations", bgp_config())
+            await follower.wait_for(lambda: bool(routes(follower.last, "node-a")), "the routes")
+            await follower.wait_for(
+                lambda: server.watch_count() == 8 + CLUSTER_WATCHES, "the Service watches"
+            )
+    finally:
+        await server.stop()
+
+
 async def test_dropped_watches_and_compacted_history_withdraw_nothing() -> None:
     server = await started()
     try:
@@ -361,6 +381,7 @@ async def test_over_tls_with_the_clusters_ca(tmp_path: Path) -> None:
     server = await started(tokens=frozenset({"good"}), tls=context)
     try:
         server.put(NODES, k8s_node("node-a", "192.0.2.1/24"))
+        server.put(V1 + "/bgpconfigurations", bgp_config())
         server.put(SERVICES, service())
         settings = dict(tls=True, ca_data=files.ca.read_bytes(), token="good")
         async with following_kdd(server, **settings) as follower:

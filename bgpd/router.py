@@ -89,6 +89,7 @@ class SessionPlan:
     settings: PeerSettings
     import_policy: Policy
     export_policy: Policy
+    problem: str = ""  # for status only: e.g. its password's Secret cannot be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +367,7 @@ class Router:
                     graceful_restart=restart_state,
                     source_address=str(config.source_address or ""),
                     port=config.port,
+                    problem=session.problem,
                 )
             )
         return out

@@ -176,7 +176,7 @@ class _Resolver:
 
     def common_fields(self, record: PeerRecord, peer: BGPPeer) -> PeerRecord:
         """Rule 5 ([CL] ``setPeerConfigFieldsFromV3Resource``)."""
-        password = None
+        password, problem = None, ""
         if peer.password is not None:
             password = self.secrets(peer.password.name, peer.password.key)
             if password is None:
@@ -187,9 +187,11 @@ class _Resolver:
                     else f"secret {peer.password.name}/{peer.password.key} is not available"
                 )
                 self.result.problems.append(f"BGPPeer {peer.name}: password {why}")
+                problem = f"password {why}"
         return replace(
             record,
             password=password,
+            password_problem=problem,
             source_addr=peer.source_address or "UseNodeIP",
             restart_time=_seconds(peer.max_restart_time),
             keepalive_time=_seconds(peer.keepalive_time),

@@ -115,6 +115,7 @@ class NodePlanner:
                 settings=peer_settings(spec, me.ip(spec.family) if me is not None else None),
                 import_policy=import_policy(spec, snapshot.filters),
                 export_policy=export_policy(spec, origination, snapshot.filters),
+                problem=spec.password_problem,
             )
         return sessions
 

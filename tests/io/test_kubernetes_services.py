@@ -255,6 +255,14 @@ async def test_passwords_from_secrets_rotation_missing_key_and_refusal() -> None
                     "BGPPeer tor-3: password Secret kube-system/locked not readable: 403 Forbidden",
                     "BGPPeer tor-4: password Secret kube-system/absent not found",
                 }
+                # each of those peers' own status says it (``bgpd show peers``: INFO)
+                assert {n: s.problem for n, s in plan.sessions.items() if s.problem} == {
+                    "Global_192_0_2_12": "password Secret kube-system/bgp has no key 'missing'",
+                    "Global_192_0_2_13": (
+                        "password Secret kube-system/locked not readable: 403 Forbidden"
+                    ),
+                    "Global_192_0_2_14": "password Secret kube-system/absent not found",
+                }
                 untouched = {n: s for n, s in plan.sessions.items() if "192_0_2_11" not in n}
 
                 server.put(SECRETS, secret("bgp", {"tor-1": "second"}))

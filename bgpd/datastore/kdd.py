@@ -417,9 +417,11 @@ class ClusterObjects:
         self._secrets: dict[str, dict[str, str]] = {}
         self._refused: dict[str, str] = {}
 
-    def load(self, pairs: Iterable[tuple[str, bytes]], resources: Iterable[CalicoResource]) -> None:
+    def load(
+        self, pairs: Iterable[tuple[str, bytes]], resources: Iterable[CalicoResource]
+    ) -> list[str]:
         """A complete listing of ``resources`` replaces what was known of them (refusals stay
-        until the name is read)."""
+        until the name is read); the objects that did not read, with why."""
         plurals = {resource.plural for resource in resources}
         for plural, table in (
             (SERVICES.plural, self._services),
@@ -428,20 +430,26 @@ class ClusterObjects:
         ):
             if plural in plurals:
                 table.clear()
-        for key, value in pairs:
-            self.put(key, value)
+        return [error for key, value in pairs if (error := self.put(key, value)) is not None]
 
-    def put(self, key: str, value: bytes) -> None:
+    def put(self, key: str, value: bytes) -> str | None:
+        """Store one object; an object whose shape does not read is dropped (as deleted) and
+        the reason returned for the caller to log (rule 1: total)."""
         plural, _, rest = key.removeprefix(CLUSTER_PREFIX).partition("/")
-        obj = json.loads(value)
-        if plural == SERVICES.plural:
-            self._services[rest] = service_of(obj)
-        elif plural == ENDPOINTSLICES.plural:
-            self._slices[rest] = endpoint_slice_of(obj)
-        elif plural == SECRETS.plural:
-            name = rest.partition("/")[2]
-            self._secrets[name] = secret_data_of(obj)
-            self._refused.pop(name, None)
+        try:
+            obj = json.loads(value)
+            if plural == SERVICES.plural:
+                self._services[rest] = service_of(obj)
+            elif plural == ENDPOINTSLICES.plural:
+                self._slices[rest] = endpoint_slice_of(obj)
+            elif plural == SECRETS.plural:
+                name = rest.partition("/")[2]
+                self._secrets[name] = secret_data_of(obj)
+                self._refused.pop(name, None)
+        except (AttributeError, TypeError, ValueError) as exc:
+            self.delete(key)
+            return f"{plural} {rest}: {exc}"
+        return None
 
     def delete(self, key: str) -> None:
         plural, _, rest = key.removeprefix(CLUSTER_PREFIX).partition("/")

@@ -47,7 +47,7 @@ from bgpd.datastore.cache import Cache, RejectedRecord
 from bgpd.datastore.etcd import Batch, Changes, EtcdWatcher, EventKind, Resync
 from bgpd.datastore.etcd_settings import calico_watch_keys
 from bgpd.datastore.file import FileDatastore
-from bgpd.datastore.kdd import SECRETS, ClusterObjects
+from bgpd.datastore.kdd import CLUSTER_RESOURCES, SECRETS, ClusterObjects
 from bgpd.datastore.kubernetes import Collection as ApiCollection
 from bgpd.datastore.kubernetes import (
     KubernetesWatcher,
@@ -60,6 +60,7 @@ from peers.model import Snapshot
 
 log = structlog.get_logger("bgpd.datastore")
 CLUSTER_SYNC_WAIT = 2.0
+CLUSTER_KINDS = {resource.plural: resource.kind for resource in CLUSTER_RESOURCES}
 SECRET_SYNC_WAIT = 0.5
 
 
@@ -229,16 +230,23 @@ class DatastoreSource:
                 self._refusals,
             )
             async for batch in watcher:
+                errors: list[str] = []
                 if isinstance(batch, Resync):
-                    cluster.load(batch.pairs, (c.resource for c in collections))
+                    errors = cluster.load(batch.pairs, (c.resource for c in collections))
                     synced.set()
                 else:
                     assert isinstance(batch, Changes)
                     for event in batch.events:
                         if event.kind == EventKind.DELETE:
                             cluster.delete(event.key)
-                        elif event.value is not None:
-                            cluster.put(event.key, event.value)
+                        elif event.value is not None and (
+                            error := cluster.put(event.key, event.value)
+                        ):
+                            errors.append(error)
+                for error in errors:  # the API server validates these: rare, logged each time
+                    kind = CLUSTER_KINDS.get(error.split(" ", 1)[0], "")
+                    self._metrics.datastore_rejected(kind, "invalid")
+                    log.warning("datastore.kubernetes.rejected", reason=error)
                 await changes.put(None)
 
         def watch_secrets(names: frozenset[str]) -> asyncio.Task[None]:

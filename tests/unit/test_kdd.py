@@ -260,3 +260,15 @@ def test_a_namespaced_object_without_namespace_is_rejected_naming_the_field() ->
     with pytest.raises(RecordError) as caught:
         kdd.cluster_pair(kdd.SERVICES, {"metadata": {"name": "web"}})
     assert caught.value.key == "services/web.metadata.namespace"
+
+
+def test_a_cluster_object_that_does_not_read_is_dropped_with_its_reason() -> None:
+    objects = kdd.ClusterObjects("kube-system")
+    good = kdd.cluster_pair(kdd.SERVICES, _service_object())
+    objects.put(good.key, good.value)
+    bad = {"metadata": {"name": "web", "namespace": "shop"}, "spec": ["not", "a", "mapping"]}
+    pair = kdd.cluster_pair(kdd.SERVICES, bad)
+    error = objects.put(pair.key, pair.value)
+    assert error is not None and error.startswith("services shop/web:")
+    assert objects.services() == {}  # dropped, as deleted: nothing stale is advertised
+    assert objects.load([(pair.key, pair.value)], [kdd.SERVICES]) == [error]

@@ -34,6 +34,10 @@ Rules:
 2. The value is decoded later by ``schema`` (rule 5 there: wrong fields name themselves), so
    a bad spec is rejected by the cache exactly as the same value in etcd would be.
 3. A Node's invalid annotations are listed in ``KddPair.ignored`` for the caller to log.
+4. Services, EndpointSlices and Secrets (not Calico resources: read for service advertisement
+   and BGP passwords) are keyed ``/bgpd/kubernetes/<plural>/<namespace>/<name>`` by
+   ``cluster_pair`` and held decoded by ``ClusterObjects`` (``peers.model`` values), totally:
+   an object whose shape does not read is dropped, as if deleted, and its reason returned.
 """
 
 from __future__ import annotations

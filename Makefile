@@ -67,6 +67,7 @@ bench: deps
 	$(PY) bench/install.py --sizes 100000,1000000
 	$(PY) bench/e2e_ingest.py --sizes 100000,1000000
 	$(PY) bench/convergence.py --trials 100
+	$(PY) bench/service_latency.py --changes 60
 	$(PY) bench/rr_scale.py --clients 500 --mesh-nodes 200
 	$(PY) bench/restart.py
 	$(PY) bench/explain.py

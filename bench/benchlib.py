@@ -2,8 +2,8 @@
 
 Rules:
 1. Importing this module puts the repository root, ``tests/netns`` (the namespace, peer and
-   bgpd drivers) and ``containerlab`` on ``sys.path``, so every benchmark reuses those helpers
-   instead of copying them.
+   bgpd drivers), ``tests/io`` (the Kubernetes API double) and ``containerlab`` on
+   ``sys.path``, so every benchmark reuses those helpers instead of copying them.
 2. ``KernelWatch`` learns a namespace's routes the way ``ip monitor route`` does: it subscribes
    to RTNLGRP_IPV4_ROUTE first, then dumps, so no route is missed between the two; it keeps one
    bit per prefix of a watched range and length (a bitmap, so 1M routes cost 128 KiB), and
@@ -34,7 +34,12 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-for _path in (REPO_ROOT, REPO_ROOT / "tests" / "netns", REPO_ROOT / "containerlab"):
+for _path in (
+    REPO_ROOT,
+    REPO_ROOT / "tests" / "netns",
+    REPO_ROOT / "tests" / "io",
+    REPO_ROOT / "containerlab",
+):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 

@@ -53,10 +53,11 @@ def affinity(node: str, block: str) -> dict[str, object]:
 
 
 class EtcdWriter:
-    """One HTTP/1.1 connection to etcd's JSON gateway, opened inside ``namespace`` (rule 2)."""
+    """One HTTP/1.1 connection to etcd's JSON gateway at ``address``, opened inside
+    ``namespace`` (rule 2)."""
 
-    def __init__(self, namespace: str) -> None:
-        self.conn = http.client.HTTPConnection(*ETCD, timeout=10)
+    def __init__(self, namespace: str, address: tuple[str, int] = ETCD) -> None:
+        self.conn = http.client.HTTPConnection(*address, timeout=10)
         with inside(Namespace(namespace)):
             self.conn.connect()
 

@@ -15,6 +15,13 @@ Rules:
 7. The log level: ``--log-level`` fixes it; otherwise the datastore's ``logSeverityScreen``
    sets it at run time, and ``BGP_LOGSEVERITYSCREEN`` (else info) is the level while the
    datastore sets none.
+8. Kubernetes API access is configured with ``DATASTORE_TYPE=kubernetes``, and on any other
+   datastore when ``KUBECONFIG`` or ``KUBERNETES_SERVICE_HOST`` is set (as confd builds its
+   Kubernetes client in etcd mode too): then Services, EndpointSlices and the BGP password
+   Secrets are read through it, the Secrets in ``NAMESPACE`` (default ``kube-system``, confd's
+   ``secret_watcher.go``). On a datastore other than Kubernetes, settings that do not read
+   (no service-account token, say) leave bgpd without API access, as confd's ``createClients``
+   does, and ``kubernetes_unavailable`` says why.
 """
 
 from __future__ import annotations
@@ -75,6 +82,10 @@ class DaemonConfig:
     bird_process_names: bool = False  # placeholders calicoctl finds (bgpd.control.presence)
     graceful_restart_time: int = 120
     restart_deadline: float = 120.0  # how long a restart waits for peers' End-of-RIB
+    # The Kubernetes API for Services, EndpointSlices and Secrets (rule 6), on either datastore.
+    kubernetes: KubeSettings | None = None
+    kubernetes_unavailable: str = ""  # why the API settings did not read (rule 6), for the log
+    namespace: str = "kube-system"  # calico-node's: where BGP password Secrets are read
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -182,6 +193,22 @@ def _advertise_cluster_ips(
         raise ConfigError("CALICO_ADVERTISE_CLUSTER_IPS", raw, "must be one CIDR") from None
 
 
+def _kubernetes(
+    source: FileSource | EtcdSource | KubernetesSource, environ: Mapping[str, str]
+) -> tuple[KubeSettings | None, str]:
+    """Rule 8: the datastore's API server, else the one ``KUBECONFIG`` or the pod's service
+    account names, else none; and, when those settings do not read on another datastore, why
+    (not fatal there: confd goes on without a Kubernetes client)."""
+    if isinstance(source, KubernetesSource):
+        return source.settings, ""
+    if environ.get("KUBECONFIG", "").strip() or environ.get("KUBERNETES_SERVICE_HOST", "").strip():
+        try:
+            return KubeSettings.from_env(environ), ""
+        except ConfigError as error:
+            return None, str(error)
+    return None, ""
+
+
 def build_config(
     *,
     node: str | None,
@@ -212,9 +239,14 @@ def build_config(
     socket_path = control_socket or DEFAULT_CONTROL_SOCKET
     if not socket_path.startswith("/") and not socket_path.startswith("."):
         raise ConfigError("--control-socket", socket_path, "must be a path")
+    source = _datastore(datastore, environ)
+    kubernetes, kubernetes_unavailable = _kubernetes(source, environ)
     return DaemonConfig(
         node=node_name(node, environ, nodename_file, hostname),
-        datastore=_datastore(datastore, environ),
+        datastore=source,
+        kubernetes=kubernetes,
+        kubernetes_unavailable=kubernetes_unavailable,
+        namespace=environ.get("NAMESPACE", "").strip() or "kube-system",
         control_socket=socket_path,
         metrics_listen=_listen("--metrics-listen", metrics_listen or DEFAULT_METRICS_LISTEN),
         log_level=_log_level(level_source, level_raw),

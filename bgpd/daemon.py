@@ -368,6 +368,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         first = self.source.open()
         log.info("starting", node=self.config.node, version=__version__)
+        if self.config.kubernetes_unavailable:
+            log.warning(
+                "no Kubernetes API access: no per-service routes, passwords from the environment",
+                reason=self.config.kubernetes_unavailable,
+            )
         programmer = None
         if self.config.program_kernel:
             programmer = KernelProgrammer(protocol=self.config.kernel_protocol)

@@ -108,6 +108,7 @@ class SessionPlan:
     settings: PeerSettings
     import_policy: Policy
     export_policy: Policy
+    problem: str = ""  # for status only: e.g. its password's Secret cannot be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +233,10 @@ class Router:
 
     def apply_plan(self, plan: RoutingPlan, now: float) -> None:
         """A new routing plan (rules 2, 3, 5)."""
+        known = set(self._applied.plan.problems) if self._applied is not None else set()
         for problem in plan.problems:
-            self._notice("warning", "datastore problem", problem=problem)
+            if problem not in known:  # one line per problem, not one per datastore change
+                self._notice("warning", "datastore problem", problem=problem)
         if plan.router_id is None:
             self._notice(
                 "error", "no router id: the node has no IPv4 address; set CALICO_ROUTER_ID"
@@ -396,6 +399,7 @@ class Router:
                     graceful_restart=restart_state,
                     source_address=str(config.source_address or ""),
                     port=config.port,
+                    problem=session.problem,
                 )
             )
         return out

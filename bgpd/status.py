@@ -51,6 +51,7 @@ class PeerStatus:
     capabilities: tuple[str, ...] = ()
     source_address: str = ""
     port: int = 179
+    problem: str = ""  # a datastore problem of this session (its password cannot be read)
 
 
 @dataclass(frozen=True, slots=True)

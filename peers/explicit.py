@@ -176,17 +176,22 @@ class _Resolver:
 
     def common_fields(self, record: PeerRecord, peer: BGPPeer) -> PeerRecord:
         """Rule 5 ([CL] ``setPeerConfigFieldsFromV3Resource``)."""
-        password = None
+        password, problem = None, ""
         if peer.password is not None:
             password = self.secrets(peer.password.name, peer.password.key)
             if password is None:
-                self.result.problems.append(
-                    f"BGPPeer {peer.name}: password secret {peer.password.name}/"
-                    f"{peer.password.key} is not available"
+                table = self.snapshot.secrets
+                why = (
+                    table.reason(peer.password.name, peer.password.key)
+                    if table is not None
+                    else f"secret {peer.password.name}/{peer.password.key} is not available"
                 )
+                self.result.problems.append(f"BGPPeer {peer.name}: password {why}")
+                problem = f"password {why}"
         return replace(
             record,
             password=password,
+            password_problem=problem,
             source_addr=peer.source_address or "UseNodeIP",
             restart_time=_seconds(peer.max_restart_time),
             keepalive_time=_seconds(peer.keepalive_time),

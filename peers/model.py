@@ -339,6 +339,79 @@ class IPAMConfig:
     max_blocks_per_host: int = 0
 
 
+# -- Kubernetes objects bgpd reads beside Calico's resources (services, secrets) ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KubeService:
+    """A core/v1 Service as service advertisement reads it (calico-bgp.md §2.13)."""
+
+    namespace: str
+    name: str
+    type: str = "ClusterIP"
+    cluster_ip: str = ""  # ``spec.clusterIP``: "" or "None" is a headless Service
+    cluster_ips: tuple[IPAddress, ...] = ()
+    external_ips: tuple[IPAddress, ...] = ()
+    load_balancer_ip: IPAddress | None = None  # ``spec.loadBalancerIP`` (deprecated)
+    ingress_ips: tuple[IPAddress, ...] = ()  # ``status.loadBalancer.ingress[].ip``
+    external_traffic_policy: str = ""  # "Cluster" (the API default), "Local"
+    ip_families: tuple[str, ...] = ()  # "IPv4", "IPv6"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeEndpoint:
+    """One endpoint of an EndpointSlice: ``ready`` None means ready (the API's rule)."""
+
+    node_name: str | None = None
+    ready: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    """A discovery.k8s.io/v1 EndpointSlice: ``service`` is its ``kubernetes.io/service-name``
+    label (empty when it has none)."""
+
+    namespace: str
+    name: str
+    service: str = ""
+    address_type: str = "IPv4"
+    endpoints: tuple[KubeEndpoint, ...] = ()
+
+    @property
+    def service_key(self) -> str:
+        return f"{self.namespace}/{self.service}"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretTable:
+    """The Secrets BGP passwords name, read through the API in calico-node's namespace.
+
+    ``values`` holds each readable Secret's data (decoded text) by name; ``refused`` the names
+    the API refused to show, with the reason (401/403); a name in neither does not exist."""
+
+    namespace: str
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    refused: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def lookup(self, name: str, key: str) -> str | None:
+        return (self.values.get(name) or {}).get(key)
+
+    def reason(self, name: str, key: str) -> str:
+        """Why ``lookup`` gives nothing for ``name``/``key`` (for the peer's status line)."""
+        where = f"{self.namespace}/{name}"
+        if name in self.refused:
+            return f"Secret {where} not readable: {self.refused[name]}"
+        if name not in self.values:
+            return f"Secret {where} not found"
+        if key not in self.values[name]:
+            return f"Secret {where} has no key {key!r}"
+        return f"Secret {where} key {key!r} is readable"
+
+
 AffinityKey = tuple[str, IPNetwork]
 K = TypeVar("K")
 V = TypeVar("V")
@@ -367,6 +440,10 @@ class Snapshot:
     blocks: Mapping[IPNetwork, AllocationBlock] = field(default_factory=_empty_mapping, hash=False)
     ipam_config: IPAMConfig | None = None
     revision: int = 0
+    # From the Kubernetes API whenever it is configured (either datastore); empty otherwise.
+    services: Mapping[str, KubeService] = field(default_factory=_empty_mapping, hash=False)
+    endpoint_slices: Mapping[str, EndpointSlice] = field(default_factory=_empty_mapping, hash=False)
+    secrets: SecretTable | None = None  # None: BGP passwords come from the environment
 
     @classmethod
     def build(

@@ -14,8 +14,11 @@ Rules:
 5. Log level (§2.3): ``node.<n>`` then ``default`` ``logSeverityScreen`` (``log_severity``,
    lowercased, "" when neither sets it: bgpd's own log level at run time), mapped for BIRD's
    debug statements to debug / info / none; default info.
-6. Secrets (BGP passwords) come through an injected lookup: in etcd mode no Kubernetes Secret
-   is readable, so the daemon maps ``secretKeyRef`` to environment variables or files.
+6. Secrets (BGP passwords) come through an injected lookup: the snapshot's ``SecretTable`` when
+   the Kubernetes API is configured (the Secrets read through it), else environment variables
+   or files the daemon maps ``secretKeyRef`` to. A password that cannot be read is a problem
+   naming the peer and why (the Secret is missing, lacks the key, or the API refused it); the
+   session is built without it, as confd renders it.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ class PeerRecord:
     local_as_num: int | None = None
     rr_cluster_id: str = ""
     password: str | None = field(default=None, repr=False)
+    password_problem: str = ""  # why a configured password could not be read
     source_addr: str = "UseNodeIP"
     restart_time: int | None = None
     keepalive_time: int | None = None
@@ -96,6 +97,7 @@ def build_session(kind: SessionKind, record: PeerRecord, local: LocalNode) -> Se
         ),
         source_address=local.ip if record.source_addr == "UseNodeIP" else None,
         password=record.password,
+        password_problem=record.password_problem,
         keepalive_time=record.keepalive_time,
         restart_time=record.restart_time,
         ttl_security=record.ttl_security or None,

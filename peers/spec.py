@@ -46,6 +46,7 @@ class SessionSpec:
     passive: bool = False
     source_address: IPAddress | None = None
     password: str | None = field(default=None, repr=False)
+    password_problem: str = ""  # the password is configured but unreadable: why (status only)
     keepalive_time: int | None = None
     restart_time: int | None = None  # graceful restart time (RFC 4724 §3 Restart Time)
     ttl_security: int | None = None  # GTSM hop count (RFC 5082); None = off, plain multihop
@@ -83,7 +84,7 @@ REFRESH_FIELDS = frozenset(
     {"rr_client", "cluster_id", "next_hop_mode", "num_allowed_local_as", "filters"}
 )
 # Everything else (passive, timers advertised in the next OPEN, reachable_by, is_calico_node,
-# kind) takes effect on the next connection.
+# kind) takes effect on the next connection; password_problem is only shown.
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from bgpd.calico.priority import (
     local_pref_for_metric,
     metric_for_local_pref,
 )
+from bgpd.calico.services import service_routes
 from bgpd.calico.tunnels import bird_programs_pool, birds_ipip_responsibility
 from bgpd.kernel.plan import Destination, covers
 from peers.model import (
@@ -177,8 +178,10 @@ def build_export_policy(
     snapshot: Snapshot,
     version: int,
     cluster_ips_override: Sequence[IPNetwork] | None = None,
+    k8s_node: str | None = None,
 ) -> ExportPolicy:
-    """The export function's inputs for ``node_name`` and IP ``version`` (4 or 6)."""
+    """The export function's inputs for ``node_name`` (``k8s_node`` in the Kubernetes API,
+    Calico's ``CALICO_K8S_NODE_REF``, when it differs) and IP ``version`` (4 or 6)."""
     config = snapshot.global_config
     node = snapshot.nodes.get(node_name)
     pools = tuple(
@@ -195,6 +198,8 @@ def build_export_policy(
         ifnames += ("tunl0",)
     ranges = _service_ranges(config, version, cluster_ips_override)
     excluded = node is not None and node.labels.get(EXCLUDE_FROM_LB_LABEL) == "true"
+    per_service = service_routes(k8s_node or node_name, snapshot, version, cluster_ips_override)
+    static = ranges + [route for route in per_service if route not in ranges]
     rr_ranges: tuple[IPNetwork, ...] = ()
     if node is not None and node.is_route_reflector and config is not None:
         rr_ranges = tuple(
@@ -220,7 +225,7 @@ def build_export_policy(
             for cidr, state in own_affinities(node_name, snapshot, version)
             if state is AffinityState.CONFIRMED
         ),
-        static_routes=() if excluded else tuple(ranges),
+        static_routes=() if excluded else tuple(static),
         rr_service_ranges=rr_ranges,
         reject=RejectSet(tuple(ranges)),
         wireguard_next_hops=frozenset(wireguard),

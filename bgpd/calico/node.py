@@ -41,7 +41,12 @@ class NodePlanner:
 
     def plan(self, snapshot: Snapshot) -> RoutingPlan:
         config = self.config
-        env = Environment(router_id=config.router_id, secrets=environ_secret_lookup(config.environ))
+        secrets = (
+            snapshot.secrets.lookup
+            if snapshot.secrets is not None
+            else environ_secret_lookup(config.environ)
+        )
+        env = Environment(router_id=config.router_id, secrets=secrets)
         peering = resolve_node(config.node, snapshot, env)
         originations = tuple(
             originate(
@@ -51,6 +56,7 @@ class NodePlanner:
                 peering.sessions.values(),
                 cluster_ips_override=config.advertise_cluster_ips,
                 program_vxlan=config.program_vxlan,
+                k8s_node=config.environ.get("CALICO_K8S_NODE_REF") or None,
             )
             for version in (4, 6)
         )
@@ -112,6 +118,7 @@ class NodePlanner:
                 settings=peer_settings(spec, me.ip(spec.family) if me is not None else None),
                 import_policy=import_policy(spec, snapshot.filters),
                 export_policy=export_policy(spec, origination, snapshot.filters),
+                problem=spec.password_problem,
             )
         return sessions
 

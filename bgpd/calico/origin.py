@@ -9,7 +9,8 @@ Rules:
    node is a workload route here (Felix's ``cali*`` route that BIRD learns from the kernel);
    it is exported as a /32 (/128) because no aggregation rule covers it. Tunnel addresses are
    not routes in the main table and are skipped.
-3. Service ranges (``bgpd.calico.advertise`` rule 4) are static blackhole routes.
+3. Service ranges and per-service /32s (``bgpd.calico.advertise`` rule 4) are static blackhole
+   routes.
 4. A route is advertised when ``calico_export`` accepts it towards an iBGP peer, with the
    prefixAdvertisement communities it adds; its blackhole reaches the kernel when the kernel
    plan's own rules (reject CIDRs, pool ownership: ``bgpd.kernel.plan.kernel_refusal``) let it.
@@ -122,9 +123,10 @@ def originate(
     sessions: Iterable[SessionSpec] = (),
     cluster_ips_override: Sequence[IPNetwork] | None = None,
     program_vxlan: bool = False,
+    k8s_node: str | None = None,
 ) -> Origination:
     """Everything ``node_name`` originates for IP ``version`` (rules 1-5)."""
-    policy = build_export_policy(node_name, snapshot, version, cluster_ips_override)
+    policy = build_export_policy(node_name, snapshot, version, cluster_ips_override, k8s_node)
     # The kernel plan's own refusal rules (rule 4); VXLAN blackholes are Felix's (§3.4) unless
     # we play its VXLAN part.
     kernel = PlanConfig(

@@ -123,6 +123,14 @@ def age(seconds: float) -> str:
     return f"{secs}s"
 
 
+def peer_info(peer: dict[str, Any]) -> str:
+    """The INFO column: the session's datastore problem, else why it is not Established."""
+    problem = str(peer.get("problem", ""))
+    if problem:
+        return problem
+    return "" if peer["state"] == "Established" else str(peer.get("last_error", ""))
+
+
 def peers_table(peers: Sequence[dict[str, Any]], now: float) -> str:
     headers = ("NAME", "PEER", "AS", "STATE", "SINCE", "RECEIVED", "ADVERTISED", "INFO")
     rows = [
@@ -134,7 +142,7 @@ def peers_table(peers: Sequence[dict[str, Any]], now: float) -> str:
             age(now - peer["since"]),
             str(peer["prefixes_received"]),
             str(peer["prefixes_advertised"]),
-            "" if peer["state"] == "Established" else peer.get("last_error", ""),
+            peer_info(peer),
         )
         for peer in peers
     ]

@@ -34,15 +34,22 @@ Rules:
 2. The value is decoded later by ``schema`` (rule 5 there: wrong fields name themselves), so
    a bad spec is rejected by the cache exactly as the same value in etcd would be.
 3. A Node's invalid annotations are listed in ``KddPair.ignored`` for the caller to log.
+4. Services, EndpointSlices and Secrets (not Calico resources: read for service advertisement
+   and BGP passwords) are keyed ``/bgpd/kubernetes/<plural>/<namespace>/<name>`` by
+   ``cluster_pair`` and held decoded by ``ClusterObjects`` (``peers.model`` values), totally:
+   an object whose shape does not read is dropped, as if deleted, and its reason returned.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from bgpd.datastore.schema import (
@@ -56,6 +63,7 @@ from bgpd.datastore.schema import (
     parse_as_number,
     parse_network,
 )
+from peers.model import EndpointSlice, KubeEndpoint, KubeService, SecretTable
 
 V1_GROUP = "crd.projectcalico.org"
 V3_GROUP = "projectcalico.org"
@@ -222,7 +230,7 @@ def _as_number(text: str) -> Any:
 
 
 # (annotation suffix, validator, section of the v3 spec or "" for the spec itself, field)
-_NODE_ANNOTATIONS = (
+NODE_ANNOTATIONS = (
     ("IPv4Address", _cidr_of(4), "bgp", "ipv4Address"),
     ("IPv6Address", _cidr_of(6), "bgp", "ipv6Address"),
     ("RouteReflectorClusterID", _address_of(4), "bgp", "routeReflectorClusterID"),
@@ -272,7 +280,7 @@ def node_pair(obj: object, use_pod_cidr: bool = False) -> KddPair:
     spec: dict[str, Any] = {}
     ignored: list[tuple[str, str]] = []
     pod_cidr = _mapping(top.get("spec"), f"{where}.spec").get("podCIDR")
-    for suffix, check, section, field_name in _NODE_ANNOTATIONS:
+    for suffix, check, section, field_name in NODE_ANNOTATIONS:
         annotation = ANNOTATION_PREFIX + suffix
         text = annotations.get(annotation)
         if use_pod_cidr and field_name == "ipv4IPIPTunnelAddr":
@@ -295,3 +303,193 @@ def node_pair(obj: object, use_pod_cidr: bool = False) -> KddPair:
         "spec": spec,
     }
     return KddPair(f"{RESOURCE_PREFIX}nodes/{name}", _dumps(value), tuple(ignored))
+
+
+# -- Services, EndpointSlices and Secrets (service advertisement, BGP passwords) ----------------
+#
+# Facts from projectcalico/calico 87c15906, ``confd/pkg/backends/calico/routes.go`` (Services of
+# every namespace and EndpointSlices, linked by the ``kubernetes.io/service-name`` label) and
+# ``secret_watcher.go`` (each Secret a BGP password names is watched by name, with the field
+# selector ``metadata.name=<name>``, in calico-node's namespace: ``NAMESPACE``, else
+# ``kube-system``).
+
+SERVICES = CalicoResource("services", "Service")
+ENDPOINTSLICES = CalicoResource("endpointslices", "EndpointSlice")
+SECRETS = CalicoResource("secrets", "Secret")
+CLUSTER_RESOURCES = (SERVICES, ENDPOINTSLICES, SECRETS)
+CLUSTER_PREFIX = "/bgpd/kubernetes/"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def object_id(obj: object) -> str:
+    """``namespace/name`` of a namespaced object, ``name`` of a cluster-scoped one."""
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    namespace = meta.get("namespace") if isinstance(meta, Mapping) else None
+    name = object_name(obj)
+    return f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+
+
+def cluster_pair(resource: CalicoResource, obj: object) -> KddPair:
+    """A Service, EndpointSlice or Secret keyed ``/bgpd/kubernetes/<plural>/<ns>/<name>``; the
+    value is the object's JSON, read by ``cluster_object`` (rule 1)."""
+    top = _mapping(obj, resource.plural)
+    _name(top, resource.plural)
+    meta = _mapping(top.get("metadata"), f"{resource.plural}.metadata")
+    namespace = meta.get("namespace")
+    if not isinstance(namespace, str) or not namespace or "/" in namespace:
+        where = f"{resource.plural}/{object_name(top)}.metadata.namespace"
+        raise RecordError(where, f"bad or missing namespace {namespace!r}")
+    fields = ("spec", "status", "addressType", "endpoints", "data")
+    kept: dict[str, Any] = {k: top[k] for k in fields if k in top}
+    kept["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return KddPair(f"{CLUSTER_PREFIX}{resource.plural}/{object_id(top)}", _dumps(kept))
+
+
+def _addresses(values: object) -> tuple[Any, ...]:
+    """The parseable addresses of a list of strings (the API server validated them)."""
+    found = []
+    for text in values if isinstance(values, list) else ():
+        try:
+            found.append(ipaddress.ip_address(str(text).strip()))
+        except ValueError:
+            continue
+    return tuple(found)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def service_of(obj: Mapping[str, Any]) -> KubeService:
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    status = (obj.get("status") or {}).get("loadBalancer") or {}
+    ingress = [i.get("ip") for i in status.get("ingress") or () if isinstance(i, Mapping)]
+    lb_ip = _addresses([spec.get("loadBalancerIP")]) if spec.get("loadBalancerIP") else ()
+    families = spec.get("ipFamilies")
+    cluster_ips = _addresses(spec.get("clusterIPs") or [spec.get("clusterIP")])
+    if not isinstance(families, list):  # a Service written before dual-stack: its IP's family
+        families = [f"IPv{ip.version}" for ip in cluster_ips[:1]]
+    return KubeService(
+        namespace=_text(meta.get("namespace")),
+        name=_text(meta.get("name")),
+        type=_text(spec.get("type")) or "ClusterIP",
+        cluster_ip=_text(spec.get("clusterIP")),
+        cluster_ips=cluster_ips,
+        external_ips=_addresses(spec.get("externalIPs")),
+        load_balancer_ip=lb_ip[0] if lb_ip else None,
+        ingress_ips=_addresses(ingress),
+        external_traffic_policy=_text(spec.get("externalTrafficPolicy")),
+        ip_families=tuple(_text(f) for f in families),
+    )
+
+
+def endpoint_slice_of(obj: Mapping[str, Any]) -> EndpointSlice:
+    meta = obj.get("metadata") or {}
+    endpoints = []
+    for endpoint in obj.get("endpoints") or ():
+        if not isinstance(endpoint, Mapping):
+            continue
+        ready = (endpoint.get("conditions") or {}).get("ready")
+        node = endpoint.get("nodeName")
+        endpoints.append(
+            KubeEndpoint(
+                node_name=node if isinstance(node, str) else None,
+                ready=ready if isinstance(ready, bool) else None,
+            )
+        )
+    labels = meta.get("labels") or {}
+    return EndpointSlice(
+        namespace=_text(meta.get("namespace")),
+        name=_text(meta.get("name")),
+        service=_text(labels.get(SERVICE_NAME_LABEL)) if isinstance(labels, Mapping) else "",
+        address_type=_text(obj.get("addressType")) or "IPv4",
+        endpoints=tuple(endpoints),
+    )
+
+
+def secret_data_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    """A Secret's ``data`` decoded (base64, then UTF-8 as Go's ``string(data)``)."""
+    data = obj.get("data") or {}
+    decoded: dict[str, str] = {}
+    for key, value in data.items() if isinstance(data, Mapping) else ():
+        try:
+            decoded[str(key)] = base64.b64decode(str(value), validate=True).decode(
+                "utf-8", "replace"
+            )
+        except (binascii.Error, ValueError):
+            continue
+    return decoded
+
+
+class ClusterObjects:
+    """The Services, EndpointSlices and Secrets listed and watched, by etcd-shaped key, and the
+    Secrets the API refused (pure: the watcher feeds it)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._services: dict[str, KubeService] = {}
+        self._slices: dict[str, EndpointSlice] = {}
+        self._secrets: dict[str, dict[str, str]] = {}
+        self._refused: dict[str, str] = {}
+
+    def load(
+        self, pairs: Iterable[tuple[str, bytes]], resources: Iterable[CalicoResource]
+    ) -> list[str]:
+        """A complete listing of ``resources`` replaces what was known of them (refusals stay
+        until the name is read); the objects that did not read, with why."""
+        plurals = {resource.plural for resource in resources}
+        for plural, table in (
+            (SERVICES.plural, self._services),
+            (ENDPOINTSLICES.plural, self._slices),
+            (SECRETS.plural, self._secrets),
+        ):
+            if plural in plurals:
+                table.clear()
+        return [error for key, value in pairs if (error := self.put(key, value)) is not None]
+
+    def put(self, key: str, value: bytes) -> str | None:
+        """Store one object; an object whose shape does not read is dropped (as deleted) and
+        the reason returned for the caller to log (rule 1: total)."""
+        plural, _, rest = key.removeprefix(CLUSTER_PREFIX).partition("/")
+        try:
+            obj = json.loads(value)
+            if plural == SERVICES.plural:
+                self._services[rest] = service_of(obj)
+            elif plural == ENDPOINTSLICES.plural:
+                self._slices[rest] = endpoint_slice_of(obj)
+            elif plural == SECRETS.plural:
+                name = rest.partition("/")[2]
+                self._secrets[name] = secret_data_of(obj)
+                self._refused.pop(name, None)
+        except (AttributeError, TypeError, ValueError) as exc:
+            self.delete(key)
+            return f"{plural} {rest}: {exc}"
+        return None
+
+    def delete(self, key: str) -> None:
+        plural, _, rest = key.removeprefix(CLUSTER_PREFIX).partition("/")
+        self._services.pop(rest, None)
+        self._slices.pop(rest, None)
+        if plural == SECRETS.plural:
+            self._secrets.pop(rest.partition("/")[2], None)
+
+    def access(self, secret: str, refusal: str | None) -> None:
+        """The API refused (``refusal``) or allowed (None) reading Secret ``secret``."""
+        if refusal is None:
+            self._refused.pop(secret, None)
+        else:
+            self._refused[secret] = refusal
+            self._secrets.pop(secret, None)
+
+    def services(self) -> dict[str, KubeService]:
+        return dict(self._services)
+
+    def endpoint_slices(self) -> dict[str, EndpointSlice]:
+        return dict(self._slices)
+
+    def secrets(self) -> SecretTable:
+        return SecretTable(
+            self.namespace,
+            MappingProxyType({k: MappingProxyType(v) for k, v in self._secrets.items()}),
+            MappingProxyType(dict(self._refused)),
+        )

@@ -19,7 +19,18 @@ Rules:
 4. Batch revisions are this adapter's own counter (Kubernetes resourceVersions are opaque).
 5. An object whose identity cannot be read is logged once per resourceVersion, reported to
    ``on_rejected`` and treated as deleted; a value that does not decode is the cache's business.
-6. HTTP/1.1 over asyncio streams (TLS from the settings), one connection per request.
+6. HTTP goes through the maintained asyncio client kubernetes_asyncio (its ``ApiClient`` over
+   aiohttp: kept-alive connections, TLS and client certificates from the settings, the bearer
+   token read again from its file before each request); this module only builds paths and
+   queries and reads JSON and watch lines. The choice against lightkube and kr8s is in the
+   README's Kubernetes section.
+7. The cluster objects (``service_collections``: Services and EndpointSlices;
+   ``secret_collections``: the named Secrets) are
+   optional collections, narrowed by their ``query``: a 401 or 403 on one is one log line (not
+   repeated while the refusal lasts) and an ``on_access`` report (a Secret's refusal is that
+   peer's status); the others are listed and watched, and the refused ones are asked again
+   every ``reconnect_max`` seconds; a successful listing reports access again
+   (``on_access(collection, None)``, and a log line if it had been refused).
 """
 
 from __future__ import annotations
@@ -27,18 +38,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import ssl
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
+import aiohttp
 import structlog
+from kubernetes_asyncio import client as kube_client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from bgpd.datastore.etcd import Backoff, Batch, Changes, Event, EventKind, Resync
 from bgpd.datastore.kdd import (
+    CLUSTER_RESOURCES,
+    ENDPOINTSLICES,
+    SECRETS,
+    SERVICES,
     V1_GROUP,
     V1_RESOURCES,
     V3_GROUP,
@@ -46,14 +62,16 @@ from bgpd.datastore.kdd import (
     CalicoResource,
     KddPair,
     calico_pair,
+    cluster_pair,
     node_pair,
-    object_name,
+    object_id,
 )
 from bgpd.datastore.kube_settings import KubeSettings
 from bgpd.datastore.schema import RecordError
 
 log = structlog.get_logger(__name__)
 NODES = CalicoResource("nodes", "Node")
+REFUSALS = {401: "Unauthorized", 403: "Forbidden"}
 
 
 class ApiError(Exception):
@@ -70,156 +88,132 @@ class _Gone(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Collection:
-    """Where one resource is listed and watched."""
+    """Where one resource is listed and watched; ``query`` narrows it (a field selector); an
+    ``optional`` one the API refuses (401, 403) or does not serve (404) is reported and left
+    unwatched until the next listing, and the others go on (rule 7)."""
 
     resource: CalicoResource
     path: str
+    query: tuple[tuple[str, str], ...] = ()
+    optional: bool = False
 
 
-def _ssl_context(settings: KubeSettings) -> ssl.SSLContext | None:
-    if not settings.tls:
-        return None
-    context = ssl.create_default_context()
-    if settings.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif settings.ca_data is not None:
-        context.load_verify_locations(cadata=settings.ca_data.decode())
-    if settings.cert_data is not None and settings.key_data is not None:
-        with tempfile.TemporaryDirectory() as directory:
-            cert, key = os.path.join(directory, "c"), os.path.join(directory, "k")
-            with open(cert, "wb") as handle:
-                handle.write(settings.cert_data)
-            with open(key, "wb") as handle:
-                handle.write(settings.key_data)
-            context.load_cert_chain(cert, key)
-    return context
+def service_collections() -> tuple[Collection, ...]:
+    """Services and EndpointSlices of every namespace (``kdd``: confd's route generator)."""
+    return (
+        Collection(SERVICES, "/api/v1/services", optional=True),
+        Collection(ENDPOINTSLICES, "/apis/discovery.k8s.io/v1/endpointslices", optional=True),
+    )
+
+
+def secret_collections(namespace: str, secrets: Iterable[str]) -> tuple[Collection, ...]:
+    """Each named Secret of ``namespace`` by itself (``kdd``: confd's secret watcher)."""
+    return tuple(
+        Collection(
+            SECRETS,
+            f"/api/v1/namespaces/{namespace}/secrets",
+            (("fieldSelector", f"metadata.name={name}"),),
+            optional=True,
+        )
+        for name in sorted(set(secrets))
+    )
 
 
 class ApiClient:
-    """GET requests and watch streams against one API server (rule 6)."""
+    """GET requests and watch streams against one API server, through kubernetes_asyncio's
+    ``ApiClient`` (rule 6): it owns the connections (aiohttp, kept alive), TLS and the bearer
+    token; this class speaks paths, queries and JSON, and maps failures to ``ApiError``."""
 
     def __init__(self, settings: KubeSettings) -> None:
         self._settings = settings
-        self._ssl = _ssl_context(settings)
+        configuration = kube_client.Configuration()
+        scheme = "https" if settings.tls else "http"
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        configuration.host = f"{scheme}://{host}:{settings.port}"
+        configuration.verify_ssl = not settings.insecure
+        token = settings.token
+        if settings.token_file is not None or token:
+            configuration.api_key = {"BearerToken": token or ""}
+            configuration.api_key_prefix = {"BearerToken": "Bearer"}
+            configuration.refresh_api_key_hook = self._refresh_token
+        with tempfile.TemporaryDirectory() as directory:  # the library reads files, once
+            for name, data in (
+                ("ssl_ca_cert", settings.ca_data),
+                ("cert_file", settings.cert_data),
+                ("key_file", settings.key_data),
+            ):
+                if data is not None:
+                    path = os.path.join(directory, name)
+                    with open(path, "wb") as handle:
+                        handle.write(data)
+                    setattr(configuration, name, path)
+            self._api = kube_client.ApiClient(configuration)
 
-    def _token(self) -> str | None:
+    def _refresh_token(self, configuration: Any) -> None:
         """The bearer token, read again from its file when it has one (kube_settings rule 4)."""
         path = self._settings.token_file
         if path is not None:
             with suppress(OSError):
                 with open(path, encoding="utf-8") as handle:
-                    return handle.read().strip()
-        return self._settings.token
+                    configuration.api_key["BearerToken"] = handle.read().strip()
 
-    async def _open(
-        self, path: str, query: dict[str, Any]
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
-        settings = self._settings
-        target = f"{path}?{urlencode(query)}" if query else path
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def _open(self, path: str, query: dict[str, Any], timeout: Any) -> Any:
+        """The response to ``GET path?query`` once its status is 200; 410 raises ``_Gone``."""
         try:
-            async with asyncio.timeout(settings.request_timeout):
-                reader, writer = await asyncio.open_connection(
-                    settings.host, settings.port, ssl=self._ssl
-                )
-                host = f"[{settings.host}]" if ":" in settings.host else settings.host
-                lines = [
-                    f"GET {target} HTTP/1.1",
-                    f"Host: {host}:{settings.port}",
-                    "Accept: application/json",
-                    "User-Agent: bgpd",
-                    "Connection: close",
-                ]
-                token = self._token()
-                if token:
-                    lines.append(f"Authorization: Bearer {token}")
-                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-                status_line = await reader.readline()
-                headers: dict[str, str] = {}
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
-                    headers[name.strip().lower()] = value.strip()
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            raise ApiError(0, f"{settings.host}:{settings.port}: {exc!r}") from None
-        parts = status_line.decode("latin-1").split(" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
-            writer.close()
-            raise ApiError(0, f"bad status line {status_line!r}")
-        status = int(parts[1])
-        chunked = headers.get("transfer-encoding", "").lower() == "chunked"
-        if status != 200:
-            body = await _read_body(reader, headers, chunked)
-            writer.close()
-            if status == 410:
-                raise _Gone(path)
-            raise ApiError(status, body[:200].decode("utf-8", "replace"))
-        if not chunked:
-            body = await _read_body(reader, headers, chunked)
-            feed = asyncio.StreamReader()
-            feed.feed_data(body)
-            feed.feed_eof()
-            return feed, writer, False
-        return reader, writer, True
+            response = await self._api.call_api(
+                path,
+                "GET",
+                query_params=[(k, str(v)) for k, v in query.items()],
+                header_params={"Accept": "application/json", "User-Agent": "bgpd"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except (OSError, TimeoutError, aiohttp.ClientError, ApiException) as exc:
+            where = f"{self._settings.host}:{self._settings.port}"
+            raise ApiError(0, f"{where}: {exc!r}") from None
+        if response.status == 200:
+            return response
+        try:
+            body = await response.read()
+        except (OSError, TimeoutError, aiohttp.ClientError):
+            body = b""
+        finally:
+            response.release()
+        if response.status == 410:
+            raise _Gone(path)
+        raise ApiError(response.status, body[:200].decode("utf-8", "replace"))
 
     async def get(self, path: str, query: dict[str, Any] | None = None) -> Any:
-        reader, writer, chunked = await self._open(path, query or {})
+        response = await self._open(path, query or {}, self._settings.request_timeout)
         try:
             async with asyncio.timeout(self._settings.request_timeout):
-                body = await (_chunks(reader) if chunked else reader.read())
-            return json.loads(body)
-        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+                return json.loads(await response.read())
+        except (OSError, TimeoutError, ValueError, aiohttp.ClientError) as exc:
             raise ApiError(0, f"GET {path}: {exc!r}") from None
         finally:
-            writer.close()
+            response.release()
 
     async def watch(self, path: str, query: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        """Watch events, one JSON object per line of a chunked body, until the server ends it."""
-        reader, writer, chunked = await self._open(path, query)
-        buffer = b""
+        """Watch events, one JSON object per line of the body, until the server ends it."""
+        settings = self._settings
+        timeout = aiohttp.ClientTimeout(
+            connect=settings.request_timeout, sock_read=settings.watch_timeout + 30
+        )
+        response = await self._open(path, query, timeout)
         try:
-            while True:
-                if chunked:
-                    size_line = await reader.readline()
-                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        return
-                    data = await reader.readexactly(size + 2)
-                    buffer += data[:-2]
-                else:
-                    data = await reader.read()
-                    buffer += data + b"\n"
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        event = json.loads(line)
-                        if isinstance(event, dict):
-                            yield event
-                if not chunked:
-                    return
-        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+            while line := await response.content.readline():
+                if line.strip():
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        yield event
+        except (OSError, TimeoutError, ValueError, aiohttp.ClientError) as exc:
             raise ApiError(0, f"watch {path}: {exc!r}") from None
         finally:
-            writer.close()
-
-
-async def _chunks(reader: asyncio.StreamReader) -> bytes:
-    body = b""
-    while True:
-        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            await reader.readline()
-            return body
-        body += (await reader.readexactly(size + 2))[:-2]
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], chunked: bool) -> bytes:
-    try:
-        if chunked:
-            return await _chunks(reader)
-        length = headers.get("content-length")
-        return await (reader.readexactly(int(length)) if length else reader.read())
-    except (OSError, ValueError, asyncio.IncompleteReadError):
-        return b""
+            response.release()
 
 
 async def collections(client: ApiClient, group: str) -> tuple[Collection, ...]:
@@ -234,22 +228,31 @@ async def collections(client: ApiClient, group: str) -> tuple[Collection, ...]:
 
 
 class KubernetesWatcher:
-    """Async iterator of ``Resync``/``Changes`` batches (see the rules)."""
+    """Async iterator of ``Resync``/``Changes`` batches (see the rules): Calico's resources,
+    or the ``collections`` given (``service_collections``, ``secret_collections``)."""
 
     def __init__(
         self,
         settings: KubeSettings,
         node: str,
         on_rejected: Callable[[str, RecordError], None] = lambda kind, error: None,
+        collections: tuple[Collection, ...] = (),
+        on_access: Callable[[Collection, str | None], None] = lambda collection, refusal: None,
+        refusals: dict[Collection, str] | None = None,
     ) -> None:
         self._settings = settings
         self._node = node
         self._on_rejected = on_rejected
-        self._client = ApiClient(settings)
+        self._collections = collections
+        self._on_access = on_access
         self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
         self._revision = 0
         self._keys: dict[tuple[str, str], str] = {}  # (plural, name) -> etcd key
         self._logged: dict[tuple[str, str], str] = {}  # (plural, name) -> resourceVersion
+        self._refused = 0  # optional collections refused at the last listing
+        # the refusal last logged, per collection: shared by the watchers that follow one
+        # another over the same collections, so a restart does not log it again (rule 7)
+        self._refusals = refusals if refusals is not None else {}
         self.resyncs = 0
         self.failures = 0
 
@@ -264,10 +267,12 @@ class KubernetesWatcher:
 
     def _pair(self, resource: CalicoResource, obj: Any) -> KddPair | None:
         version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-        where = (resource.plural, object_name(obj))
+        where = (resource.plural, object_id(obj))
         try:
             if resource is NODES:
                 pair: KddPair | None = node_pair(obj, self._settings.use_pod_cidr)
+            elif resource in CLUSTER_RESOURCES:
+                pair = cluster_pair(resource, obj)
             else:
                 pair = calico_pair(resource, obj, self._node)
         except RecordError as error:
@@ -299,29 +304,49 @@ class KubernetesWatcher:
         """Every object of ``collection`` and the version to watch from; ``""`` when the
         server does not serve the resource (an older Calico without it): nothing to watch."""
         pairs: list[tuple[str, bytes]] = []
-        query: dict[str, Any] = {"limit": self._settings.list_page_size}
+        query: dict[str, Any] = {**dict(collection.query), "limit": self._settings.list_page_size}
         while True:
             try:
                 page = await self._client.get(collection.path, query)
             except ApiError as error:
+                if error.status in (401, 403) and collection.optional:
+                    refusal = f"{error.status} {REFUSALS[error.status]}"
+                    if self._refusals.get(collection) != refusal:  # rule 7: once per refusal
+                        self._refusals[collection] = refusal
+                        log.warning(
+                            "datastore.kubernetes.refused",
+                            path=collection.path,
+                            query=dict(collection.query) or None,
+                            reason=refusal,
+                            detail=str(error),
+                        )
+                    self._on_access(collection, refusal)
+                    self._refused += 1
+                    return [], ""
                 if error.status != 404:
                     raise
                 log.warning("datastore.kubernetes.not_served", path=collection.path)
-                return pairs, ""
+                return [], ""
             for obj in page.get("items") or ():
                 if isinstance(obj, dict):
                     pair = self._pair(collection.resource, obj)
-                    name = object_name(obj)
                     if pair is not None:
-                        self._keys[(collection.resource.plural, name)] = pair.key
+                        self._keys[(collection.resource.plural, object_id(obj))] = pair.key
                         pairs.append((pair.key, pair.value))
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
+                if self._refusals.pop(collection, None) is not None:
+                    log.info("datastore.kubernetes.allowed", path=collection.path)
+                self._on_access(collection, None)
                 return pairs, str(meta.get("resourceVersion", ""))
-            query = {"limit": self._settings.list_page_size, "continue": meta["continue"]}
+            query = {
+                **dict(collection.query),
+                "limit": self._settings.list_page_size,
+                "continue": meta["continue"],
+            }
 
     def _events(self, resource: CalicoResource, kind: str, obj: Any) -> list[Event]:
-        where = (resource.plural, object_name(obj))
+        where = (resource.plural, object_id(obj))
         old = self._keys.pop(where, None)
         pair = None if kind == "DELETED" else self._pair(resource, obj)
         self._revision += 1
@@ -340,6 +365,7 @@ class KubernetesWatcher:
     ) -> None:
         while True:
             query = {
+                **dict(collection.query),
                 "watch": "true",
                 "allowWatchBookmarks": "true",
                 "resourceVersion": version,
@@ -358,12 +384,25 @@ class KubernetesWatcher:
                         await queue.put(events)
 
     async def _batches(self) -> AsyncGenerator[Batch, None]:
+        self._client = ApiClient(self._settings)  # made here: its session needs the loop
+        try:
+            async for batch in self._follow():
+                yield batch
+        finally:
+            await self._client.close()
+
+    async def _follow(self) -> AsyncGenerator[Batch, None]:
         found: tuple[Collection, ...] = ()
         while True:
             tasks: list[asyncio.Task[None]] = []
             try:
-                found = found or await collections(self._client, self._settings.api_group)
+                found = (
+                    found
+                    or self._collections
+                    or await collections(self._client, self._settings.api_group)
+                )
                 self._keys.clear()
+                self._refused = 0
                 pairs: list[tuple[str, bytes]] = []
                 versions = []
                 for collection in found:
@@ -381,6 +420,9 @@ class KubernetesWatcher:
                     for collection, version in zip(found, versions, strict=True)
                     if version
                 ]
+                if self._refused:  # rule 7: ask again later
+                    retry = asyncio.create_task(asyncio.sleep(self._settings.reconnect_max))
+                    tasks.append(retry)
                 while True:
                     getter = asyncio.create_task(queue.get())
                     done, _ = await asyncio.wait(
@@ -388,6 +430,8 @@ class KubernetesWatcher:
                     )
                     if getter not in done:
                         getter.cancel()
+                        if self._refused and retry in done:
+                            raise _Gone("refused collections, asked again")
                         for task in done:
                             task.result()
                         raise ApiError(0, "a watch ended")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kube_api_server import KubeApiServer
+from kube_api_server import KubeApiServer, kubeconfig_document
 
 from bgpd.config import DaemonConfig, KubernetesSource
 from bgpd.control.commands import ControlError, ask
@@ -238,21 +238,14 @@ needs_kubectl = pytest.mark.skipif(
 )
 
 
-def write_kubeconfig(tmp_path: Path, server: KubeApiServer) -> Path:
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "double",
-        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "bgpd"}}],
-        "clusters": [{"name": "double", "cluster": {"server": server.url}}],
-        "users": [{"name": "bgpd", "user": {"token": "test-token"}}],
-    }
+def write_kubeconfig(tmp_path: Path, server: KubeApiServer, ca: Path | None = None) -> Path:
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(document))
+    path.write_text(yaml.safe_dump(kubeconfig_document(server.url, "test-token", ca)))
     return path
 
 
-async def kubectl(kubeconfig: Path, *args: str) -> str:
+async def kubectl(kubeconfig: Path, *args: str, fails: bool = False) -> str:
+    """kubectl's standard output; with ``fails``, its error output, and it must fail."""
     assert KUBECTL is not None
     process = await asyncio.create_subprocess_exec(
         KUBECTL,
@@ -265,6 +258,9 @@ async def kubectl(kubeconfig: Path, *args: str) -> str:
     )
     async with asyncio.timeout(WAIT_LIMIT):
         out, err = await process.communicate()
+    if fails:
+        assert process.returncode != 0, out.decode()
+        return err.decode()
     assert process.returncode == 0, err.decode()
     return out.decode()
 

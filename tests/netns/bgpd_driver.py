@@ -126,6 +126,8 @@ class BgpdNode:
     datastore_text: str | None = None
     run_args: tuple[str, ...] = ()  # more ``bgpd run`` flags
     log_level: str | None = "debug"  # None: no --log-level (the datastore's level applies)
+    env: dict[str, str] = field(default_factory=dict)  # more environment (KUBECONFIG, ...)
+    kubernetes: bool = False  # DATASTORE_TYPE=kubernetes from ``env``: no datastore file
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     runs: int = field(default=0, init=False)
 
@@ -144,7 +146,11 @@ class BgpdNode:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.datastore.write_text(self.datastore_text or calico_datastore(self.node, self.peers))
+        datastore: tuple[str, ...] = ()
+        if not self.kubernetes:
+            text = self.datastore_text or calico_datastore(self.node, self.peers)
+            self.datastore.write_text(text)
+            datastore = ("--datastore", f"file:{self.datastore}")
         self.runs += 1
         self.proc = self.ns.popen(
             sys.executable,
@@ -153,8 +159,7 @@ class BgpdNode:
             "run",
             "--node",
             self.node.name,
-            "--datastore",
-            f"file:{self.datastore}",
+            *datastore,
             "--control-socket",
             str(self.control_socket),
             "--metrics-listen",
@@ -163,7 +168,7 @@ class BgpdNode:
             "json",
             *(("--log-level", self.log_level) if self.log_level else ()),
             *self.run_args,
-            env={"PYTHONPATH": str(REPO_ROOT)},
+            env={"PYTHONPATH": str(REPO_ROOT), **self.env},
             log=str(self.log),
         )
         wait_for(lambda: self._logged("starting"), 20, self.describe)

@@ -8,10 +8,15 @@ Rules:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from netns import Namespace, Pair, have_root, make_pair
+
+# The Kubernetes API test double and its helpers live with the IO tests (kube_lab.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 
 PREFIX = "hD-"
 SUBNET = "10.213.0.0/30"

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from bgpd.cli import build_parser, run_config
-from bgpd.config import DEFAULT_CONTROL_SOCKET, NODENAME_FILE, EtcdSource
+from bgpd.config import DEFAULT_CONTROL_SOCKET, NODENAME_FILE, EtcdSource, KubernetesSource
 from bgpd.control.server import ipv6_socket_path
+from bgpd.datastore.kdd import V1_GROUP, V1_RESOURCES, V3_GROUP, V3_RESOURCES
+from bgpd.datastore.kubernetes import secret_collections, service_collections
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -208,3 +210,94 @@ def test_dockerfile_installs_every_package_and_runs_bgpd() -> None:
     health = [rest for word, rest in final if word == "HEALTHCHECK"]
     assert health and health[0].endswith('CMD ["bgpd", "health", "--live"]')
     build_parser().parse_args(["health", "--live"])
+
+
+# ---- RBAC and the KDD patch ----------------------------------------------------------------------
+
+
+def _served(path: str) -> tuple[str, str]:
+    """(API group, plural) of a collection path: /api/v1/nodes, /apis/GROUP/VERSION/PLURAL."""
+    parts = path.strip("/").split("/")
+    return ("", parts[-1]) if parts[0] == "api" else (parts[1], parts[-1])
+
+
+def _rules(document: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    found: dict[tuple[str, str], set[str]] = {}
+    for rule in document["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                found.setdefault((group, resource), set()).update(rule["verbs"])
+    return found
+
+
+@pytest.fixture(scope="module")
+def rbac() -> dict[str, dict[str, Any]]:
+    documents = list(yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text()))
+    return {d["kind"]: d for d in documents}
+
+
+def test_the_cluster_role_grants_exactly_what_bgpd_lists_and_watches(
+    rbac: dict[str, dict[str, Any]],
+) -> None:
+    read: set[tuple[str, str]] = {("", "nodes")}
+    for group, resources in ((V1_GROUP, V1_RESOURCES), (V3_GROUP, V3_RESOURCES)):
+        read |= {(group, r.plural) for r in resources}
+    read |= {_served(c.path) for c in service_collections()}
+    rules = _rules(rbac["ClusterRole"])
+    assert set(rules) == read
+    assert all(verbs == {"list", "watch"} for verbs in rules.values())  # no get, no writes
+
+
+def test_secrets_are_granted_by_name_in_calico_nodes_namespace(
+    rbac: dict[str, dict[str, Any]],
+) -> None:
+    role = rbac["Role"]
+    assert role["metadata"]["namespace"] == "kube-system"
+    (rule,) = role["rules"]
+    assert (rule["apiGroups"], rule["resources"]) == ([""], ["secrets"])
+    assert set(rule["verbs"]) == {"list", "watch"} and rule["resourceNames"]
+    (secrets,) = secret_collections("kube-system", ["bgp-passwords"])
+    assert secrets.path == "/api/v1/namespaces/kube-system/secrets"
+    assert dict(secrets.query) == {"fieldSelector": "metadata.name=bgp-passwords"}
+    for binding, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        document = rbac[binding]
+        assert document["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": role_kind,
+            "name": rbac[role_kind]["metadata"]["name"],
+        }
+        subject = {"kind": "ServiceAccount", "name": "calico-node", "namespace": "kube-system"}
+        assert document["subjects"] == [subject]
+
+
+def test_the_kdd_patch_runs_bgpd_on_the_kubernetes_datastore(tmp_path: Path) -> None:
+    (document,) = yaml.safe_load_all((DEPLOY / "calico-node-kdd.yaml").read_text())
+    bgpd_env = env(container(document, "bgpd"))
+    assert bgpd_env["DATASTORE_TYPE"]["value"] == "kubernetes"
+    assert not {n for n in bgpd_env if n.startswith("ETCD_")}
+    namespace = bgpd_env["NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert namespace == "metadata.namespace"
+    assert "/calico-secrets" not in mounts(container(document, "bgpd"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "c",
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    environ = {name: str(entry.get("value", "")) for name, entry in bgpd_env.items()}
+    environ |= {"NODENAME": "node1", "NAMESPACE": "calico-system", "KUBECONFIG": str(kubeconfig)}
+    args = build_parser().parse_args(container(document, "bgpd")["command"][1:])
+    config = run_config(args, environ, None, "ignored")
+    assert isinstance(config.datastore, KubernetesSource)
+    assert config.kubernetes == config.datastore.settings
+    assert config.namespace == "calico-system"
+    # Everything else is the etcd patch's (backend, probes, shared volumes).
+    (etcd,) = yaml.safe_load_all((DEPLOY / "calico-node.yaml").read_text())
+    assert container(document, "calico-node") == container(etcd, "calico-node")
+    for key in ("livenessProbe", "readinessProbe", "securityContext", "command"):
+        assert container(document, "bgpd")[key] == container(etcd, "bgpd")[key]

@@ -3,11 +3,14 @@ decodes into the same records as the etcd datastore (``bgpd.datastore.kdd``)."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
+from typing import Any
 
 import pytest
 
+from bgpd.datastore import kdd
 from bgpd.datastore.cache import Cache
 from bgpd.datastore.kdd import V1_RESOURCES, V3_RESOURCES, CalicoResource, calico_pair, node_pair
 from bgpd.datastore.schema import RecordError, decode_etcd
@@ -194,3 +197,99 @@ def test_use_pod_cidr_gives_the_tunnel_address() -> None:
 
 def _pair(pair):  # type: ignore[no-untyped-def]
     return pair.key, pair.value
+
+
+# -- Services, EndpointSlices and Secrets ------------------------------------------------------
+
+
+def _service_object() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "shop", "managedFields": [{"x": 1}]},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "10.96.0.10",
+            "clusterIPs": ["10.96.0.10", "fd00::a"],
+            "externalIPs": ["45.12.70.5", "not-an-ip"],
+            "externalTrafficPolicy": "Local",
+            "ipFamilies": ["IPv4", "IPv6"],
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": "172.217.4.10"}, {"hostname": "x"}]}},
+    }
+
+
+def test_a_service_becomes_the_values_advertisement_reads() -> None:
+    pair = kdd.cluster_pair(kdd.SERVICES, _service_object())
+    assert pair.key == "/bgpd/kubernetes/services/shop/web"
+    assert b"managedFields" not in pair.value
+    objects = kdd.ClusterObjects("kube-system")
+    objects.load([(pair.key, pair.value)], [kdd.SERVICES])
+    service = objects.services()["shop/web"]
+    assert service.type == "LoadBalancer" and service.external_traffic_policy == "Local"
+    assert [str(a) for a in service.cluster_ips] == ["10.96.0.10", "fd00::a"]
+    assert [str(a) for a in service.external_ips] == ["45.12.70.5"]
+    assert [str(a) for a in service.ingress_ips] == ["172.217.4.10"]
+    assert service.ip_families == ("IPv4", "IPv6")
+    objects.delete(pair.key)
+    assert objects.services() == {}
+
+
+def test_an_endpoint_slice_keeps_node_and_readiness() -> None:
+    obj = {
+        "metadata": {
+            "name": "web-abc",
+            "namespace": "shop",
+            "labels": {"kubernetes.io/service-name": "web"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.0.0.2"], "nodeName": "a", "conditions": {"ready": False}},
+            {"addresses": ["10.0.0.3"], "nodeName": "b", "conditions": {}},
+        ],
+    }
+    pair = kdd.cluster_pair(kdd.ENDPOINTSLICES, obj)
+    objects = kdd.ClusterObjects("kube-system")
+    objects.put(pair.key, pair.value)
+    (endpoint_slice,) = objects.endpoint_slices().values()
+    assert endpoint_slice.service_key == "shop/web"
+    assert [(e.node_name, e.ready) for e in endpoint_slice.endpoints] == [("a", False), ("b", None)]
+
+
+def test_secrets_decode_and_explain_what_is_missing() -> None:
+    obj = {
+        "metadata": {"name": "bgp-secrets", "namespace": "kube-system"},
+        "data": {"peer-a": base64.b64encode(b"s3cret").decode(), "bad": "%%%"},
+    }
+    pair = kdd.cluster_pair(kdd.SECRETS, obj)
+    objects = kdd.ClusterObjects("kube-system")
+    objects.put(pair.key, pair.value)
+    objects.access("locked", "403 Forbidden")
+    table = objects.secrets()
+    assert table.lookup("bgp-secrets", "peer-a") == "s3cret"
+    assert table.lookup("bgp-secrets", "bad") is None
+    assert table.reason("bgp-secrets", "peer-b") == (
+        "Secret kube-system/bgp-secrets has no key 'peer-b'"
+    )
+    assert table.reason("gone", "k") == "Secret kube-system/gone not found"
+    assert table.reason("locked", "k") == "Secret kube-system/locked not readable: 403 Forbidden"
+    objects.access("locked", None)
+    assert objects.secrets().reason("locked", "k") == "Secret kube-system/locked not found"
+
+
+def test_a_namespaced_object_without_namespace_is_rejected_naming_the_field() -> None:
+    with pytest.raises(RecordError) as caught:
+        kdd.cluster_pair(kdd.SERVICES, {"metadata": {"name": "web"}})
+    assert caught.value.key == "services/web.metadata.namespace"
+
+
+def test_a_cluster_object_that_does_not_read_is_dropped_with_its_reason() -> None:
+    objects = kdd.ClusterObjects("kube-system")
+    good = kdd.cluster_pair(kdd.SERVICES, _service_object())
+    objects.put(good.key, good.value)
+    bad = {"metadata": {"name": "web", "namespace": "shop"}, "spec": ["not", "a", "mapping"]}
+    pair = kdd.cluster_pair(kdd.SERVICES, bad)
+    error = objects.put(pair.key, pair.value)
+    assert error is not None and error.startswith("services shop/web:")
+    assert objects.services() == {}  # dropped, as deleted: nothing stale is advertised
+    assert objects.load([(pair.key, pair.value)], [kdd.SERVICES]) == [error]

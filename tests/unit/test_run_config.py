@@ -181,3 +181,38 @@ def test_cli_calico_environment_errors_are_one_line(
     )
     assert result.returncode != 0
     assert result.stderr.splitlines() == [line]
+
+
+def test_kubernetes_access_beside_etcd_is_optional(tmp_path: Path) -> None:
+    """bgpd.config rule 6: on etcd, API settings that do not read leave bgpd without API access
+    (confd's createClients), saying why; with DATASTORE_TYPE=kubernetes they fail at start."""
+    from bgpd.config import build_config
+
+    missing = str(tmp_path / "no-kubeconfig")
+    environ = {
+        "DATASTORE_TYPE": "etcdv3",
+        "ETCD_ENDPOINTS": "http://127.0.0.1:2379",
+        "KUBECONFIG": missing,
+        "NAMESPACE": "calico-system",
+    }
+
+    def build(env: dict[str, str]) -> DaemonConfig:
+        return build_config(
+            node="node1",
+            datastore=None,
+            control_socket=None,
+            metrics_listen=None,
+            log_level=None,
+            log_format=None,
+            environ=env,
+            nodename_file=None,
+            hostname="h",
+        )
+
+    config = build(environ)
+    assert config.kubernetes is None and missing in config.kubernetes_unavailable
+    assert config.namespace == "calico-system"
+    with pytest.raises(ConfigError) as caught:
+        build({**environ, "DATASTORE_TYPE": "kubernetes"})
+    assert caught.value.name == "KUBECONFIG"
+    assert build({**environ, "KUBECONFIG": ""}).kubernetes is None  # nothing configured

@@ -71,3 +71,22 @@ def test_state_names_as_bird_prints_them() -> None:
         "OpenConfirm",
         "Established",
     ]
+
+
+def test_show_peers_info_names_a_peers_datastore_problem_first() -> None:
+    """``bgpd show peers``: INFO is the session's problem (an unreadable password), else why
+    it is not Established."""
+    from bgpd.control.commands import peers_table
+
+    base = {"name": "Global_192_0_2_13", "peer_ip": "192.0.2.13", "peer_as": 65001, "since": 0.0}
+    counts = {"prefixes_received": 0, "prefixes_advertised": 0}
+    problem = "password Secret kube-system/locked not readable: 403 Forbidden"
+    rows = [
+        {**base, **counts, "state": "Active", "last_error": "connect-failed", "problem": problem},
+        {**base, **counts, "name": "Mesh_10_0_0_2", "state": "Active", "last_error": "refused"},
+        {**base, **counts, "name": "Mesh_10_0_0_3", "state": "Established", "last_error": "x"},
+    ]
+    lines = peers_table(rows, now=10.0).splitlines()
+    assert lines[1].rstrip().endswith(problem)
+    assert lines[2].rstrip().endswith("refused")
+    assert lines[3].rstrip().endswith("0")

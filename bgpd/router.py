@@ -31,6 +31,8 @@ Rules:
    every new plan re-plans all of them (pools, rejects and encapsulation may have changed).
 6. Messages are pulled per peer, at most ``budget`` prefixes at a time (Speaker rule 2).
 7. Pure: no IO, no clock, no Calico model (``tests/test_layers.py``).
+8. The kernel's view (``kernel_view``: routes not ours, interface addresses) is kept; the plan's
+   ``learning`` turns it into the learned local routes whenever either changes.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from bgpd.kernel.desired import DesiredKernel, KernelBatch
+from bgpd.kernel.learn import KernelView
 from bgpd.kernel.plan import KernelRoute
 from bgpd.rib.graceful_restart import ESTABLISH_WAIT, SelectionDeferral
 from bgpd.rib.policy import Policy
-from bgpd.rib.route import Path
+from bgpd.rib.route import Path, RouteSource
 from bgpd.session.config import PeerKey, SessionConfig
 from bgpd.session.events import (
     Down,
@@ -71,6 +74,15 @@ from encap.vxlan import TunnelPlan
 
 SessionEvent = Established | Down | UpdateReceived | RouteRefreshReceived
 TAKE_BUDGET = 65536  # prefixes of UPDATEs handed to a peer's sender at a time (rule 6)
+
+
+class Learning(Protocol):
+    """Turns what the kernel shows (routes not ours, interface addresses) into the node's learned
+    local routes, each with its learned source (``RouteSource.learned``)."""
+
+    def routes(
+        self, view: KernelView
+    ) -> Mapping[Family, Mapping[Prefix, tuple[RouteSource, PathAttributes]]]: ...
 
 
 class KernelPlanning(Protocol):
@@ -106,6 +118,7 @@ class RoutingPlan:
     listen_address: str | None = None
     listen_port: int = 179
     problems: tuple[str, ...] = ()
+    learning: Learning | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +210,7 @@ class Router:
         self._cache = attribute_cache if attribute_cache is not None else AttributeCache()
         self._applied: _Applied | None = None
         self._outputs: list[Output] = []
+        self._view: KernelView | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -232,6 +246,7 @@ class Router:
             config = SpeakerConfig(int(plan.router_id), plan.local_as, plan.cluster_id)
             speaker = self.speaker = Speaker(config, self._cache, restarting=deferral)
         speaker.set_local_routes(plan.local_routes, now)
+        self._learn(now)
         established = set(speaker.peers())
         for name in established - plan.sessions.keys():
             speaker.peer_down(name, graceful=False, now=now)
@@ -241,6 +256,20 @@ class Router:
         self._outputs.append(DesiredSessions(self._session_configs(plan)))
         self._outputs.append(TunnelsWanted(plan.tunnels))
         self._replan_kernel()
+
+    def kernel_view(self, view: KernelView, now: float) -> None:
+        """What the kernel shows now (routes not ours, interface addresses): the node's learned
+        routes follow it (rule 8)."""
+        if view == self._view:
+            return
+        self._view = view
+        self._learn(now)
+
+    def _learn(self, now: float) -> None:
+        speaker, applied, view = self.speaker, self._applied, self._view
+        if speaker is None or applied is None or applied.plan.learning is None or view is None:
+            return
+        speaker.set_learned_routes(applied.plan.learning.routes(view), now)
 
     def session_event(self, peer: PeerKey, event: SessionEvent, now: float) -> str | None:
         """A session's event, in order per peer; returns the session's name (None: a session

@@ -4,7 +4,8 @@ would make of the node (calico-bgp.md §2), as the one value the router takes.
 Rules:
 1. ``NodePlanner.plan(snapshot)`` is pure and total: the node's sessions (``peers.resolve``),
    each with its FSM config, RIB settings and import/export policies; what the node originates
-   (``calico.origin``); the kernel planner (``bgpd.kernel.plan``); the tunnel devices it needs.
+   (``calico.origin``); how it learns routes from its kernel (``calico.learned``); the kernel
+   planner (``bgpd.kernel.plan``); the tunnel devices it needs.
    A snapshot where the node has no router id gives a plan without one (the router waits).
 2. Two sessions to one address and port cannot both run: the first by name is kept, the other
    is reported as a problem.
@@ -20,6 +21,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from bgpd.calico.export import export_policy, import_policy
+from bgpd.calico.learned import Learning, direct_exclusions
 from bgpd.calico.origin import Origination, local_routes, originate
 from bgpd.calico.sessions import peer_settings, session_config, session_key
 from bgpd.calico.tunnels import plan_config, pool_specs, tunnel_info, tunnel_needs
@@ -79,6 +81,7 @@ class NodePlanner:
             listen_address=(str(peering.listen_addresses[0]) if peering.listen_addresses else None),
             listen_port=peering.listen_port,
             problems=tuple(problems),
+            learning=Learning(config.kernel_protocol, direct_exclusions(snapshot), own),
         )
 
     def _sessions(

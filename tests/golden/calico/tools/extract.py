@@ -54,7 +54,10 @@ PROBE_KINDS: dict[str, dict[str, Any]] = {
     "kernel-eth0": {"source": "RTS_INHERIT", "ifname": "eth0", "krt_metric": 1024},
     "kernel-tunl0": {"source": "RTS_INHERIT", "ifname": "tunl0", "krt_metric": 1024},
 }
-NEXT_HOPS = {"near": {4: "10.192.0.3", 6: "fd5f:1234::3"}, "far": {4: "198.18.0.1", 6: "2001:db8:fe::1"}}
+NEXT_HOPS = {
+    "near": {4: "10.192.0.3", 6: "fd5f:1234::3"},
+    "far": {4: "198.18.0.1", 6: "2001:db8:fe::1"},
+}
 BOILERPLATE = re.compile(
     r"^(debug|description|gateway recursive|add paths|connect delay time|connect retry time"
     r"|error wait time|graceful restart$)"
@@ -93,7 +96,9 @@ def daemon_steps(repo: Path) -> list[dict[str, Any]]:
     text = show(repo, "confd/tests/daemon_test.go") or ""
     body = text[text.index("func TestDaemonModeRendering") :]
     out = []
-    for m in re.finditer(r"\{goldenDir: \"([^\"]+)\", steps: \[\]string\{([^}]*)\}([^\n]*)\},", body):
+    for m in re.finditer(
+        r"\{goldenDir: \"([^\"]+)\", steps: \[\]string\{([^}]*)\}([^\n]*)\},", body
+    ):
         for step in re.findall(r"\"([^\"]+)\"", m.group(2)):
             out.append(
                 {
@@ -177,8 +182,10 @@ def literals(config: Config, version: int) -> set[str]:
 
     def walk(node: Any) -> None:
         if isinstance(node, tuple | list):
-            if len(node) == 2 and node[0] == "const" and isinstance(
-                node[1], ipaddress.IPv4Network | ipaddress.IPv6Network
+            if (
+                len(node) == 2
+                and node[0] == "const"
+                and isinstance(node[1], ipaddress.IPv4Network | ipaddress.IPv6Network)
             ):
                 if node[1].version == version:
                     found.add(str(node[1]))
@@ -232,7 +239,9 @@ def outcome(evaluator: Evaluator, body: list[Node], route: Route, *, export: boo
     if work.bgp_community != route.bgp_community:
         parts.append("c=" + ",".join(f"{a}:{b}" for a, b in sorted(work.bgp_community)))
     if work.bgp_large_community:
-        parts.append("lc=" + ",".join(":".join(map(str, c)) for c in sorted(work.bgp_large_community)))
+        parts.append(
+            "lc=" + ",".join(":".join(map(str, c)) for c in sorted(work.bgp_large_community))
+        )
     if work.bgp_path != route.bgp_path:
         parts.append("path=" + " ".join(map(str, work.bgp_path or ())))
     if not export and work.preference is not None:

@@ -1,0 +1,76 @@
+"""What the node's kernel shows the routing daemon besides its own routes, as BIRD 1.6's kernel
+protocol with ``learn`` and its direct protocol see it (calico-bgp.md §2.4; Calico's
+``kernel_template`` writes ``learn;``, its ``direct_template`` the interfaces).
+
+Rules:
+1. A kernel route is learned (BIRD 1.6 ``sysdep/linux/netlink.c``, ``nl_parse_route``) when it
+   is in the main table, of type unicast, blackhole, unreachable or prohibit, and its protocol
+   is none of: redirect (1), the kernel's own (2: the connected routes, which the direct
+   protocol stands for), or ours (the protocol we install with: those routes are BIRD's own).
+   Routes of the other types (local, broadcast, multicast, anycast) never are.
+2. An interface address gives a direct route (BIRD's ``protocol direct``): the address's network,
+   the interface as its interface, no gateway, unless the address is of host or link scope
+   (BIRD 1.6 ``dev_ifa_notify`` skips those: 127.0.0.1, fe80::/10) or the interface is down.
+3. The view is a value: equal kernels give equal views, so the router re-learns nothing for a
+   scan that found no change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from encap.model import IPNetwork
+
+RTPROT_REDIRECT = 1
+RTPROT_KERNEL = 2
+MAIN_TABLE = 254
+RTN_UNICAST = 1
+RTN_BLACKHOLE = 6
+RTN_UNREACHABLE = 7
+RTN_PROHIBIT = 8
+LEARNED_TYPES = frozenset({RTN_UNICAST, RTN_BLACKHOLE, RTN_UNREACHABLE, RTN_PROHIBIT})
+RT_SCOPE_LINK = 253
+RT_SCOPE_HOST = 254
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedRoute:
+    """One kernel route as the dump shows it."""
+
+    network: IPNetwork
+    protocol: int
+    metric: int = 0
+    ifname: str | None = None
+    gateway: bool = False  # it has a next hop (RTA_GATEWAY or RTA_MULTIPATH)
+    table: int = MAIN_TABLE
+    type: int = RTN_UNICAST
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedAddress:
+    """One address of an interface that is up; ``network`` is the address with its prefix
+    length, as a network (10.0.0.5/24 -> 10.0.0.0/24)."""
+
+    network: IPNetwork
+    ifname: str
+    scope: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KernelView:
+    routes: tuple[ObservedRoute, ...] = ()
+    addresses: tuple[ObservedAddress, ...] = ()
+
+
+def learnable(route: ObservedRoute, own_protocol: int) -> bool:
+    """Rule 1."""
+    return (
+        route.table == MAIN_TABLE
+        and route.type in LEARNED_TYPES
+        and route.protocol not in (RTPROT_REDIRECT, RTPROT_KERNEL, own_protocol)
+    )
+
+
+def direct_candidate(address: ObservedAddress) -> bool:
+    """Rule 2 (the interface patterns are the caller's)."""
+    return address.scope not in (RT_SCOPE_LINK, RT_SCOPE_HOST)

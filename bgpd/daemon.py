@@ -7,6 +7,7 @@ Data flows (../shared/design/architecture.md §3):
                                                               -> TunnelsWanted -> encap.devices
   TCP -> PeerRunner -> Session -> inbox -> Router -> MessagesWaiting -> take -> sender -> TCP
                                                   -> KernelWork -> kernel_batch -> KernelSync
+  kernel routes not ours, interface addresses -> RouteWatch -> KernelView -> inbox -> Router
 
 Rules:
 1. One writer: the routing task alone calls the Router's inputs, ``drain`` and pulls. Everything
@@ -47,7 +48,9 @@ from bgpd.config import ConfigError, DaemonConfig
 from bgpd.control.presence import bird_placeholders
 from bgpd.control.server import ControlSocketInUse, HealthChecker, serve_control_sockets
 from bgpd.datastore.source import DatastoreSource
+from bgpd.kernel.learn import KernelView
 from bgpd.kernel.netlink import KernelProgrammer
+from bgpd.kernel.routewatch import RouteWatch
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.metrics import Metrics, serve_http
 from bgpd.net.mailbox import Latest
@@ -97,7 +100,12 @@ class _KernelReady:
     batch: bool  # False: tell the kernel task when there is work; True: hand it the batch
 
 
-_Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady
+@dataclass(frozen=True, slots=True)
+class _KernelView:
+    view: KernelView
+
+
+_Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady | _KernelView
 
 
 class _Senders:
@@ -162,6 +170,7 @@ class Daemon:
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(INBOX_SIZE)
         self._sessions: Latest[Mapping[PeerKey, SessionConfig]] = Latest()
         self._tunnel_plans: Latest[TunnelPlan] = Latest()
+        self._kernel_views: Latest[KernelView] = Latest()
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
         self._snapshot: Snapshot | None = None
@@ -211,6 +220,8 @@ class Daemon:
         elif isinstance(item, _KernelReady):
             self._kernel_asked = True
             self._wake_kernel()
+        elif isinstance(item, _KernelView):
+            self.router.kernel_view(item.view, now)
         else:
             self._snapshot = item.snapshot or self._snapshot  # None: a reload of etcd
             if self._snapshot is not None:
@@ -245,6 +256,16 @@ class Daemon:
             configs = await self._sessions.get()
             if configs is not None:
                 await self.supervisor.apply(configs)
+
+    async def _learn_kernel_routes(self) -> None:
+        """The kernel's routes that are not ours and the interfaces' addresses, newest view
+        first, into the routing task (``bgpd.calico.learned``)."""
+        watch = RouteWatch(self._kernel_views.put, own_protocol=self.config.kernel_protocol)
+        async with watch:
+            while True:
+                view = await self._kernel_views.get()
+                if view is not None:
+                    await self._inbox.put(_KernelView(view))
 
     async def _converge_tunnels(self) -> None:
         """Tunnel devices and VXLAN neighbour/FDB entries; a kernel without IP-in-IP degrades
@@ -365,6 +386,7 @@ class Daemon:
                             lambda batch: self._inbox.put(_KernelReady(batch)),
                         )
                         self._start(self.kernel.run(), "kernel")
+                        self._start(self._learn_kernel_routes(), "kernel routes")
                     stopping = asyncio.ensure_future(self._stop.wait())
                     await asyncio.wait(
                         [stopping, *self._tasks], return_when=asyncio.FIRST_COMPLETED

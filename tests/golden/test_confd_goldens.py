@@ -13,7 +13,10 @@ case's node and environment, and compared with the facts per family:
 - per probe route, the import and export verdicts through the session's policies with the
   communities, LOCAL_PREF and AS path they leave, and the kernel verdict (metric, tunnel) of a
   learned route through bgpd's kernel plan;
-- what is originated (BIRD's static routes) and blackholed.
+- what is originated (BIRD's static routes) and blackholed;
+- the interfaces whose addresses are direct routes (``ignoredInterfaces``);
+- kernel routes that Felix or a user installs (``cali*``/``eth0``/``tunl0``, metric 1024 or
+  512), learned through the plan's ``learning`` and exported through each session's policy.
 
 A case passes, or it is in ``KNOWN_DIFFERENCES`` with the reason (the same list is in README
 "Where bgpd still differs from Calico's BIRD"); every mismatch of a listed case must be one the
@@ -366,6 +369,12 @@ def mismatches(golden: str) -> list[str]:
                 out.append(f"{fam_key} static {net} in the kernel: BIRD {bird}, bgpd {ours_s}")
         for net in sorted(installed - set(statics)):
             out.append(f"{fam_key} static {net} in the kernel: bgpd only")
+        assert plan.learning is not None
+        ours_direct = [f"-{p}" for p in plan.learning.exclusions] + ["*"]  # type: ignore[attr-defined]
+        if fam["direct_interfaces"] != ours_direct:
+            out.append(
+                f"{fam_key} direct interfaces: BIRD {fam['direct_interfaces']}, bgpd {ours_direct}"
+            )
         for key, bird in fam["kernel"].items():
             ours_k = kernel_verdict(plan, key)
             if bird_kernel(bird) != ours_k:

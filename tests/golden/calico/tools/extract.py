@@ -307,7 +307,12 @@ def family_facts(config: Config, version: int) -> dict[str, Any]:
         )
         for static in statics
     }
+    direct = config.protocols.get("direct_template")
+    interfaces = next(
+        (st for st in (direct.statements if direct else []) if st.startswith("interface ")), ""
+    )
     return {
+        "direct_interfaces": [a + b for a, b in re.findall(r'(-?) ?"([^"]*)"', interfaces)],
         "router_id": config.router_id,
         "static_kernel": static_kernel,
         "listen": " ".join(config.listen) or None,

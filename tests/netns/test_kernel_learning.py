@@ -42,7 +42,8 @@ class Lab:
     bird: Bird
 
     def describe(self) -> str:
-        return f"A: {self.a.describe()}\nBIRD: {self.bird.describe()}\n{self.bird.cli('show', 'route')}"
+        routes = self.bird.cli("show", "route")
+        return f"A: {self.a.describe()}\nBIRD: {self.bird.describe()}\n{routes}"
 
     def ip(self, *args: str) -> None:
         self.a_ns.ip(*args)

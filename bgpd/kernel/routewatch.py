@@ -9,10 +9,10 @@ Rules:
    dropped at its header when its protocol is ours or its table is not the main one, so the
    daemon's own writes (a full table) cost one header read each.
 2. Start, a receive overrun (``ENOBUFS``) and any link or address notification re-read the
-   state through pyroute2 dumps: routes (not ours, main table), links (name, up) and addresses
-   (of links that are up, with their scope). Route notifications between dumps are applied one
-   by one (RTM_NEWROUTE replaces the route of the same table, destination and metric,
-   RTM_DELROUTE removes it).
+   state: links (name, up) and addresses (of links that are up, with their scope) through
+   pyroute2, routes through a hand-parsed dump of the main table that drops ours at the
+   header. Route notifications between re-reads are applied one by one (RTM_NEWROUTE replaces
+   the route of the same table, destination and metric; RTM_DELROUTE removes it).
 3. Changes are coalesced: ``on_view`` is called from the event loop with the new
    ``KernelView`` at most once per ``settle`` seconds, and only when it differs from the last.
    The rest of the learn rules (route types, the kernel's own protocol) are
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import os
 import socket
 from collections.abc import Callable
 
@@ -33,9 +34,17 @@ from pyroute2.netns import create_socket
 
 from bgpd.kernel.learn import MAIN_TABLE, KernelView, ObservedAddress, ObservedRoute
 from bgpd.kernel.netlink import (
+    _ERROR_HEAD,
     _HEADER_LEN,
+    _NLMSGHDR,
     _RTMSG,
+    _U32_ATTR,
+    NETLINK_GET_STRICT_CHK,
     NETLINK_ROUTE,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
     RTA_DST,
     RTA_GATEWAY,
     RTA_MULTIPATH,
@@ -43,7 +52,9 @@ from bgpd.kernel.netlink import (
     RTA_PRIORITY,
     RTA_TABLE,
     RTM_DELROUTE,
+    RTM_GETROUTE,
     RTM_NEWROUTE,
+    SOL_NETLINK,
     _attributes,
     _messages,
     _u32,
@@ -155,18 +166,25 @@ class RouteWatch:
         elif changed:
             self._schedule_emit()
 
-    def _route_message(self, msg_type: int, msg: memoryview) -> bool:
+    def _entry(self, msg: memoryview) -> tuple[RouteKey, _Route] | None:
+        """A route message as the watch keeps it; None for ours or another table's (rule 1)."""
         family, dst_len, _src, _tos, table, protocol, _scope, rtype, _flags = _RTMSG.unpack_from(
-            msg, 16
+            msg, _NLMSGHDR.size
         )
         if protocol == self._own:
-            return False
+            return None
         attrs = _attributes(msg, _HEADER_LEN, len(msg))
         if RTA_TABLE in attrs:
             table = _u32(attrs[RTA_TABLE])
         if table != MAIN_TABLE:
+            return None
+        return _route_entry(family, dst_len, protocol, rtype, table, attrs)
+
+    def _route_message(self, msg_type: int, msg: memoryview) -> bool:
+        entry = self._entry(msg)
+        if entry is None:
             return False
-        key, value = _route_entry(family, dst_len, protocol, rtype, table, attrs)
+        key, value = entry
         if msg_type == RTM_DELROUTE:
             return self._routes.pop(key, None) is not None
         if self._routes.get(key) == value:
@@ -207,27 +225,53 @@ class RouteWatch:
                     continue
                 network = ipaddress.ip_interface(f"{text}/{addr['prefixlen']}").network
                 addresses.append((addr["index"], network, addr["scope"]))
-            routes: dict[RouteKey, _Route] = {}
-            async for route in await ipr.route("dump"):
-                protocol = route["proto"]
-                if protocol == self._own:
-                    continue
-                table = route.get("RTA_TABLE") or route["table"]
-                if table != MAIN_TABLE:
-                    continue
-                version = 4 if route["family"] == socket.AF_INET else 6
-                dst = route.get("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
-                network = ipaddress.ip_network(f"{dst}/{route['dst_len']}")
-                gateway = (
-                    route.get("RTA_GATEWAY") is not None or route.get("RTA_MULTIPATH") is not None
-                )
-                key = (table, network, route.get("RTA_PRIORITY") or 0)
-                routes[key] = (protocol, route["type"], route.get("RTA_OIF"), gateway)
         finally:
             ipr.close()
+        routes = await self._dump_routes()
         self._links = links
         self._addresses = tuple(addresses)
         self._routes = routes
+
+    async def _dump_routes(self) -> dict[RouteKey, _Route]:
+        """The main table's routes that are not ours, parsed by hand (our own routes, a full
+        table, are dropped at their header: rule 1)."""
+        sock: socket.socket = await asyncio.to_thread(
+            create_socket, self._netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0
+        )
+        routes: dict[RouteKey, _Route] = {}
+        try:
+            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            sock.bind((0, 0))
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            buffer = bytearray(_RECV_SIZE)
+            for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), start=1):
+                request = _RTMSG.pack(family, 0, 0, 0, MAIN_TABLE, 0, 0, 0, 0) + _U32_ATTR.pack(
+                    8, RTA_TABLE, MAIN_TABLE
+                )
+                header = _NLMSGHDR.pack(
+                    _NLMSGHDR.size + len(request), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
+                )
+                sock.send(header + request)
+                done = False
+                while not done:
+                    size = await loop.sock_recv_into(sock, buffer)
+                    for msg_type, msg_seq, msg in _messages(memoryview(buffer)[:size]):
+                        if msg_seq != seq:
+                            continue
+                        if msg_type == NLMSG_DONE:
+                            done = True
+                        elif msg_type == NLMSG_ERROR:
+                            code = -_ERROR_HEAD.unpack_from(msg, _NLMSGHDR.size)[0]
+                            if code:
+                                raise OSError(code, f"route dump failed: {os.strerror(code)}")
+                        elif msg_type == RTM_NEWROUTE:
+                            entry = self._entry(msg)
+                            if entry is not None:
+                                routes[entry[0]] = entry[1]
+        finally:
+            sock.close()
+        return routes
 
     # -- views (rule 3) ---------------------------------------------------------------------------
 

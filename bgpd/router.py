@@ -32,7 +32,9 @@ Rules:
 6. Messages are pulled per peer, at most ``budget`` prefixes at a time (Speaker rule 2).
 7. Pure: no IO, no clock, no Calico model (``tests/test_layers.py``).
 8. The kernel's view (``kernel_view``: routes not ours, interface addresses) is kept; the plan's
-   ``learning`` turns it into the learned local routes whenever either changes.
+   ``learning`` turns it into the learned local routes whenever either changes, and the kernel
+   planning resolves next hops through it (``KernelPlanning.resolving``); every prefix is
+   planned again only when the resolution changed.
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ class KernelPlanning(Protocol):
     def route(
         self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
     ) -> KernelRoute | None: ...
+
+    def resolving(self, view: KernelView) -> KernelPlanning:
+        """This planning with next hops resolved through ``view``; itself when that changes
+        nothing."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +218,7 @@ class Router:
         self._applied: _Applied | None = None
         self._outputs: list[Output] = []
         self._view: KernelView | None = None
+        self._planner: KernelPlanning | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -246,6 +254,8 @@ class Router:
             config = SpeakerConfig(int(plan.router_id), plan.local_as, plan.cluster_id)
             speaker = self.speaker = Speaker(config, self._cache, restarting=deferral)
         speaker.set_local_routes(plan.local_routes, now)
+        view = self._view
+        self._planner = plan.kernel if view is None else plan.kernel.resolving(view)
         self._learn(now)
         established = set(speaker.peers())
         for name in established - plan.sessions.keys():
@@ -264,6 +274,12 @@ class Router:
             return
         self._view = view
         self._learn(now)
+        planner = self._planner
+        if planner is not None:
+            resolving = planner.resolving(view)
+            if resolving is not planner:
+                self._planner = resolving
+                self._replan_kernel()
 
     def _learn(self, now: float) -> None:
         speaker, applied, view = self.speaker, self._applied, self._view
@@ -305,7 +321,7 @@ class Router:
         outputs, self._outputs = self._outputs, []
         speaker, applied = self.speaker, self._applied
         if speaker is not None and applied is not None:
-            planner = applied.plan.kernel
+            planner = self._planner or applied.plan.kernel
             for change in speaker.drain():
                 if isinstance(change, BestChanged):
                     family, prefix = change.family, change.prefix
@@ -430,7 +446,7 @@ class Router:
         speaker, applied = self.speaker, self._applied
         if speaker is None or applied is None:
             return
-        planner = applied.plan.kernel
+        planner = self._planner or applied.plan.kernel
         kernel = self.kernel
         for family, loc in speaker.loc_ribs.items():
             for prefix in list(loc.prefixes()):

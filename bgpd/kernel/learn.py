@@ -13,13 +13,22 @@ Rules:
    (BIRD 1.6 ``dev_ifa_notify`` skips those: 127.0.0.1, fe80::/10) or the interface is down.
 3. The view is a value: equal kernels give equal views, so the router re-learns nothing for a
    scan that found no change.
+4. Recursive next hops (BIRD's ``gateway recursive``, which Calico's BGP template sets): a
+   BGP next hop inside a connected network (an address of an interface that is up, rule 2's
+   scopes) is used as it is; any other resolves through the longest route towards it that has
+   a gateway (a kernel route that is not ours, of the main table, rule 1) to that route's
+   gateway (a route without one, through a device, leads to the next hop itself; the default
+   route counts, as in BIRD); a next hop with none of these is unresolvable. ``Resolver``
+   holds only what resolution reads, and leaves out host routes without a gateway (Felix's
+   workload routes through ``cali*``: no BGP next hop is a workload), so pods coming and going
+   change no resolution and cause no re-planning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from encap.model import IPNetwork
+from encap.model import IPAddress, IPNetwork
 
 RTPROT_REDIRECT = 1
 RTPROT_KERNEL = 2
@@ -44,6 +53,7 @@ class ObservedRoute:
     gateway: bool = False  # it has a next hop (RTA_GATEWAY or RTA_MULTIPATH)
     table: int = MAIN_TABLE
     type: int = RTN_UNICAST
+    via: IPAddress | None = None  # its (first) gateway address
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,45 @@ def learnable(route: ObservedRoute, own_protocol: int) -> bool:
         route.table == MAIN_TABLE
         and route.type in LEARNED_TYPES
         and route.protocol not in (RTPROT_REDIRECT, RTPROT_KERNEL, own_protocol)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Resolver:
+    """Rule 4: the networks a next hop can be found in, longest first, each with the gateway to
+    use (None: the next hop itself, a connected network or a device route)."""
+
+    entries: tuple[tuple[IPNetwork, IPAddress | None], ...]
+
+    @classmethod
+    def of(cls, view: KernelView, own_protocol: int) -> Resolver:
+        entries: set[tuple[IPNetwork, IPAddress | None]] = {
+            (a.network, None) for a in view.addresses if direct_candidate(a)
+        }
+        entries |= {
+            (r.network, r.via)
+            for r in view.routes
+            if r.type == RTN_UNICAST
+            and learnable(r, own_protocol)
+            and (r.via is not None or r.network.prefixlen < r.network.max_prefixlen)
+        }
+        return cls(tuple(sorted(entries, key=_longest_first)))
+
+    def resolve(self, gateway: IPAddress) -> IPAddress | None:
+        """The address to install as the gateway; None when nothing leads to it."""
+        for network, via in self.entries:
+            if network.version == gateway.version and gateway in network:
+                return gateway if via is None else via
+        return None
+
+
+def _longest_first(entry: tuple[IPNetwork, IPAddress | None]) -> tuple[int, int, bytes, bytes]:
+    network, via = entry
+    return (
+        network.version,
+        -network.prefixlen,
+        network.network_address.packed,
+        b"" if via is None else via.packed,
     )
 
 

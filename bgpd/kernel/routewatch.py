@@ -38,6 +38,7 @@ from bgpd.kernel.netlink import (
     _HEADER_LEN,
     _NLMSGHDR,
     _RTMSG,
+    _RTNEXTHOP,
     _U32_ATTR,
     NETLINK_GET_STRICT_CHK,
     NETLINK_ROUTE,
@@ -59,7 +60,7 @@ from bgpd.kernel.netlink import (
     _messages,
     _u32,
 )
-from encap.model import IPNetwork
+from encap.model import IPAddress, IPNetwork
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +79,8 @@ _RCVBUF = 4 << 20
 DEFAULT_SETTLE = 0.2
 
 RouteKey = tuple[int, IPNetwork, int]  # (table, destination, metric)
-_Route = tuple[int, int, int | None, bool]  # (protocol, type, output interface index, gateway)
+# (protocol, type, output interface index, has a gateway, the (first) gateway)
+_Route = tuple[int, int, int | None, bool, IPAddress | None]
 
 
 class RouteWatch:
@@ -296,10 +298,11 @@ class RouteWatch:
                 metric=metric,
                 ifname=None if oif is None else links.get(oif, (f"if{oif}", False))[0],
                 gateway=gateway,
+                via=via,
                 table=table,
                 type=rtype,
             )
-            for (table, network, metric), (protocol, rtype, oif, gateway) in sorted(
+            for (table, network, metric), (protocol, rtype, oif, gateway, via) in sorted(
                 self._routes.items(), key=lambda item: (item[0][1].version, str(item[0]))
             )
         )
@@ -322,5 +325,19 @@ def _route_entry(
     priority = attrs.get(RTA_PRIORITY)
     metric = _u32(priority) if priority is not None else 0
     oif = attrs.get(RTA_OIF)
-    gateway = RTA_GATEWAY in attrs or RTA_MULTIPATH in attrs
-    return (table, network, metric), (protocol, rtype, None if oif is None else _u32(oif), gateway)
+    raw_gateway = attrs.get(RTA_GATEWAY)
+    multipath = attrs.get(RTA_MULTIPATH)
+    if raw_gateway is None and multipath is not None:
+        raw_gateway = _first_gateway(memoryview(multipath))
+    via = None if raw_gateway is None else ipaddress.ip_address(raw_gateway)
+    gateway = raw_gateway is not None or multipath is not None
+    index = None if oif is None else _u32(oif)
+    return (table, network, metric), (protocol, rtype, index, gateway, via)
+
+
+def _first_gateway(multipath: memoryview) -> bytes | None:
+    """The gateway of the first next hop of an RTA_MULTIPATH (rtnexthop records)."""
+    if len(multipath) < _RTNEXTHOP.size:
+        return None
+    length = _RTNEXTHOP.unpack_from(multipath, 0)[0]
+    return _attributes(multipath, _RTNEXTHOP.size, min(length, len(multipath))).get(RTA_GATEWAY)

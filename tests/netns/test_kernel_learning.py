@@ -33,13 +33,29 @@ BLOCK = "10.244.1.0/26"
 SESSION_TIMEOUT = 40.0
 ROUTE_TIMEOUT = 30.0
 ELEVATED_LOCAL_PREF = 2147483647 - 512  # a KubeVirt VM's /32 with metric 512
+FAR_ROUTE = "10.50.79.0/24"  # BIRD's route whose next hop is outside node-a's networks
+FAR_NEXT_HOP = "10.213.99.9"
+
+
+class ThirdPartyBird(Bird):
+    """BIRD announcing ``FAR_ROUTE`` with a next hop on no network node-a is connected to."""
+
+    def config(self) -> str:
+        export = f"export filter {{ bgp_next_hop = {FAR_NEXT_HOP}; accept; }};"
+        return (
+            super()
+            .config()
+            .replace("{\n    \n}", f"{{\n    route {FAR_ROUTE} blackhole;\n}}")
+            .replace("export where source = RTS_STATIC;", export)
+        )
 
 
 @dataclass
 class Lab:
     a_ns: Namespace
+    hub_ip: str
     a: BgpdNode
-    bird: Bird
+    bird: ThirdPartyBird
 
     def describe(self) -> str:
         routes = self.bird.cli("show", "route")
@@ -101,7 +117,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         a = BgpdNode(
             member.ns, node, (), Path(workdir) / "a", datastore_text=datastore(node, hub.address)
         )
-        bird = Bird(
+        bird = ThirdPartyBird(
             hub.ns,
             PeerSpec(
                 local_as=AS,
@@ -123,7 +139,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             member.ns.ip("link", "set", name, "up")
         bird.start()
         a.start()
-        lab = Lab(member.ns, a, bird)
+        lab = Lab(member.ns, hub.address, a, bird)
         wait_for(
             lambda: bird.established() and BLOCK in bird.received(), SESSION_TIMEOUT, lab.describe
         )
@@ -173,3 +189,18 @@ def test_ignored_interfaces_give_no_direct_route(lab: Lab) -> None:
     lab.ip("addr", "add", "10.244.8.1/28", "dev", "dir0")
     wait_for(lambda: "10.244.8.0/28" in lab.received(), ROUTE_TIMEOUT, lab.describe)
     assert "10.244.7.0/28" not in lab.received()
+
+
+def test_a_next_hop_outside_every_connected_network_resolves_recursively(lab: Lab) -> None:
+    """BIRD's ``gateway recursive``: the route is installed via the gateway of the route towards
+    its next hop once one exists, and is removed when that route goes."""
+    wait_for(
+        lambda: FAR_NEXT_HOP in lab.a.bgpd("show", "routes", FAR_ROUTE).stdout,
+        ROUTE_TIMEOUT,
+        lab.describe,
+    )
+    assert FAR_ROUTE not in lab.a.routes()  # nothing leads to 10.213.99.9 yet
+    lab.ip("route", "add", "10.213.99.0/24", "via", lab.hub_ip)
+    wait_for(lambda: lab.a.next_hop(FAR_ROUTE) == lab.hub_ip, ROUTE_TIMEOUT, lab.describe)
+    lab.ip("route", "del", "10.213.99.0/24", "via", lab.hub_ip)
+    wait_for(lambda: FAR_ROUTE not in lab.a.routes(), ROUTE_TIMEOUT, lab.describe)

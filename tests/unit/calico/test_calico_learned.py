@@ -16,8 +16,10 @@ from bgpd.kernel.learn import (
     KernelView,
     ObservedAddress,
     ObservedRoute,
+    Resolver,
     learnable,
 )
+from bgpd.kernel.plan import BestRoute, KernelRoute, NextHop, PlanConfig, Skipped, plan_route
 from bgpd.rib.best_path import rank_path
 from bgpd.rib.route import RouteSource
 from bgpd.wire.types import IPV4_UNICAST, PathAttributes, prefix_from_str
@@ -101,3 +103,51 @@ def test_learned_routes_rank_below_bgp_and_own_routes() -> None:
     bgp = rank_path(RouteSource("peer", peer_as=1, local_as=1), attrs)
     kernel = rank_path(learned_source("eth0", True, "kernel"), attrs)
     assert own.rank < bgp.rank < kernel.rank
+
+
+# -- recursive next hops (bgpd.kernel.learn rule 4, bgpd.kernel.plan rule 11) ------------------
+
+
+def _resolver() -> Resolver:
+    view = KernelView(
+        routes=(
+            ObservedRoute(NET("0.0.0.0/0"), BOOT, via=ipaddress.ip_address("10.0.0.254")),
+            ObservedRoute(NET("172.20.0.0/16"), 4, via=ipaddress.ip_address("10.0.0.9")),
+            ObservedRoute(NET("172.20.5.0/24"), BOOT, ifname="eth1"),
+            ObservedRoute(NET("172.21.0.0/16"), BIRD, via=ipaddress.ip_address("10.0.0.8")),
+            ObservedRoute(NET("10.244.1.7/32"), BOOT, ifname="cali12"),
+        ),
+        addresses=(ObservedAddress(NET("10.0.0.0/24"), "eth0"),),
+    )
+    return Resolver.of(view, BIRD)
+
+
+@pytest.mark.parametrize(
+    ("next_hop", "via"),
+    [
+        ("10.0.0.7", "10.0.0.7"),  # connected: as it is
+        ("172.20.1.1", "10.0.0.9"),  # through the route towards it
+        ("172.20.5.5", "172.20.5.5"),  # a device route: the next hop itself
+        ("172.21.0.1", "10.0.0.254"),  # our own routes do not resolve; the default route does
+    ],
+)
+def test_next_hops_resolve_as_birds_gateway_recursive(next_hop: str, via: str) -> None:
+    assert _resolver().resolve(ipaddress.ip_address(next_hop)) == ipaddress.ip_address(via)
+
+
+def test_workload_routes_do_not_change_the_resolution() -> None:
+    resolver = _resolver()
+    assert all(network != NET("10.244.1.7/32") for network, _ in resolver.entries)
+    assert Resolver.of(KernelView(), BIRD).resolve(ipaddress.ip_address("10.0.0.7")) is None
+
+
+def test_the_kernel_plan_installs_a_resolved_next_hop_or_skips_an_unreachable_one() -> None:
+    config = PlanConfig(resolver=_resolver())
+    far = BestRoute(NET("10.50.0.0/24"), (ipaddress.ip_address("172.20.1.1"),))
+    planned = plan_route(far, config)
+    assert isinstance(planned, KernelRoute)
+    assert planned.nexthops == (NextHop(ipaddress.ip_address("10.0.0.9")),)
+    lost = PlanConfig(resolver=Resolver(()))
+    skipped = plan_route(far, lost)
+    assert isinstance(skipped, Skipped) and "unreachable" in skipped.reason
+    assert isinstance(plan_route(far, PlanConfig()), KernelRoute)  # no view yet: as it is

@@ -54,6 +54,7 @@ from bgpd.wire.types import (
     prefix_to_network,
 )
 from peers.model import IPNetwork, PeerNextHopMode
+from peers.resolve import SECRET_ENV_PREFIX, secret_env_name
 
 ROOT = Path(__file__).resolve().parent / "calico"
 MANIFEST = json.loads((ROOT / "manifest.json").read_text())
@@ -104,6 +105,19 @@ def case_documents(case: dict[str, Any]) -> list[tuple[str, object]]:
         for where, doc in parse_documents(path.read_text(), golden):
             assert isinstance(doc, dict)
             docs[(doc["kind"], doc["metadata"]["name"])] = (where, doc)
+    for change in case.get("changes", []):
+        if "patch" in change:
+            patch = change["patch"]
+            where, doc = docs[(patch["kind"], patch["name"])]
+            assert isinstance(doc, dict)
+            docs[(patch["kind"], patch["name"])] = (
+                where,
+                {**doc, "spec": {**(doc.get("spec") or {}), **patch["spec"]}},
+            )
+        elif "delete" in change:
+            del docs[(change["delete"]["kind"], change["delete"]["name"])]
+    if not case.get("affinities", True):
+        return list(docs.values())
     for aff in MANIFEST["block_affinities"]:
         spec = {"node": aff["node"], "cidr": aff["cidr"]}
         if aff["state"]:
@@ -122,7 +136,12 @@ def case_documents(case: dict[str, Any]) -> list[tuple[str, object]]:
 def plan_case(case: dict[str, Any]) -> RoutingPlan:
     records = [decode_document(doc, where) for where, doc in case_documents(case)]
     snapshot = Cache().replace(records, revision=1)
-    env = case["env"]
+    env = dict(case["env"])
+    for change in case.get("changes", []):
+        if "secrets" in change:  # the secrets that exist at this step, and no others
+            env = {k: v for k, v in env.items() if not k.startswith(SECRET_ENV_PREFIX)}
+            for name, values in change["secrets"].items():
+                env.update({secret_env_name(name, key): v for key, v in values.items()})
     config = DaemonConfig(
         node=case["node"],
         datastore=FileSource(Path("/dev/null")),
@@ -315,9 +334,14 @@ def strip_preference(text: str) -> str:
     return " ".join(w for w in text.split() if not w.startswith("pref="))
 
 
-def mismatches(golden: str) -> list[str]:
+def load_facts(golden: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((ROOT / "cases" / golden / "facts.json").read_text())
+    return loaded
+
+
+def mismatches(golden: str, facts: dict[str, Any] | None = None) -> list[str]:
     case = CASES[golden]
-    facts = json.loads((ROOT / "cases" / golden / "facts.json").read_text())
+    facts = load_facts(golden) if facts is None else facts
     plan = plan_case(case)
     out: list[str] = []
     for fam_key, fam in facts.items():
@@ -397,4 +421,30 @@ def test_confd_golden(golden: str) -> None:
 def test_manifest_names_calico_revision() -> None:
     assert MANIFEST["calico"]["repository"] == "projectcalico/calico"
     assert len(MANIFEST["calico"]["revision"]) == 40
-    assert len(CASES) >= 60
+    assert len(CASES) >= 86
+
+
+def test_the_comparison_notices_a_changed_fact() -> None:
+    """A guard against a comparison that compares nothing: each kind of fact, changed, is
+    reported."""
+    facts = load_facts("mesh/communities")
+    v4 = facts["ipv4"]
+    v4["router_id"] = "192.0.2.99"
+    session = v4["sessions"]["Mesh_10_192_0_3"]
+    session["passive"] = not session["passive"]
+    table = v4["verdicts"][session["verdicts"]]
+    key = next(k for k, v in table["export"].items() if v.startswith("accept"))
+    table["export"][key] = "reject"
+    v4["kernel"][next(iter(v4["kernel"]))] = "accept metric=7"
+    v4["static_kernel"]["10.0.0.0/30"] = "reject"
+    v4["direct_interfaces"] = ["*"]
+    found = mismatches("mesh/communities", facts)
+    for part in (
+        "router id",
+        "passive",
+        f"export Mesh_10_192_0_3 {key}",
+        "kernel ",
+        "static ",
+        "direct interfaces",
+    ):
+        assert any(part in m for m in found), (part, found)

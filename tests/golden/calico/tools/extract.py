@@ -11,7 +11,10 @@ Rules:
 1. Cases are the rows of the Go test tables (``confd/tests/*_test.go``: ``runOneshotTests``
    rows with their ``envVars`` and ``kddOnly``), run for node ``kube-master`` with the standard
    block affinities of ``helpers_test.go``, plus the daemon-mode delta steps
-   (``TestDaemonModeRendering``: a step's input is applied over the base, by kind and name).
+   (``TestDaemonModeRendering``: a step's input is applied over the base, by kind and name),
+   plus the daemon tests whose steps change resources from Go code (``SCRIPTED``: the node,
+   whether the standard affinities exist, and per step the changes: a spec patch, a deletion,
+   the Kubernetes secrets that exist).
 2. Facts per family (``bird.cfg``/``bird6.cfg`` with the included ``_aggr``/``_ipam`` files):
    router id, listen address/port, the static routes, every BGP session's settings, and the
    verdicts of probe routes through each session's import and export filter and through
@@ -109,6 +112,99 @@ def daemon_steps(repo: Path) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _scripted(golden: str, mock: str, node: str = "kube-master", **extra: Any) -> dict[str, Any]:
+    return {"golden": golden, "input": mock, "node": node, "env": {}, "kdd_only": False, **extra}
+
+
+def _steps(
+    prefix: str, mock: str, changes: list[dict[str, Any]], **extra: Any
+) -> list[dict[str, Any]]:
+    """Cumulative steps: step N applies changes 1..N over ``mock``'s input."""
+    return [
+        _scripted(f"{prefix}{index + 1}", mock, changes=changes[: index + 1], **extra)
+        for index in range(len(changes))
+    ]
+
+
+def _patch(kind: str, name: str, **spec: Any) -> dict[str, Any]:
+    return {"patch": {"kind": kind, "name": name, "spec": spec}}
+
+
+def _secrets(**secrets: dict[str, str]) -> dict[str, Any]:
+    return {"secrets": secrets}
+
+
+NO_AFFINITIES = {"affinities": False}
+# Rule 1: the daemon tests of confd/tests/daemon_test.go that change resources from Go code,
+# written down as data (what each step changes), read from that file at the manifest's revision.
+SCRIPTED: list[dict[str, Any]] = [
+    *_steps(
+        "bgpfilter/filter_deletion/step",
+        "bgpfilter/filter_deletion",
+        [{}, {"delete": {"kind": "BGPFilter", "name": "test-filter"}}],
+    ),
+    *_steps(
+        "bgpfilter/node_mesh/priority",
+        "bgpfilter/node_mesh",
+        [
+            {},
+            _patch("BGPConfiguration", "default", ipv4NormalRoutePriority=5000),
+            _patch("BGPConfiguration", "default", ipv6NormalRoutePriority=80),
+        ],
+        **NO_AFFINITIES,
+    ),
+    *(
+        _scripted(
+            f"mesh/restart-time/pcr-{suffix}",
+            "mesh/restart-time",
+            changes=[_patch("BGPConfiguration", "default", programClusterRoutes=value)],
+        )
+        for suffix, value in (
+            ("disabled", "Disabled"),
+            ("enabled", "Enabled"),
+            ("ipip-only", "EnabledIPIPOnly"),
+        )
+    ),
+    *_steps(
+        "sourceaddr_gracefulrestart/step",
+        "sourceaddr_gracefulrestart",
+        [
+            {},
+            _patch("BGPPeer", "bgppeer-1", sourceAddress="None"),
+            _patch("BGPPeer", "bgppeer-1", maxRestartTime="10s"),
+        ],
+        node="node1",
+        **NO_AFFINITIES,
+    ),
+    *_steps(
+        "password/step",
+        "password",
+        [
+            _secrets(),
+            _secrets(**{"my-secrets-1": {"b": "password-b"}}),
+            _secrets(
+                **{"my-secrets-1": {"b": "password-b", "a": "password-a"}},
+                **{"my-secrets-2": {"c": "password-c"}},
+            ),
+            _secrets(**{"my-secrets-1": {"b": "password-b", "a": "password-a"}}),
+            _secrets(**{"my-secrets-1": {"b": "new-password-b", "a": "new-password-a"}}),
+            _secrets(**{"my-secrets-1": {"b": "new-password-b"}}),
+        ],
+        node="node1",
+        **NO_AFFINITIES,
+    ),
+    *_steps(
+        "mesh/password/step",
+        "mesh_password",
+        [
+            _secrets(),
+            _secrets(**{"my-secrets-1": {"a": "password-a"}}),
+            _secrets(**{"my-secrets-1": {"a": "new-password-a"}}),
+        ],
+    ),
+]
 
 
 def affinities(repo: Path) -> list[dict[str, str]]:
@@ -339,14 +435,14 @@ def read_family(repo: Path, golden: str, name: str) -> Config | None:
 def extract(repo: Path) -> None:
     revision = git(repo, "rev-parse", "HEAD").strip()
     cases: list[dict[str, Any]] = []
-    rows = oneshot_rows(repo) + daemon_steps(repo)
+    rows = oneshot_rows(repo) + daemon_steps(repo) + SCRIPTED
     if CASES.exists():
         shutil.rmtree(CASES)
     for row in rows:
         golden = row["golden"]
         out = CASES / golden
         out.mkdir(parents=True, exist_ok=True)
-        mock = f"confd/tests/mock_data/calicoctl/{golden}"
+        mock = f"confd/tests/mock_data/calicoctl/{row.get('input', golden)}"
         for file in ("input.yaml", "kubectl-input.yaml"):
             text = show(repo, f"{mock}/{file}")
             if text is not None:

@@ -365,9 +365,12 @@ class Daemon:
     ) -> None:
         plan = self.planner.plan(first)
         supervisor = Supervisor(
-            self, listen_address=plan.listen_address, listen_port=plan.listen_port, cache=self.cache
+            self,
+            listen_address=plan.listen_addresses or None,
+            listen_port=plan.listen_port,
+            cache=self.cache,
         )
-        address = f"{plan.listen_address or '*'}:{plan.listen_port}"
+        address = f"{','.join(plan.listen_addresses) or '*'}:{plan.listen_port}"
         async with contextlib.AsyncExitStack() as sessions:
             await _bind(sessions.enter_async_context(supervisor), "BGP listen address", address)
             self.supervisor = self._senders.supervisor = supervisor

@@ -122,7 +122,7 @@ class RoutingPlan:
     local_routes: Mapping[Family, Mapping[Prefix, PathAttributes]]
     kernel: KernelPlanning
     tunnels: TunnelPlan | None = None
-    listen_address: str | None = None
+    listen_addresses: tuple[str, ...] = ()  # empty: every address (one dual-stack socket)
     listen_port: int = 179
     problems: tuple[str, ...] = ()
     learning: Learning | None = None

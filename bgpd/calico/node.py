@@ -13,6 +13,7 @@ Rules:
    BGPFilters it uses, the node's export policy) give equal policies, so the router re-exports
    and refreshes nothing for an unrelated datastore change.
 4. The Restart State bit of the sessions is the router's to set; plans carry it clear.
+5. Listening (``listen_addresses``): see the function.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ from encap.model import PoolSpec
 from encap.vxlan import TunnelPlan
 from peers.model import Node, Snapshot
 from peers.resolve import Environment, NodePeering, environ_secret_lookup, resolve_node
+
+WILDCARD = {4: "0.0.0.0", 6: "::"}
+
+
+def listen_addresses(peering: NodePeering) -> tuple[str, ...]:
+    """Rule 5: with ``bindMode: NodeIP`` each family listens on the node's address of that
+    family, and on every address of a family the node has none of (Calico's templates then
+    write ``listen bgp port N`` for that family's daemon, confd case
+    ``explicit_peering/global``); without it, every address."""
+    if not peering.listen_addresses:
+        return ()
+    by_version = {a.version: str(a) for a in peering.listen_addresses}
+    return tuple(by_version.get(v, WILDCARD[v]) for v in (4, 6))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +92,7 @@ class NodePlanner:
             local_routes=local_routes(originations, own),
             kernel=KernelPlanner(blackholes, pools, kernel, pinned),
             tunnels=self._tunnels(snapshot, pools, kernel),
-            listen_address=(str(peering.listen_addresses[0]) if peering.listen_addresses else None),
+            listen_addresses=listen_addresses(peering),
             listen_port=peering.listen_port,
             problems=tuple(problems),
             learning=Learning(config.kernel_protocol, direct_exclusions(snapshot), own),

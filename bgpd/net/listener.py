@@ -1,7 +1,11 @@
-"""The passive side: one listening socket that hands connections to their configured peer.
+"""The passive side: listening sockets that hand connections to their configured peer.
 
 Rules:
-1. Listens on a configurable address and port (default port 179, RFC 4271 §8.2.1.1).
+1. Listens on a configurable port (default 179, RFC 4271 §8.2.1.1) and address: none means
+   one dual-stack socket on every address; several (Calico's ``bindMode: NodeIP``, one per
+   family, ``::`` or ``0.0.0.0`` for a family the node has no address of) mean one socket
+   each, an IPv6 wildcard then IPv6-only so the IPv4 one can bind beside it. With port 0 the
+   first socket's port is every socket's.
 2. A connection from an address with no configured peer gets NOTIFICATION Cease/Connection
    Rejected (RFC 4486 §4) and is closed; every one is counted (``rejected``), but a source's
    first rejection gets a line and the rest one summary per interval (``bgpd.net.ratelimit``),
@@ -69,13 +73,14 @@ class Listener:
     def __init__(
         self,
         handoff: Handoff,
-        address: str | None = None,
+        address: str | tuple[str, ...] | None = None,
         port: int = BGP_PORT,
         *,
         rejections: RejectionLog | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.address = address
+        self.addresses = (address,) if isinstance(address, str) else tuple(address or ())
+        self.address = self.addresses[0] if self.addresses else None
         self.port = port
         self.backlog = listen_backlog()  # rule 5
         self.rejected = 0  # every rejected connection, logged or summarised (rule 2)
@@ -84,28 +89,48 @@ class Listener:
         self._summary_timer: asyncio.TimerHandle | None = None
         self._handoff = handoff
         self._server: asyncio.Server | None = None
+        self._more: list[asyncio.Server] = []
         self._sockets: list[socket.socket] = []
         self._keys: dict[IPAddress, str] = {}
 
     async def start(self) -> None:
-        sock = self._make_socket()
-        self._sockets = [sock]
-        for address, password in self._keys.items():
-            set_md5(sock, address, password)
+        sockets: list[socket.socket] = []
+        try:
+            for host in self.addresses or ("::",):
+                sock = self._make_socket(host, dual_stack=not self.addresses)
+                sockets.append(sock)
+                self.port = sock.getsockname()[1]
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        self._sockets = sockets
+        for sock in sockets:
+            for address, password in self._keys.items():
+                set_md5(sock, address, password)
         self._server = await asyncio.start_server(
-            self._accepted, sock=sock, limit=STREAM_LIMIT, backlog=self.backlog
+            self._accepted, sock=sockets[0], limit=STREAM_LIMIT, backlog=self.backlog
         )  # asyncio calls listen() again with this backlog when it starts serving
-        self.port = sock.getsockname()[1]
-        log.info("listening", address=self.address or "::", port=self.port, backlog=self.backlog)
+        self._more = [
+            await asyncio.start_server(
+                self._accepted, sock=sock, limit=STREAM_LIMIT, backlog=self.backlog
+            )
+            for sock in sockets[1:]
+        ]
+        log.info(
+            "listening",
+            address=",".join(self.addresses) or "::",
+            port=self.port,
+            backlog=self.backlog,
+        )
 
-    def _make_socket(self) -> socket.socket:
-        host = self.address or "::"
+    def _make_socket(self, host: str, *, dual_stack: bool) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6 and host == "::":
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
             sock.bind((host, self.port))
             sock.listen(self.backlog)
             sock.setblocking(False)
@@ -128,11 +153,13 @@ class Listener:
             self._summary_timer.cancel()
             self._summary_timer = None
         self._log_summary(self._rejections.close(math.inf))
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-            self._server = None
+        for server in (self._server, *self._more):
+            if server is not None:
+                server.close()
+                with contextlib.suppress(Exception):
+                    await server.wait_closed()
+        self._server = None
+        self._more = []
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = _peer_address(writer)

@@ -57,7 +57,7 @@ class Supervisor:
         self,
         core: RoutingCore,
         *,
-        listen_address: str | None = None,
+        listen_address: str | tuple[str, ...] | None = None,
         listen_port: int | None = BGP_PORT,
         cache: AttributeCache | None = None,
         md5_check_interval: float | None = MD5_CHECK_INTERVAL,

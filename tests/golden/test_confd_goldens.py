@@ -72,11 +72,6 @@ class Known:
 
 
 KNOWN_DIFFERENCES: dict[str, Known] = {
-    "explicit_peering/global": Known(
-        "bindMode NodeIP on a node with no IPv6 address: BIRD's IPv6 daemon listens on every "
-        "IPv6 address, bgpd (one process, one listener) only on the node's IPv4 address",
-        ("ipv6 listen:",),
-    ),
     "mesh/static-routes": Known(
         "a Service with externalTrafficPolicy Local and an endpoint on this node "
         "(kubectl-input.yaml) is advertised as a /32 (/128) by Calico; bgpd reads no "
@@ -351,8 +346,9 @@ def mismatches(golden: str, facts: dict[str, Any] | None = None) -> list[str]:
             out.append(f"{fam_key} router id: BIRD {fam['router_id']}, bgpd {plan.router_id}")
         bird_listen = fam["listen"]
         ours = ["bgp"]
-        if plan.listen_address:
-            ours += ["address", plan.listen_address]
+        address = next((a for a in plan.listen_addresses if (":" in a) == (version == 6)), None)
+        if address not in (None, "0.0.0.0", "::"):
+            ours += ["address", str(address)]
         if plan.listen_port != 179:
             ours += ["port", str(plan.listen_port)]
         if (bird_listen or "bgp") != " ".join(ours):

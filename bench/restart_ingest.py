@@ -2,21 +2,25 @@
 
 Rules:
 1. bgpd (``python -m bgpd run``, file datastore, one eBGP BGPPeer) runs in one namespace; the
-   feeder, a simulated speaker built on bgpd's codec, listens in a second one. On every
-   connection it sends its OPEN (Multiprotocol IPv4, 4-octet AS, Graceful Restart with the F bit
-   for IPv4, RFC 4724 §3), its whole table as UPDATEs and End-of-RIB, then KEEPALIVEs.
+   feeder runs in a second one. ``--feeder sim`` is a simulated speaker built on bgpd's codec:
+   on every connection it sends its OPEN (Multiprotocol IPv4, 4-octet AS, Graceful Restart with
+   the F bit for IPv4, RFC 4724 §3), its whole table as UPDATEs and End-of-RIB, then KEEPALIVEs.
+   ``--feeder gobgp`` is a real GoBGP with graceful restart on for IPv4 unicast, preloaded once
+   by ``gobgp mrt inject`` (``e2e_ingest.Sender``: the pad it needs stays out by export policy)
+   and sending the table on every new session, as the issue's reporter ran it.
 2. ``ingest``: per run, bgpd starts with an empty kernel, is killed (``--signal`` TERM or KILL)
-   a random 0 to ``--kill-within`` seconds after the first of the ``--routes`` /24s reached the
-   kernel (100k routes reach it within about 2 s), and starts again;
-   the run has converged when the kernel holds exactly the table (no route missing, none
-   stale) and bgpd's log says the selection deferral ended. Limit ``--limit`` seconds.
+   a random 0 to ``--kill-within`` seconds after the first of the ``--routes`` /24s (in whatever
+   order the feeder sends them) reached the kernel (100k routes reach it within about 2 s), and
+   starts again; the run has converged when the kernel holds exactly the table (no route
+   missing, none stale) and bgpd's log says the selection deferral ended. Limit ``--limit``
+   seconds.
 3. ``loop``: bgpd is restarted (SIGTERM) every ``--every`` seconds for ``--for`` seconds with a
    10-route table; an ``ip monitor route`` in its namespace records every deletion of one of
    those routes. A run passes when none was deleted.
 4. Every run is reported on one line; a tally ends the output.
 
-Usage: python3 bench/restart_ingest.py ingest --runs 20 --signal TERM [--routes 100000]
-       python3 bench/restart_ingest.py loop --runs 3 [--every 3 --for 60]
+Usage: python3 bench/restart_ingest.py ingest --runs 20 --signal TERM|KILL [--feeder gobgp]
+       python3 bench/restart_ingest.py loop --runs 3 [--every 3 --for 60] [--feeder gobgp]
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from pathlib import Path
 
 import benchlib  # noqa: F401  (puts tests/netns on sys.path)
 from bgpd_driver import BgpdNode, ExternalPeer, OurNode
+from e2e_ingest import Sender, write_mrt
 from netns import Namespace, inside, veth
+from peer_drivers import PeerSpec
 
 from bgpd.wire.capabilities import FourOctetAs, GracefulRestart, Multiprotocol
 from bgpd.wire.codec import encode_message
@@ -52,6 +58,7 @@ SUBNET = "10.98.0.0/30"
 OUR_AS, FEEDER_AS = 64512, 65001
 FIRST = int(ipaddress.IPv4Address("16.0.0.0"))
 AS_SEQUENCE = 2
+TABLE_SPAN = "16.0.0.0/4"  # every table route; GoBGP sends them in no particular order
 
 
 def table(count: int) -> list[str]:
@@ -118,6 +125,43 @@ class Feeder:
         self.loop.call_soon_threadsafe(self.sock.close)
 
 
+class GoBgpFeeder(Sender):
+    """Rule 1, ``--feeder gobgp``: GoBGP with RFC 4724 graceful restart for IPv4 unicast."""
+
+    def config(self) -> str:
+        return (
+            super()
+            .config()
+            .replace(
+                "  [[neighbors.afi-safis]]\n",
+                "  [neighbors.graceful-restart.config]\n"
+                "    enabled = true\n"
+                "    restart-time = 120\n"
+                "  [[neighbors.afi-safis]]\n",
+            )
+            .replace(
+                '      afi-safi-name = "ipv4-unicast"\n',
+                '      afi-safi-name = "ipv4-unicast"\n'
+                "    [neighbors.afi-safis.mp-graceful-restart.config]\n"
+                "      enabled = true\n",
+            )
+        )
+
+    def close(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def gobgp_feeder(ns: Namespace, address: str, ours: str, count: int, work: Path) -> GoBgpFeeder:
+    spec = PeerSpec(FEEDER_AS, OUR_AS, address, address, ours, 90, 30, routes=())
+    feeder = GoBgpFeeder(ns, spec, work / "gobgp", [ours])
+    feeder.start()
+    mrt = work / "table.mrt"
+    write_mrt(mrt, count, address)
+    print(f"# GoBGP loaded {count} routes in {feeder.load(mrt, count):.1f} s", flush=True)
+    mrt.unlink()
+    return feeder
+
+
 def kernel_prefixes(ns: Namespace) -> set[str]:
     out = ns.ip("-4", "route", "show", "proto", "bird").stdout
     return {
@@ -127,11 +171,17 @@ def kernel_prefixes(ns: Namespace) -> set[str]:
     }
 
 
-def lab(work: Path, prefixes: list[str]) -> tuple[Namespace, Namespace, BgpdNode, Feeder]:
+def lab(
+    work: Path, prefixes: list[str], kind: str
+) -> tuple[Namespace, Namespace, BgpdNode, Feeder | GoBgpFeeder]:
     ours, theirs = Namespace.create("hR-d"), Namespace.create("hR-f")
     link = veth(ours, theirs, SUBNET)
     us, feeder_address = str(link.a_addr.ip), str(link.b_addr.ip)
-    feeder = Feeder(theirs, feeder_address, prefixes)
+    feeder: Feeder | GoBgpFeeder
+    if kind == "gobgp":
+        feeder = gobgp_feeder(theirs, feeder_address, us, len(prefixes), work)
+    else:
+        feeder = Feeder(theirs, feeder_address, prefixes)
     node = BgpdNode(
         ours,
         OurNode("node-a", f"{us}/30", OUR_AS),
@@ -145,14 +195,14 @@ def ingest(args: argparse.Namespace, work: Path) -> list[bool]:
     prefixes = table(args.routes)
     wanted = set(prefixes)
     sig = signal.Signals[f"SIG{args.signal}"]
-    ours, theirs, node, feeder = lab(work, prefixes)
+    ours, theirs, node, feeder = lab(work, prefixes, args.feeder)
     results: list[bool] = []
     try:
         for run in range(1, args.runs + 1):
             ours.ip("route", "flush", "proto", "bird", check=False)
             node.start()
             deadline = time.monotonic() + 120
-            while not ours.ip("route", "show", prefixes[0], "proto", "bird").stdout:
+            while not ours.ip("route", "show", "root", TABLE_SPAN, "proto", "bird").stdout:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.01)
@@ -190,7 +240,7 @@ def ingest(args: argparse.Namespace, work: Path) -> list[bool]:
 
 def loop(args: argparse.Namespace, work: Path) -> list[bool]:
     prefixes = table(10)
-    ours, theirs, node, feeder = lab(work, prefixes)
+    ours, theirs, node, feeder = lab(work, prefixes, args.feeder)
     results: list[bool] = []
     try:
         for run in range(1, args.runs + 1):
@@ -244,6 +294,7 @@ def main() -> None:
     parser.add_argument("case", choices=("ingest", "loop"))
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--signal", choices=("TERM", "KILL"), default="TERM")
+    parser.add_argument("--feeder", choices=("sim", "gobgp"), default="sim")
     parser.add_argument("--routes", type=int, default=100_000)
     parser.add_argument("--limit", type=float, default=120.0)
     parser.add_argument("--kill-within", type=float, default=1.0)
@@ -257,7 +308,7 @@ def main() -> None:
         results = ingest(args, work) if args.case == "ingest" else loop(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"# {args.case}: {sum(results)} of {len(results)} runs passed")
+    print(f"# {args.case} ({args.feeder}): {sum(results)} of {len(results)} runs passed")
 
 
 if __name__ == "__main__":

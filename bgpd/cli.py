@@ -148,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bgpd.daemon import Daemon
     from bgpd.errors import ConfigError
     from bgpd.log import configure_logging
+    from bgpd.net import transport_cycle
 
     try:
         nodename_file = open(NODENAME_FILE).read()
@@ -164,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # allocations instead of every 700, and never rescan what start-up made (bench/e2e_ingest.py).
     gc.freeze()
     gc.set_threshold(200_000, 50, 100)
+    transport_cycle.install()  # so a closed connection never waits for that collector
     try:
         return asyncio.run(Daemon(config).run())
     except ConfigError as exc:  # found at start: an unreadable datastore, an address in use

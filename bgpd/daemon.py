@@ -1,6 +1,7 @@
 """The composition root: ``bgpd run``. A pump around the pure ``Router`` (bgpd/router.py): one
 routing task feeds it from one bounded inbox and executes what it asks for; the edges (datastore,
-sessions, kernel, tunnel devices, control socket, metrics) are tasks of one TaskGroup.
+sessions, kernel, tunnel devices, control socket, metrics, heap trimming) are tasks of one
+TaskGroup.
 
 Data flows (../shared/design/architecture.md §3):
   datastore -> Snapshot -> inbox -> calico.node plan -> Router -> DesiredSessions -> Supervisor
@@ -53,6 +54,7 @@ from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.routewatch import RouteWatch
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.metrics import Metrics, serve_http
+from bgpd.net.heap import heap_trimmer
 from bgpd.net.mailbox import Latest
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
@@ -382,6 +384,9 @@ class Daemon:
                     self._start(self._follow_datastore(snapshots), "datastore")
                     self._start(self._apply_sessions(), "sessions")
                     self._start(self._converge_tunnels(), "tunnels")
+                    trimmer = heap_trimmer()
+                    if trimmer is not None:
+                        self._start(trimmer, "heap")
                     if programmer is not None:
                         self.kernel = KernelSync(
                             programmer,

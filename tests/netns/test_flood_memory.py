@@ -1,10 +1,10 @@
 """Memory across connection floods from unconfigured sources (issue 20 point 5): five floods of
 ``CONNECTIONS`` connections each, from ``SOURCES`` addresses bgpd has no peer for; every one is
-answered with Cease/Connection Rejected (listener rule 2). bgpd's RSS grows by about 10 MiB in
-each of the first two floods and far less after (measured: 57 MiB idle, then 68, 78, 73-82
-after the third; the fourth and fifth add nothing in some runs, 1-4 MiB in others): the last
-three floods together add at most three ``SLACK_MIB`` after the second, against about 10 MiB
-for each of the first two. The series is printed."""
+answered with Cease/Connection Rejected (listener rule 2). Every closed connection is freed at
+once (``bgpd.net.transport_cycle``); before that, Python 3.11's transport cycle left about 10 MiB
+per flood for a rare collection (measured: 57 MiB idle, then 68, 78, 73-82). Now (measured: 58.9
+idle, then 60.0, 60.2, 60.2, 60.2, 60.2) the first flood may grow the heap to its working size,
+and the later four together add at most ``SLACK_MIB``. The series is printed."""
 
 from __future__ import annotations
 
@@ -91,6 +91,6 @@ def test_rss_plateaus_across_floods_from_unconfigured_sources(
             time.sleep(1.0)
             series.append(rss_mib(pid))
         print("RSS MiB: start " + ", ".join(f"{v:.1f}" for v in series))
-        assert series[-1] <= series[2] + 3 * SLACK_MIB, series
+        assert max(series[2:]) <= series[1] + SLACK_MIB, series
     finally:
         node.stop()

@@ -43,10 +43,10 @@ def install(ns: str, ours: int, foreign: int) -> None:
     for i in range(ours):
         net = ipaddress.IPv4Address(base + (i << 8))
         lines.append(f"route add {net}/24 via 10.98.0.2 dev bv0 proto bird")
+    first_foreign = int(ipaddress.IPv4Address("10.244.0.0"))
     for i in range(foreign):
-        lines.append(
-            f"route add {ipaddress.IPv4Address(int(ipaddress.IPv4Address('10.244.0.0')) + i)}/32 dev bv0 proto boot"
-        )
+        address = ipaddress.IPv4Address(first_foreign + i)
+        lines.append(f"route add {address}/32 dev bv0 proto boot")
     with tempfile.NamedTemporaryFile("w", suffix=".batch", delete=False) as batch:
         batch.write("\n".join(lines) + "\n")
     try:

@@ -15,8 +15,9 @@ case's node and environment, and compared with the facts per family:
   learned route through bgpd's kernel plan;
 - what is originated (BIRD's static routes) and blackholed;
 - the interfaces whose addresses are direct routes (``ignoredInterfaces``);
-- kernel routes that Felix or a user installs (``cali*``/``eth0``/``tunl0``, metric 1024 or
-  512), learned through the plan's ``learning`` and exported through each session's policy.
+- kernel routes that Felix or a user installs (``cali*``/``eth0``/``tunl0``, metric 1024, 512,
+  200 or 100), learned through the plan's ``learning`` and exported through each session's
+  policy (BGPFilter ``interface`` and ``priority`` rules on local routes).
 
 A case passes, or it is in ``KNOWN_DIFFERENCES`` with the reason (the same list is in README
 "Where bgpd still differs from Calico's BIRD"); every mismatch of a listed case must be one the
@@ -215,7 +216,7 @@ def render(result: PathAttributes | None, given: PathAttributes | None) -> str:
         parts.append(
             "lc=" + ",".join(":".join(map(str, c)) for c in sorted(result.large_communities))
         )
-    if given is not None and result.as_path != given.as_path:
+    if result.as_path != (given.as_path if given is not None else ()):
         path = [a for seg in result.as_path for a in seg.asns]
         parts.append("path=" + " ".join(map(str, path)))
     return " ".join(parts)

@@ -55,6 +55,8 @@ PROBE_KINDS: dict[str, dict[str, Any]] = {
     "kernel-cali": {"source": "RTS_INHERIT", "ifname": "cali0ef24b1", "krt_metric": 1024},
     "kernel-cali-512": {"source": "RTS_INHERIT", "ifname": "cali0ef24b1", "krt_metric": 512},
     "kernel-eth0": {"source": "RTS_INHERIT", "ifname": "eth0", "krt_metric": 1024},
+    "kernel-eth0-100": {"source": "RTS_INHERIT", "ifname": "eth0", "krt_metric": 100},
+    "kernel-cali-200": {"source": "RTS_INHERIT", "ifname": "cali0ef24b1", "krt_metric": 200},
     "kernel-tunl0": {"source": "RTS_INHERIT", "ifname": "tunl0", "krt_metric": 1024},
 }
 NEXT_HOPS = {

@@ -389,6 +389,10 @@ class Speaker:
                     changed += loc.announce_many((prefix,), path)
             self._learned[family] = new
             self._mark_dirty(family, changed)
+        live = {path.source for table in self._learned.values() for path in table.values()}
+        for peer in self._peers.values():  # interfaces come and go with pods: forget theirs
+            for gone in [s for s in peer.learned_ctx if s not in live]:
+                del peer.learned_ctx[gone]
 
     def set_policy(
         self, peer_id: str, import_policy: Policy, export_policy: Policy, now: float

@@ -52,3 +52,5 @@ def test_learned_routes_come_and_go_and_carry_their_interface_to_export() -> Non
     speaker.set_learned_routes({IPV4_UNICAST: {P: (source("wl1"), ATTRS)}}, 2)
     changed = {o.prefix: o.best for o in speaker.drain() if isinstance(o, BestChanged)}
     assert changed[Q] is None and changed[P] is not None and changed[P].source.interface == "wl1"
+    speaker.take("p", 100)
+    assert list(speaker._peers["p"].learned_ctx) == [source("wl1")]  # wl0's is forgotten

@@ -16,8 +16,9 @@ Rules:
    Calico's export function whether it has a gateway (§2.12b step 2). A kernel route's metric
    travels as its LOCAL_PREF (``bgpd.calico.priority`` rule 1: BIRD's export prelude sets
    ``bgp_local_pref = 2147483647 - krt_metric``), so a KubeVirt VM's /32 with metric 512 is
-   elevated past block aggregation; a direct route has no metric (the export prelude gives it
-   the normal route priority), so it carries no LOCAL_PREF.
+   elevated past block aggregation; a direct route, and a kernel route the kernel reports
+   without a metric (``bgpd.kernel.learn`` rule 5: Felix's workload routes), have none (the
+   export prelude gives them the normal route priority), so they carry no LOCAL_PREF.
 4. ORIGIN IGP, an empty AS_PATH and the node's address of the family as next hop, as our own
    routes (``bgpd.calico.origin`` rule 6).
 """
@@ -48,6 +49,11 @@ def direct_exclusions(snapshot: Snapshot) -> tuple[str, ...]:
     return (*ignored, *CALICO_DIRECT_EXCLUSIONS)
 
 
+def _order(metric: int | None) -> int:
+    """Rule 2: a route without a metric sorts as metric 0, as the kernel ranks it."""
+    return 0 if metric is None else metric
+
+
 def learned_source(ifname: str | None, gateway: bool, kind: str) -> RouteSource:
     """Rule 3: the source of the routes learned through one interface."""
     name = f"{kind} {ifname or '-'}{' via' if gateway else ''}"
@@ -73,13 +79,14 @@ class Learning:
                 continue
             key = (route.network.version, prefix_from_network(route.network))
             held = kernel.get(key)
-            if held is None or (route.metric, route.ifname or "") < (
-                held.metric,
+            if held is None or (_order(route.metric), route.ifname or "") < (
+                _order(held.metric),
                 held.ifname or "",
             ):
                 kernel[key] = route
         for (version, prefix), route in kernel.items():
-            attrs = self._attrs(version, local_pref_for_metric(route.metric))
+            local_pref = None if route.metric is None else local_pref_for_metric(route.metric)
+            attrs = self._attrs(version, local_pref)
             source = learned_source(route.ifname, route.gateway, "kernel")
             out.setdefault(FAMILY_OF_VERSION[version], {})[prefix] = (source, attrs)
         for address in sorted(view.addresses, key=lambda a: a.ifname):

@@ -22,6 +22,10 @@ Rules:
    holds only what resolution reads, and leaves out host routes without a gateway (Felix's
    workload routes through ``cali*``: no BGP next hop is a workload), so pods coming and going
    change no resolution and cause no re-planning.
+5. A route's metric is its RTA_PRIORITY, and undefined when the kernel sends none: Linux leaves
+   it out of an IPv4 route of metric 0 (``fib_dump_info``), so Felix's workload routes (metric
+   0) have no metric, as BIRD's ``krt_metric`` is then undefined (Calico's export prelude gives
+   such a route the normal priority: it stays behind block aggregation).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class ObservedRoute:
 
     network: IPNetwork
     protocol: int
-    metric: int = 0
+    metric: int | None = None  # RTA_PRIORITY; None when the kernel reports none (rule 5)
     ifname: str | None = None
     gateway: bool = False  # it has a next hop (RTA_GATEWAY or RTA_MULTIPATH)
     table: int = MAIN_TABLE

@@ -79,8 +79,8 @@ _RCVBUF = 4 << 20
 DEFAULT_SETTLE = 0.2
 
 RouteKey = tuple[int, IPNetwork, int]  # (table, destination, metric)
-# (protocol, type, output interface index, has a gateway, the (first) gateway)
-_Route = tuple[int, int, int | None, bool, IPAddress | None]
+# (protocol, type, output interface index, has a gateway, the (first) gateway, metric)
+_Route = tuple[int, int, int | None, bool, IPAddress | None, int | None]
 
 
 class RouteWatch:
@@ -302,7 +302,7 @@ class RouteWatch:
                 table=table,
                 type=rtype,
             )
-            for (table, network, metric), (protocol, rtype, oif, gateway, via) in sorted(
+            for (table, network, _), (protocol, rtype, oif, gateway, via, metric) in sorted(
                 self._routes.items(), key=lambda item: (item[0][1].version, str(item[0]))
             )
         )
@@ -323,7 +323,7 @@ def _route_entry(
     address = ipaddress.ip_address(raw_dst if raw_dst is not None else bytes(size))
     network = ipaddress.ip_network(f"{address}/{dst_len}")
     priority = attrs.get(RTA_PRIORITY)
-    metric = _u32(priority) if priority is not None else 0
+    metric = _u32(priority) if priority is not None else None
     oif = attrs.get(RTA_OIF)
     raw_gateway = attrs.get(RTA_GATEWAY)
     multipath = attrs.get(RTA_MULTIPATH)
@@ -332,7 +332,7 @@ def _route_entry(
     via = None if raw_gateway is None else ipaddress.ip_address(raw_gateway)
     gateway = raw_gateway is not None or multipath is not None
     index = None if oif is None else _u32(oif)
-    return (table, network, metric), (protocol, rtype, index, gateway, via)
+    return (table, network, metric or 0), (protocol, rtype, index, gateway, via, metric)
 
 
 def _first_gateway(multipath: memoryview) -> bytes | None:

@@ -247,7 +247,9 @@ def learned_verdict(plan: RoutingPlan, session: SessionPlan, network: IPNetwork,
     """A probe route that Felix or a user put in the kernel (protocol boot, not ours), learned
     through the plan's ``learning`` and exported through the session's policy."""
     spec = MANIFEST["probe_kinds"][kind]
-    observed = ObservedRoute(network, RTPROT_BOOT, metric=spec["krt_metric"], ifname=spec["ifname"])
+    observed = ObservedRoute(
+        network, RTPROT_BOOT, metric=spec.get("krt_metric"), ifname=spec["ifname"]
+    )
     assert plan.learning is not None
     learned = plan.learning.routes(KernelView(routes=(observed,)))
     family = FAMILIES[network.version]

@@ -167,13 +167,16 @@ def test_a_route_outside_every_pool_is_not_advertised(lab: Lab) -> None:
 
 def test_elevated_workload_route_passes_block_aggregation_with_its_local_pref(lab: Lab) -> None:
     """A KubeVirt VM's /32 with metric 512 inside our block is exported with LOCAL_PREF
-    2147483135; a normal /32 (metric 1024) stays behind the block."""
+    2147483135; a normal /32 (metric 1024, or Felix's metric 0, which the kernel reports as
+    none) stays behind the block."""
     lab.ip("route", "add", "10.244.1.7/32", "dev", "cali1a2b3c4d", "metric", "512")
     lab.ip("route", "add", "10.244.1.8/32", "dev", "cali1a2b3c4d", "metric", "1024")
+    lab.ip("route", "add", "10.244.1.9/32", "dev", "cali1a2b3c4d")  # Felix's: metric 0, none
     wait_for(lambda: "10.244.1.7/32" in lab.received(), ROUTE_TIMEOUT, lab.describe)
     wait_for(lambda: lab.local_pref("10.244.1.7/32") is not None, ROUTE_TIMEOUT, lab.describe)
     assert lab.local_pref("10.244.1.7/32") == ELEVATED_LOCAL_PREF
     assert "10.244.1.8/32" not in lab.received()
+    assert "10.244.1.9/32" not in lab.received()
     assert BLOCK in lab.received()
 
 

@@ -53,6 +53,7 @@ PROBE_KINDS: dict[str, dict[str, Any]] = {
     },
     "bgp-elevated": {"source": "RTS_BGP", "bgp_local_pref": 2147483135, "bgp_path": [65001]},
     "kernel-cali": {"source": "RTS_INHERIT", "ifname": "cali0ef24b1", "krt_metric": 1024},
+    "kernel-cali-unset": {"source": "RTS_INHERIT", "ifname": "cali0ef24b1"},  # IPv4 metric 0
     "kernel-cali-512": {"source": "RTS_INHERIT", "ifname": "cali0ef24b1", "krt_metric": 512},
     "kernel-eth0": {"source": "RTS_INHERIT", "ifname": "eth0", "krt_metric": 1024},
     "kernel-eth0-100": {"source": "RTS_INHERIT", "ifname": "eth0", "krt_metric": 100},

@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from bgpd.calico.learned import Learning
 from bgpd.calico.node import NodePlanner
 from bgpd.config import DaemonConfig, FileSource
 from bgpd.datastore.cache import Cache
@@ -44,12 +45,11 @@ from bgpd.kernel.plan import BestRoute, KernelPlanner, KernelRoute, plan_route, 
 from bgpd.rib.policy import PolicyContext, SourceKind
 from bgpd.rib.route import PeerKind
 from bgpd.router import RoutingPlan, SessionPlan
-from bgpd.wire.constants import SegmentType
+from bgpd.wire.constants import Origin, SegmentType
 from bgpd.wire.types import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     AsPathSegment,
-    Origin,
     PathAttributes,
     prefix_from_network,
     prefix_to_network,
@@ -94,7 +94,8 @@ KNOWN_DIFFERENCES: dict[str, Known] = {
 
 def case_documents(case: dict[str, Any]) -> list[tuple[str, object]]:
     """The case's Calico resources as bgpd's file datastore reads them (a daemon step applied
-    over its base, by kind and name) and the standard block affinities of Calico's test rig."""
+    over its base, by kind and name; a scripted step's patches and deletions) and, unless the
+    case runs without them, the standard block affinities of Calico's test rig."""
     docs: dict[tuple[str, str], tuple[str, object]] = {}
     for golden in ([case["base"]] if "base" in case else []) + [case["golden"]]:
         path = ROOT / "cases" / golden / "input.yaml"
@@ -233,6 +234,7 @@ def context(
     session: SessionPlan, source: SourceKind, interface: str | None = None
 ) -> PolicyContext:
     settings = session.settings
+    assert settings.local_as is not None  # a Calico session always names its local AS
     return PolicyContext(
         peer_kind(session),
         settings.peer_as == settings.local_as,
@@ -392,8 +394,8 @@ def mismatches(golden: str, facts: dict[str, Any] | None = None) -> list[str]:
                 out.append(f"{fam_key} static {net} in the kernel: BIRD {bird}, bgpd {ours_s}")
         for net in sorted(installed - set(statics)):
             out.append(f"{fam_key} static {net} in the kernel: bgpd only")
-        assert plan.learning is not None
-        ours_direct = [f"-{p}" for p in plan.learning.exclusions] + ["*"]  # type: ignore[attr-defined]
+        assert isinstance(plan.learning, Learning)
+        ours_direct = [f"-{p}" for p in plan.learning.exclusions] + ["*"]
         if fam["direct_interfaces"] != ours_direct:
             out.append(
                 f"{fam_key} direct interfaces: BIRD {fam['direct_interfaces']}, bgpd {ours_direct}"

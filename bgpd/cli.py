@@ -250,16 +250,19 @@ def _changed_snapshot(snapshot: Any, path: str) -> Any:
 
 
 def _current_routes(control_socket: str) -> list[Any] | None:
-    """The running daemon's learned Loc-RIB candidates; None when no daemon answers."""
+    """The running daemon's Loc-RIB candidates learned from peers (not its own, not the kernel's
+    and interfaces' routes); None when no daemon answers."""
     from bgpd.control.commands import ControlClient, ControlError
     from bgpd.plan import known_route
+    from bgpd.status import LEARNED_PROTOCOLS
 
+    not_from_peers = {"local", *LEARNED_PROTOCOLS.values()}
     try:  # a full table is a long answer: minutes, not the CLI's usual seconds
         with ControlClient(control_socket, timeout=300.0) as client:
             routes = client.json("routes")
     except ControlError:
         return None
-    return [known_route(r) for r in routes if r["peer"] != "local"]
+    return [known_route(r) for r in routes if r["peer"] not in not_from_peers]
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ Data flows (../shared/design/architecture.md §3):
                                                               -> TunnelsWanted -> encap.devices
   TCP -> PeerRunner -> Session -> inbox -> Router -> MessagesWaiting -> take -> sender -> TCP
                                                   -> KernelWork -> kernel_batch -> KernelSync
+  kernel routes not ours, interface addresses -> RouteWatch -> KernelView -> inbox -> Router
 
 Rules:
 1. One writer: the routing task alone calls the Router's inputs, ``drain`` and pulls. Everything
@@ -49,7 +50,9 @@ from bgpd.control.presence import bird_placeholders
 from bgpd.control.server import ControlSocketInUse, HealthChecker, serve_control_sockets
 from bgpd.datastore.source import DatastoreSource
 from bgpd.explain import explanation_json
+from bgpd.kernel.learn import KernelView
 from bgpd.kernel.netlink import KernelProgrammer
+from bgpd.kernel.routewatch import RouteWatch
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.log import set_level
 from bgpd.metrics import Metrics, serve_http
@@ -103,7 +106,12 @@ class _KernelReady:
     batch: bool  # False: tell the kernel task when there is work; True: hand it the batch
 
 
-_Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady
+@dataclass(frozen=True, slots=True)
+class _KernelView:
+    view: KernelView
+
+
+_Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady | _KernelView
 
 
 class _Senders:
@@ -170,6 +178,7 @@ class Daemon:
         self._tunnel_plans: Latest[TunnelPlan] = Latest()
         self._listening: Latest[tuple[tuple[str, ...], int]] = Latest()
         self._log_level = config.log_level
+        self._kernel_views: Latest[KernelView] = Latest()
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
         self._snapshot: Snapshot | None = None
@@ -219,6 +228,8 @@ class Daemon:
         elif isinstance(item, _KernelReady):
             self._kernel_asked = True
             self._wake_kernel()
+        elif isinstance(item, _KernelView):
+            self.router.kernel_view(item.view, now)
         else:
             self._snapshot = item.snapshot or self._snapshot  # None: a reload of etcd
             if self._snapshot is not None:
@@ -292,6 +303,16 @@ class Daemon:
         except ValueError as exc:
             log.warning("log level not applied", reason="bad-log-severity", error=str(exc))
 
+    async def _learn_kernel_routes(self) -> None:
+        """The kernel's routes that are not ours and the interfaces' addresses, newest view
+        first, into the routing task (``bgpd.calico.learned``)."""
+        watch = RouteWatch(self._kernel_views.put, own_protocol=self.config.kernel_protocol)
+        async with watch:
+            while True:
+                view = await self._kernel_views.get()
+                if view is not None:
+                    await self._inbox.put(_KernelView(view))
+
     async def _converge_tunnels(self) -> None:
         """Tunnel devices and VXLAN neighbour/FDB entries; a kernel without IP-in-IP degrades
         only the pools that need it (encap.devices rule 6)."""
@@ -339,7 +360,9 @@ class Daemon:
         if not interfaces:
             return routes
         return [
-            replace(r, interface=interfaces[r.next_hop]) if r.next_hop in interfaces else r
+            replace(r, interface=interfaces[r.next_hop])
+            if not r.interface and r.next_hop in interfaces
+            else r
             for r in routes
         ]
 
@@ -433,6 +456,7 @@ class Daemon:
                             lambda batch: self._inbox.put(_KernelReady(batch)),
                         )
                         self._start(self.kernel.run(), "kernel")
+                        self._start(self._learn_kernel_routes(), "kernel routes")
                     stopping = asyncio.ensure_future(self._stop.wait())
                     await asyncio.wait(
                         [stopping, *self._tasks], return_when=asyncio.FIRST_COMPLETED

@@ -34,6 +34,10 @@ Rules:
 8. A session past its maximum prefix count (``bgpd.speaker`` rule 6) is stopped: ``StopSession``
    with Cease/Maximum Number of Prefixes Reached and RFC 4486 §4's data (AFI, SAFI, the upper
    bound), and an idle time before it connects again; past the warning threshold a ``Notice``.
+9. The kernel's view (``kernel_view``: routes not ours, interface addresses) is kept; the plan's
+   ``learning`` turns it into the learned local routes whenever either changes, and the kernel
+   planning resolves next hops through it (``KernelPlanning.resolving``); every prefix is
+   planned again only when the resolution changed.
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ from typing import Protocol
 
 from bgpd.explain import Explanation
 from bgpd.kernel.desired import DesiredKernel, KernelBatch
+from bgpd.kernel.learn import KernelView
 from bgpd.kernel.plan import KernelRoute
 from bgpd.rib.graceful_restart import ESTABLISH_WAIT, SelectionDeferral
 from bgpd.rib.policy import Policy
-from bgpd.rib.route import Path
+from bgpd.rib.route import Path, RouteSource
 from bgpd.session.config import PeerKey, SessionConfig
 from bgpd.session.events import (
     AutomaticStop,
@@ -86,6 +91,15 @@ SessionEvent = Established | Down | UpdateReceived | RouteRefreshReceived
 TAKE_BUDGET = 65536  # prefixes of UPDATEs handed to a peer's sender at a time (rule 6)
 
 
+class Learning(Protocol):
+    """Turns what the kernel shows (routes not ours, interface addresses) into the node's learned
+    local routes, each with its learned source (``RouteSource.learned``)."""
+
+    def routes(
+        self, view: KernelView
+    ) -> Mapping[Family, Mapping[Prefix, tuple[RouteSource, PathAttributes]]]: ...
+
+
 class KernelPlanning(Protocol):
     """Turns a prefix's best path and ECMP set into the kernel route it asks for (None: none)."""
 
@@ -97,6 +111,11 @@ class KernelPlanning(Protocol):
         self, family: Family, prefix: Prefix, best: Path | None, ecmp: tuple[Path, ...]
     ) -> KernelRoute | str:
         """``route``, or in words why there is none."""
+        ...
+
+    def resolving(self, view: KernelView) -> KernelPlanning:
+        """This planning with next hops resolved through ``view``; itself when that changes
+        nothing."""
         ...
 
 
@@ -129,6 +148,7 @@ class RoutingPlan:
     log_severity: str = ""  # the datastore's logSeverityScreen for this node, "" if unset
     problems: tuple[str, ...] = ()
     local_route_origins: Mapping[Family, Mapping[Prefix, str]] = field(default_factory=dict)
+    learning: Learning | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +248,8 @@ class Router:
         self._cache = attribute_cache if attribute_cache is not None else AttributeCache()
         self._applied: _Applied | None = None
         self._outputs: list[Output] = []
+        self._view: KernelView | None = None
+        self._planner: KernelPlanning | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -265,6 +287,9 @@ class Router:
             config = SpeakerConfig(int(plan.router_id), plan.local_as, plan.cluster_id)
             speaker = self.speaker = Speaker(config, self._cache, restarting=deferral)
         speaker.set_local_routes(plan.local_routes, now)
+        view = self._view
+        self._planner = plan.kernel if view is None else plan.kernel.resolving(view)
+        self._learn(now)
         established = set(speaker.peers())
         for name in established - plan.sessions.keys():
             speaker.peer_down(name, graceful=False, now=now)
@@ -274,6 +299,26 @@ class Router:
         self._outputs.append(DesiredSessions(self._session_configs(plan)))
         self._outputs.append(TunnelsWanted(plan.tunnels))
         self._replan_kernel()
+
+    def kernel_view(self, view: KernelView, now: float) -> None:
+        """What the kernel shows now (routes not ours, interface addresses): the node's learned
+        routes follow it (rule 9)."""
+        if view == self._view:
+            return
+        self._view = view
+        self._learn(now)
+        planner = self._planner
+        if planner is not None:
+            resolving = planner.resolving(view)
+            if resolving is not planner:
+                self._planner = resolving
+                self._replan_kernel()
+
+    def _learn(self, now: float) -> None:
+        speaker, applied, view = self.speaker, self._applied, self._view
+        if speaker is None or applied is None or applied.plan.learning is None or view is None:
+            return
+        speaker.set_learned_routes(applied.plan.learning.routes(view), now)
 
     def session_event(self, peer: PeerKey, event: SessionEvent, now: float) -> str | None:
         """A session's event, in order per peer; returns the session's name (None: a session
@@ -309,7 +354,7 @@ class Router:
         outputs, self._outputs = self._outputs, []
         speaker, applied = self.speaker, self._applied
         if speaker is not None and applied is not None:
-            planner = applied.plan.kernel
+            planner = self._planner or applied.plan.kernel
             for change in speaker.drain():
                 if isinstance(change, BestChanged):
                     family, prefix = change.family, change.prefix
@@ -474,7 +519,7 @@ class Router:
         speaker, applied = self.speaker, self._applied
         if speaker is None or applied is None:
             return
-        planner = applied.plan.kernel
+        planner = self._planner or applied.plan.kernel
         kernel = self.kernel
         for family, loc in speaker.loc_ribs.items():
             for prefix in list(loc.prefixes()):

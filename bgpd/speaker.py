@@ -4,7 +4,8 @@ policy, Adj-RIBs-Out, graceful restart and route refresh, composed for every pee
 
 Rules:
 1. Inputs are methods taking ``now``: ``peer_up``, ``peer_down``, ``update_received``,
-   ``route_refresh_received``, ``set_local_routes``, ``set_policy``, ``timer``. After calling
+   ``route_refresh_received``, ``set_local_routes``, ``set_learned_routes``, ``set_policy``,
+   ``timer``. After calling
    any of them, call ``drain()`` and run the returned outputs, then re-arm one timer at
    ``next_deadline()``.
 2. Outputs are values: ``BestChanged`` (the kernel's view of a prefix), ``PeerHasOutput`` (a
@@ -32,7 +33,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import NamedTuple
 
@@ -163,6 +164,7 @@ class _Peer:
         "import_ctx",
         "export_ctx_local",
         "export_ctx_remote",
+        "learned_ctx",
         "own_addresses",
         "limit_reported",
     )
@@ -205,6 +207,24 @@ class _Peer:
         self.export_ctx_remote = PolicyContext(
             kind, same_as, SourceKind.REMOTE_PEERS, peer_as=peer_as, local_as=local_as
         )
+        self.learned_ctx: dict[RouteSource, PolicyContext] = {}
+
+    def export_context(self, source: RouteSource) -> PolicyContext:
+        """The export policy's context for a path of ``source``: a learned local route's
+        carries its interface and gateway flag."""
+        if not source.local:
+            return self.export_ctx_remote
+        if not source.learned:
+            return self.export_ctx_local
+        ctx = self.learned_ctx.get(source)
+        if ctx is None:
+            ctx = self.learned_ctx[source] = replace(
+                self.export_ctx_local,
+                interface=source.interface,
+                learned=True,
+                gateway=source.gateway,
+            )
+        return ctx
 
 
 class Speaker:
@@ -229,6 +249,7 @@ class Speaker:
         self._peers: dict[str, _Peer] = {}
         self._policies: dict[str, tuple[Policy, Policy]] = {}
         self._local: dict[Family, dict[Prefix, PathAttributes]] = {}
+        self._learned: dict[Family, dict[Prefix, Path]] = {}
         self._dirty: dict[Family, list[list[Prefix]]] = {f: [] for f in config.families}
         self._tx_ids: dict[tuple[str, int], int] = {}
         self._next_index = 1
@@ -478,6 +499,33 @@ class Speaker:
                     changed += loc.announce_many((prefix,), path)
             self._local[family] = new
             self._mark_dirty(family, changed)
+
+    def set_learned_routes(
+        self,
+        routes: Mapping[Family, Mapping[Prefix, tuple[RouteSource, PathAttributes]]],
+        now: float,
+    ) -> None:
+        """The complete set of routes the node learned from its kernel and interfaces, each with
+        its (learned, local) source."""
+        for family, loc in self.loc_ribs.items():
+            old = self._learned.get(family, {})
+            new: dict[Prefix, Path] = {}
+            for prefix, (source, attrs) in routes.get(family, {}).items():
+                new[prefix] = self.paths.get(source, self.attributes.intern(attrs))
+            changed: list[Prefix] = []
+            for prefix, path in old.items():
+                kept = new.get(prefix)
+                if kept is None or kept.source != path.source:
+                    changed += loc.withdraw_many([prefix], path.source.peer_id)
+            for prefix, path in new.items():
+                if old.get(prefix) is not path:
+                    changed += loc.announce_many((prefix,), path)
+            self._learned[family] = new
+            self._mark_dirty(family, changed)
+        live = {path.source for table in self._learned.values() for path in table.values()}
+        for peer in self._peers.values():  # interfaces come and go with pods: forget theirs
+            for gone in [s for s in peer.learned_ctx if s not in live]:
+                del peer.learned_ctx[gone]
 
     def set_policy(
         self, peer_id: str, import_policy: Policy, export_policy: Policy, now: float
@@ -833,7 +881,7 @@ class Speaker:
         if export_check(path, peer.target) is not None:
             return None
         export_policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
-        ctx = peer.export_ctx_local if path.source.local else peer.export_ctx_remote
+        ctx = peer.export_context(path.source)
         attrs = export_policy.evaluate(family, prefix, path.attrs, ctx)
         if attrs is None:
             return None

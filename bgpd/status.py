@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bgpd.rib.route import Path
+from bgpd.rib.route import Path, RouteSource
 from bgpd.wire.constants import Origin, SegmentType
 from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import Family, Prefix, next_hop_to_str, prefix_to_network
@@ -62,7 +62,8 @@ class RouteStatus:
     next_hop: str
     as_path: tuple[int, ...]
     best: bool
-    peer: str  # session name, or "local" for routes this node originates
+    peer: str  # session name, "local" for routes this node originates, or the protocol a
+    # learned local route came from as BIRD names it in Calico (``kernel1``, ``direct1``)
     peer_ip: str = ""
     origin: str = "igp"
     local_pref: int | None = None
@@ -72,7 +73,18 @@ class RouteStatus:
     since: float = 0.0
     blackhole: bool = False
     stale: bool = False
-    interface: str = ""  # the kernel's way towards next_hop (BIRD's "via NH on IFACE")
+    interface: str = ""  # a learned route's own, else the kernel's way towards next_hop
+
+
+LEARNED_PROTOCOLS = {"kernel": "kernel1", "direct": "direct1"}  # BIRD's automatic names
+
+
+def _shown_peer(source: RouteSource, names: Mapping[str, str]) -> str:
+    if not source.local:
+        return names.get(source.peer_id, source.peer_id)
+    if source.learned:
+        return LEARNED_PROTOCOLS.get(source.peer_id.split()[0], source.peer_id)
+    return "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +171,9 @@ def route_status(
     attrs = path.attrs
     return RouteStatus(
         prefix=str(prefix_to_network(prefix, family)),
-        next_hop=next_hop_to_str(attrs.next_hop) if attrs.next_hop else "",
+        next_hop=next_hop_to_str(attrs.next_hop)
+        if attrs.next_hop and not path.source.learned
+        else "",
         as_path=tuple(
             asn
             for segment in attrs.as_path
@@ -167,11 +181,12 @@ def route_status(
             for asn in segment.asns
         ),
         best=best,
-        peer="local" if path.source.local else names.get(path.source.peer_id, path.source.peer_id),
+        peer=_shown_peer(path.source, names),
         peer_ip="" if path.source.local else str(path.source.address),
         origin=Origin(attrs.origin).name.lower(),
         local_pref=attrs.local_pref,
         med=attrs.med,
         communities=tuple(f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities),
         large_communities=tuple(f"{a}:{b}:{c}" for a, b, c in attrs.large_communities),
+        interface=path.source.interface or "",
     )

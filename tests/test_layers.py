@@ -39,6 +39,7 @@ IO_MODULES = {
     "bgpd.datastore.source",
     "bgpd.kernel.netlink",
     "bgpd.kernel.linkwatch",
+    "bgpd.kernel.routewatch",
     "bgpd.kernel.sync",
     "encap.devices",
 }

@@ -2,7 +2,9 @@
 §2.8 items 5-6, §2.9, §2.10, §2.12b).
 
 Rules:
-1. Export (§2.8 item 6): priority normalisation (``prepare``: ``bgpd.calico.advertise`` rule 2),
+1. Export (§2.8 item 6): priority normalisation (``prepare``: ``bgpd.calico.advertise`` rule 2;
+   a route learned from the kernel is Calico's kernel route, with its interface, gateway flag
+   and metric: ``bgpd.calico.learned``),
    the session's BGPFilters in order (``bgpd.calico.filters``; an accept or reject there ends the
    whole filter, as in BIRD), then ``calico_export_to_bgp_peers`` as the terminal ``hook``, which
    adds the prefixAdvertisement communities of an accepted route.
@@ -30,6 +32,7 @@ from bgpd.calico.advertise import (
 )
 from bgpd.calico.filters import session_rule_sets
 from bgpd.calico.origin import Origination
+from bgpd.calico.priority import metric_for_local_pref
 from bgpd.kernel.plan import prefix_destination
 from bgpd.rib.policy import ACCEPT_ALL, Policy, PolicyContext, SourceKind
 from bgpd.wire.types import Family, PathAttributes, Prefix
@@ -38,15 +41,26 @@ from peers.spec import SessionSpec
 
 
 def _source_protocol(ctx: PolicyContext) -> SourceProtocol:
-    """Our own routes are BIRD's static routes; every other route was learned over BGP."""
-    return SourceProtocol.STATIC if ctx.source is SourceKind.LOCAL else SourceProtocol.BGP
+    """Our own routes are BIRD's static routes, routes learned from the kernel or an interface
+    its kernel (and direct) routes; every other route was learned over BGP."""
+    if ctx.source is not SourceKind.LOCAL:
+        return SourceProtocol.BGP
+    return SourceProtocol.KERNEL if ctx.learned else SourceProtocol.STATIC
+
+
+def _kernel_metric(attrs: PathAttributes, ctx: PolicyContext, normal_priority: int) -> int | None:
+    """A learned route's kernel metric, carried in its LOCAL_PREF (``bgpd.calico.learned``
+    rule 3); None for every other route and for a direct route (no metric)."""
+    if not ctx.learned or attrs.local_pref is None:
+        return None
+    return metric_for_local_pref(attrs.local_pref, normal_priority)
 
 
 @dataclass(frozen=True, slots=True)
 class NormalisePriority:
-    """Rule 1's ``prepare``: a local route gets the LOCAL_PREF of the normal route priority; a
-    learned LOCAL_PREF is kept, BIRD's default 100 on a learned route without one
-    (``bgpd.calico.priority`` rule 2)."""
+    """Rule 1's ``prepare``: a local route gets the LOCAL_PREF of its kernel metric if it was
+    learned from the kernel, else of the normal route priority; a BGP-learned LOCAL_PREF is
+    kept, BIRD's default 100 on a learned route without one (``bgpd.calico.priority`` rule 2)."""
 
     normal_priority: int
 
@@ -54,7 +68,8 @@ class NormalisePriority:
         self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
     ) -> PathAttributes:
         source = _source_protocol(ctx)
-        _, local_pref = export_priority(source, attrs.local_pref, None, self.normal_priority)
+        metric = _kernel_metric(attrs, ctx, self.normal_priority)
+        _, local_pref = export_priority(source, attrs.local_pref, metric, self.normal_priority)
         return attrs if attrs.local_pref == local_pref else replace(attrs, local_pref=local_pref)
 
 
@@ -91,7 +106,14 @@ class CalicoExport:
     def _decide(
         self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
     ) -> ExportDecision:
-        route = RouteContext(_source_protocol(ctx), ctx.same_as, local_pref=attrs.local_pref)
+        route = RouteContext(
+            _source_protocol(ctx),
+            ctx.same_as,
+            ifname=ctx.interface,
+            has_gateway=ctx.gateway,
+            metric=_kernel_metric(attrs, ctx, self.policy.normal_priority),
+            local_pref=attrs.local_pref,
+        )
         return calico_export(prefix_destination(prefix, family), self.policy, route)
 
 

@@ -4,7 +4,8 @@ would make of the node (calico-bgp.md §2), as the one value the router takes.
 Rules:
 1. ``NodePlanner.plan(snapshot)`` is pure and total: the node's sessions (``peers.resolve``),
    each with its FSM config, RIB settings and import/export policies; what the node originates
-   (``calico.origin``); the kernel planner (``bgpd.kernel.plan``); the tunnel devices it needs.
+   (``calico.origin``); how it learns routes from its kernel (``calico.learned``); the kernel
+   planner (``bgpd.kernel.plan``); the tunnel devices it needs.
    A snapshot where the node has no router id gives a plan without one (the router waits).
 2. Two sessions to one address and port cannot both run: the first by name is kept, the other
    is reported as a problem.
@@ -12,6 +13,7 @@ Rules:
    BGPFilters it uses, the node's export policy) give equal policies, so the router re-exports
    and refreshes nothing for an unrelated datastore change.
 4. The Restart State bit of the sessions is the router's to set; plans carry it clear.
+5. Listening (``listen_addresses``): see the function.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from bgpd.calico.export import export_policy, import_policy
+from bgpd.calico.learned import Learning, direct_exclusions
 from bgpd.calico.origin import Origination, local_routes, originate, route_origins
 from bgpd.calico.sessions import peer_settings, session_config, session_key
 from bgpd.calico.tunnels import plan_config, pool_specs, tunnel_info, tunnel_needs
@@ -31,6 +34,19 @@ from encap.model import PoolSpec
 from encap.vxlan import TunnelPlan
 from peers.model import Node, Snapshot
 from peers.resolve import Environment, NodePeering, environ_secret_lookup, resolve_node
+
+WILDCARD = {4: "0.0.0.0", 6: "::"}
+
+
+def listen_addresses(peering: NodePeering) -> tuple[str, ...]:
+    """Rule 5: with ``bindMode: NodeIP`` each family listens on the node's address of that
+    family, and on every address of a family the node has none of (Calico's templates then
+    write ``listen bgp port N`` for that family's daemon, confd case
+    ``explicit_peering/global``); without it, every address."""
+    if not peering.listen_addresses:
+        return ()
+    by_version = {a.version: str(a) for a in peering.listen_addresses}
+    return tuple(by_version.get(v, WILDCARD[v]) for v in (4, 6))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +99,12 @@ class NodePlanner:
             local_routes=local_routes(originations, own),
             kernel=KernelPlanner(blackholes, pools, kernel, pinned),
             tunnels=self._tunnels(snapshot, pools, kernel),
-            listen_addresses=tuple(str(a) for a in peering.listen_addresses),
+            listen_addresses=listen_addresses(peering),
             listen_port=peering.listen_port,
             log_severity=peering.log_severity,
             problems=tuple(problems),
             local_route_origins=route_origins(originations),
+            learning=Learning(config.kernel_protocol, direct_exclusions(snapshot), own),
         )
 
     def _sessions(

@@ -3,12 +3,12 @@
 
 Rules:
 1. Own blocks come from this node's block affinities (``bgpd.calico.advertise`` rule 3): each
-   non-pending block is a blackhole route, except /32 and /128 blocks (a blackhole there would
-   shadow the workload route).
-2. Borrowed addresses: an allocation in another node's block whose ``secondary.node`` is this
-   node is a workload route here (Felix's ``cali*`` route that BIRD learns from the kernel);
-   it is exported as a /32 (/128) because no aggregation rule covers it. Tunnel addresses are
-   not routes in the main table and are skipped.
+   non-pending block is a blackhole route, except /32 and /128 blocks, which are no route at
+   all: BIRD has no static route for them (confd's ``bird_aggr.cfg`` writes none; a blackhole
+   would shadow the workload route), so such a block is exported only while Felix's workload
+   route for it is in the kernel (``bgpd.calico.learned``), as BIRD exports it.
+2. Borrowed addresses are not originated here: Felix's workload route for one (``cali*``) is
+   learned from the kernel (``bgpd.calico.learned``) and exported as BIRD exports it.
 3. Service ranges and per-service /32s (``bgpd.calico.advertise`` rule 4) are static blackhole
    routes.
 4. A route is advertised when ``calico_export`` accepts it towards an iBGP peer, with the
@@ -49,7 +49,7 @@ from bgpd.calico.advertise import (
 from bgpd.calico.priority import local_pref_for_metric
 from bgpd.calico.sessions import FAMILY_OF_VERSION
 from bgpd.calico.tunnels import owned_pools, pool_specs
-from bgpd.kernel.plan import PlanConfig, covers, destination_of, kernel_refusal, pool_at
+from bgpd.kernel.plan import PlanConfig, destination_of, kernel_refusal, pool_at
 from bgpd.wire.constants import Origin
 from bgpd.wire.types import Family, PathAttributes, Prefix, prefix_from_network
 from peers.model import (
@@ -71,7 +71,6 @@ class OriginKind(StrEnum):
     """Why this node originates a route."""
 
     OWN_BLOCK = "own-block"
-    BORROWED = "borrowed"
     SERVICE = "service"
 
 
@@ -158,23 +157,9 @@ def originate(
             )
         )
 
-    own_blocks = own_affinities(node_name, snapshot, version)
-    for cidr, _state in own_blocks:
-        single = cidr.prefixlen == cidr.max_prefixlen
-        add(cidr, OriginKind.OWN_BLOCK, not single, SourceProtocol.STATIC)
-    borrowed: set[IPNetwork] = set()
-    for block in snapshot.blocks.values():
-        if block.cidr.version != version or block.owner == node_name or block.deleted:
-            continue
-        for allocation in block.borrowed:
-            if allocation.node != node_name or allocation.kind in TUNNEL_ADDRESS_TYPES:
-                continue
-            network = ipaddress.ip_network(allocation.address)
-            destination = destination_of(network)
-            if not any(covers(cidr, *destination) for cidr, _ in own_blocks):
-                borrowed.add(network)
-    for network in sorted(borrowed, key=lambda n: int(n.network_address)):
-        add(network, OriginKind.BORROWED, False, SourceProtocol.KERNEL)
+    for cidr, _state in own_affinities(node_name, snapshot, version):
+        if cidr.prefixlen < cidr.max_prefixlen:
+            add(cidr, OriginKind.OWN_BLOCK, True, SourceProtocol.STATIC)
     for network in policy.static_routes:
         add(network, OriginKind.SERVICE, True, SourceProtocol.STATIC)
     pinned = tuple(
@@ -216,7 +201,6 @@ def local_routes(
 
 ORIGIN_RECORDS = {
     OriginKind.OWN_BLOCK: "IPAM block {} (this node's BlockAffinity)",
-    OriginKind.BORROWED: "IPAM address {} borrowed in another node's block (IPAMBlock allocation)",
     OriginKind.SERVICE: "service range {} (BGPConfiguration serviceClusterIPs/ExternalIPs/"
     "LoadBalancerIPs)",
 }

@@ -74,6 +74,7 @@ RECENT_SECONDS = 20 * 3600  # BIRD 1.6 tf_proto/tf_route limit between %T and %F
 DEFAULT_GR_WAIT = 240  # BIRD's DEFAULT_GR_WAIT (``show status`` wait timer), seconds
 BGP_PREFERENCE = 100  # BIRD's default BGP route preference, shown as "(100)"
 STATIC_PREFERENCE = 200  # BIRD's default static preference
+LEARNED_PREFERENCE = {"kernel1": 10, "direct1": 240}  # BIRD's kernel and direct preferences
 LOCAL_PROTOCOL = "static1"  # name under which locally originated routes appear
 PROTOCOL_HEADER = "name     proto    table    state  since       info"
 TABLE = "master"
@@ -563,9 +564,12 @@ def _route_via(route: RouteStatus) -> str:
 
 def _route_info(route: RouteStatus, internal: bool) -> str:
     """BIRD 1.6 ``bgp_get_route_info``: preference, IGP metric for recursive (iBGP) next hops,
-    then the origin AS (the last in the path) and the origin code."""
+    then the origin AS (the last in the path) and the origin code; a learned route's protocol
+    preference alone (kernel 10, direct 240)."""
     if route.peer == "local":
         return f" ({STATIC_PREFERENCE})"
+    if route.peer in LEARNED_PREFERENCE:
+        return f" ({LEARNED_PREFERENCE[route.peer]})"
     metric = "/0" if internal else ""
     origin_as = f"AS{route.as_path[-1]}" if route.as_path else ""
     return f" ({BGP_PREFERENCE}{metric}) [{origin_as}{_ORIGIN_CHAR.get(route.origin, '?')}]"
@@ -599,6 +603,9 @@ def _route_attributes(route: RouteStatus) -> list[tuple[int, str]]:
     """``show route all`` (BIRD 1.6 ``rte_show`` extended attributes, in attribute-code order)."""
     if route.peer == "local":
         return [(ROUTE_DETAILS, "\tType: static unicast univ")]
+    if route.peer in LEARNED_PREFERENCE:
+        kind = "inherit" if route.peer == "kernel1" else "device"
+        return [(ROUTE_DETAILS, f"\tType: {kind} unicast univ")]
     lines = [
         f"\tBGP.origin: {_ORIGIN_NAME.get(route.origin, 'Incomplete')}",
         f"\tBGP.as_path: {' '.join(str(asn) for asn in route.as_path)}",

@@ -10,14 +10,17 @@ Rules:
    ``poll_interval`` seconds, which also catches an atomic rename over the file; a snapshot is
    yielded only when the decoded content differs from the last one.
 4. Every load is complete, so the snapshot is in sync from the first successful load.
-5. Plain scalars resolve as YAML 1.2's core schema, as Calico's go-yaml decoding into typed Go
-   structs does for the string fields (sigs.k8s.io/yaml / go-yaml v2 used by calicoctl and
-   confd's file backend, projectcalico/calico master ``libcalico-go/lib/resources``): only
-   ``true``/``false`` are booleans, ``null``/``~``/empty null and decimal integers without a
-   leading zero integers; everything else is a string (YAML 1.1's ``yes``/``no``/``on``/``off``,
-   sexagesimal ``5663:12``, octal ``0755``, ``1_000``, and floats such as asdot ``1.10``), so a
-   label ``global-peer: yes`` or a community ``5663:12`` reads as written. The schema turns an
-   integer or boolean met in a string field back into its text (``schema`` rule 7).
+5. Plain scalars resolve as Calico's decoding (sigs.k8s.io/yaml over go-yaml v2, used by
+   calicoctl and confd's tests) resolves them where it matters for a string field: the boolean
+   words of go-yaml v2 (``y``/``yes``/``on``/``true`` and ``n``/``no``/``off``/``false``, in the
+   lower, capitalised and upper forms) are booleans, which a string field reads as
+   ``"true"``/``"false"`` (projectcalico/calico 87c15906 confd case ``reverse_peering/auto``: a
+   node labelled ``route-reflector: yes`` is matched by ``route-reflector == 'true'``);
+   ``null``/``~``/empty are null and decimal integers without a leading zero integers;
+   everything else is a string (sexagesimal ``5663:12``, which go-yaml v2 does not resolve,
+   octal-looking ``0755``, ``1_000``, and asdot ``1.10``), so a community ``5663:12`` reads as
+   written. The schema turns an integer or boolean met in a string field into its text
+   (``schema`` rule 7).
 """
 
 from __future__ import annotations
@@ -44,19 +47,24 @@ log = structlog.get_logger(__name__)
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Core12Loader(_BaseLoader):  # type: ignore[misc]
-    """A safe loader resolving plain scalars by YAML 1.2's core schema (rule 5)."""
+class _CalicoLoader(_BaseLoader):  # type: ignore[misc]
+    """A safe loader resolving plain scalars as rule 5 says."""
 
 
-_Core12Loader.yaml_implicit_resolvers = {}
+_BOOL_WORDS = "y|Y|yes|Yes|YES|on|On|ON|true|True|TRUE|n|N|no|No|NO|off|Off|OFF|false|False|FALSE"
+_CalicoLoader.bool_values = {
+    **_BaseLoader.bool_values,
+    **{w.lower(): w.lower() in ("y", "yes", "on", "true") for w in _BOOL_WORDS.split("|")},
+}
+_CalicoLoader.yaml_implicit_resolvers = {}
 for _tag, _pattern, _first in (
-    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:bool", rf"^(?:{_BOOL_WORDS})$", list("yYoOtTnNfF")),
     ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
     ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", list("-+0123456789")),
 ):
-    _Core12Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+    _CalicoLoader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
 
-_Loader: Any = _Core12Loader
+_Loader: Any = _CalicoLoader
 
 
 @dataclass(frozen=True, slots=True)

@@ -421,7 +421,10 @@ def _decode_node(name: str, meta: _Fields, spec: _Fields) -> Node:
 
 def _labels(meta: _Fields) -> dict[str, str]:
     labels = meta.sub("labels").obj
-    return {str(key): _text(value, meta.path(f"labels.{key}")) for key, value in labels.items()}
+    return {
+        _text(key, meta.path("labels")): _text(value, meta.path(f"labels.{key}"))
+        for key, value in labels.items()
+    }
 
 
 def _decode_ippool(name: str, meta: _Fields, spec: _Fields) -> IPPool:

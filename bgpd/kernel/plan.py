@@ -38,6 +38,10 @@ Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
    interface the kernel resolved for it.
 10. A best route is planned from its packed prefix and next hops (``plan_best``): a full table
     streams through here, so a learned route builds neither a network nor a ``BestRoute``.
+11. A direct next hop is resolved as BIRD's ``gateway recursive`` does (Calico's BGP template):
+    once the kernel's view is known (``resolver``, ``bgpd.kernel.learn`` rule 4), a next hop
+    outside every connected network is installed via the gateway of the route towards it, and
+    a next hop nothing leads to is dropped (rule 8). Tunnel hops are onlink and need none.
 """
 
 from __future__ import annotations
@@ -45,11 +49,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import NamedTuple
 
 from bgpd.calico.priority import metric_for_local_pref
+from bgpd.kernel.learn import KernelView, Resolver
 from bgpd.rib.route import Path
 from bgpd.wire.types import Family, Prefix, prefix_to_network
 from encap.decide import Direct, Ipip, Unresolved, Vxlan, decide
@@ -221,6 +226,7 @@ class PlanConfig:
     ``local_networks``: this node's subnets (of ``spec.bgp.ipv4Address``/``ipv6Address``).
     ``vteps``: remote node IP -> that node's VXLAN tunnel address.
     ``wireguard_next_hops``: the other WireGuard nodes' addresses (rule 4).
+    ``resolver``: how a direct next hop is resolved (rule 11).
     """
 
     protocol: int = RTPROT_BIRD
@@ -232,6 +238,7 @@ class PlanConfig:
     local_networks: tuple[IPNetwork, ...] = ()
     vteps: Mapping[IPAddress, IPAddress] = field(default_factory=dict)
     wireguard_next_hops: frozenset[IPAddress] = frozenset()
+    resolver: Resolver | None = None  # rule 11; None: next hops are used as they are
     # The first local network per IP version, looked up once per planned route.
     _local_by_version: Mapping[int, IPNetwork] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -291,10 +298,16 @@ def _ownership_refusal(pool: PoolSpec | None, config: PlanConfig) -> str | None:
     return f"pool {pool.label} is programmed by Felix (programClusterRoutes)"
 
 
-def _next_hop(decision: Direct | Ipip | Vxlan) -> NextHop:
-    """Rule 7: direct hops leave the interface to the kernel; tunnel hops are onlink."""
+def _next_hop(decision: Direct | Ipip | Vxlan, resolver: Resolver | None) -> NextHop | str:
+    """Rule 7: direct hops leave the interface to the kernel, resolved by rule 11; tunnel hops
+    are onlink. A string: why the hop cannot be installed."""
     if isinstance(decision, Direct):
-        return NextHop(decision.gateway)
+        if resolver is None:
+            return NextHop(decision.gateway)
+        via = resolver.resolve(decision.gateway)
+        if via is None:
+            return f"next hop {decision.gateway} is unreachable: no route leads to it"
+        return NextHop(via)
     return NextHop(decision.gateway, decision.device, True)
 
 
@@ -359,8 +372,12 @@ def plan_destination(
         decision = decide(dst, gateway, pool, local_network, config.vteps.get(gateway))
         if isinstance(decision, Unresolved):
             problems.append(decision.reason)
+            continue
+        hop = _next_hop(decision, config.resolver)
+        if isinstance(hop, str):
+            problems.append(hop)
         else:
-            hops.add(_next_hop(decision))
+            hops.add(hop)
     if not hops:
         return Skipped(dst, "; ".join(problems) or "no next hop")
     ordered = tuple(sorted(hops, key=_hop_sort_key))
@@ -519,6 +536,14 @@ class KernelPlanner:
         if best.source.local:
             return "a route this node originates without a blackhole: advertised, not installed"
         return "no usable next hop"
+
+    def resolving(self, view: KernelView) -> KernelPlanner:
+        """This planner with next hops resolved through ``view`` (rule 11); itself when the
+        resolution is unchanged, so the router can tell whether to plan again."""
+        resolver = Resolver.of(view, self.config.protocol)
+        if resolver == self.config.resolver:
+            return self
+        return replace(self, config=replace(self.config, resolver=resolver))
 
 
 def plan_routes(routes: Iterable[BestRoute], config: PlanConfig) -> KernelPlan:

@@ -16,7 +16,9 @@ Rules:
    ``bgpd status``.
 6. ``Listeners`` keeps one listener per wanted address, on the wanted port: every address
    (``::``, dual-stack) when none is named (bindMode None), else each named one (bindMode
-   NodeIP: the node's IPv4 and IPv6 addresses). ``listen`` follows a change at run time:
+   NodeIP, one per family: the node's address, or ``0.0.0.0``/``::`` for a family the node has
+   no address of; an IPv6 wildcard is then IPv6-only so that the IPv4 socket binds beside it).
+   With port 0 the first socket's port is every socket's. ``listen`` follows a change at run time:
    listeners no longer wanted close, new ones open with every TCP-MD5 key, sessions already
    accepted are not the listener's and stay. At start an address that does not bind is bad
    configuration (the ``OSError`` propagates); at run time it is reported and the others keep
@@ -81,8 +83,10 @@ class Listener:
         *,
         rejections: RejectionLog | None = None,
         clock: Callable[[], float] = time.monotonic,
+        dual_stack: bool = True,
     ) -> None:
         self.address = address
+        self.dual_stack = dual_stack  # ``::`` takes IPv4 too (rule 6)
         self.port = port
         self.backlog = listen_backlog()  # rule 5
         self.rejected = 0  # every rejected connection, logged or summarised (rule 2)
@@ -112,7 +116,7 @@ class Listener:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6 and host == "::":
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(not self.dual_stack))
             sock.bind((host, self.port))
             sock.listen(self.backlog)
             sock.setblocking(False)
@@ -263,7 +267,14 @@ class Listeners:
             await self._close_one(address)
 
     async def _open_one(self, address: str | None) -> None:
-        listener = Listener(self._handoff, address, self._port, rejections=self._rejections)
+        port = self.port if self._port == 0 and self._open else self._port
+        listener = Listener(
+            self._handoff,
+            address,
+            port,
+            rejections=self._rejections,
+            dual_stack=address is None,
+        )
         for peer, password in self._keys.items():
             listener.set_password(peer, password)
         await listener.start()

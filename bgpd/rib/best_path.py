@@ -68,8 +68,9 @@ DECISION_STEPS: tuple[DecisionStep, ...] = (
     DecisionStep(
         BestPathReason.LOCAL_ORIGIN,
         "RFC 4271 §9.1.1 (degree of preference is local policy): own routes beat learned ones,"
-        " as BIRD's static preference 200 beats BGP's 100",
-        lambda s, a, igp: 0 if s.local else 1,
+        " as BIRD's static preference 200 beats BGP's 100, and routes learned from the kernel"
+        " come last, as BIRD's kernel preference 10",
+        lambda s, a, igp: (2 if s.learned else 0) if s.local else 1,
         True,
     ),
     DecisionStep(

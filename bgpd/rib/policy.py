@@ -71,7 +71,9 @@ class PolicyContext:
     """What a rule may look at besides the route: the session and the route's source.
 
     ``peer_kind`` is the session's peer kind (import: the sender; export: the receiver);
-    ``same_as`` is Calico's ``is_same_as`` (peer AS == the session's local AS).
+    ``same_as`` is Calico's ``is_same_as`` (peer AS == the session's local AS). A local route
+    learned from the kernel or an interface (``RouteSource.learned``) carries its
+    ``interface`` and whether it has a ``gateway``.
     """
 
     peer_kind: PeerKind
@@ -80,6 +82,8 @@ class PolicyContext:
     peer_as: int = 0
     local_as: int = 0
     interface: str | None = None
+    learned: bool = False
+    gateway: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,9 @@ class RouteSource:
 
     ``peer_id`` is the supervisor's name for the session; ``index`` is a small integer the
     speaker allocates (unique per source) and uses as ADD-PATH transmit identifier base.
+    A ``learned`` source is local: routes the node learned from its kernel or interfaces (BIRD's
+    ``protocol kernel { learn; }`` and ``protocol direct``), one source per ``interface`` and
+    ``gateway`` flag, so export policies can match them.
     """
 
     peer_id: str
@@ -61,6 +64,9 @@ class RouteSource:
     rr_client: bool = False
     local: bool = False
     index: int = 0
+    learned: bool = False
+    interface: str | None = None
+    gateway: bool = False
 
     @property
     def ibgp(self) -> bool:

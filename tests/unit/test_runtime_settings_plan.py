@@ -68,7 +68,7 @@ def test_bind_mode_and_log_severity_reach_the_plan(snapshot: Snapshot) -> None:
     planner = NodePlanner(DaemonConfig(node="node1", datastore=FileSource(DEFAULT_DATASTORE)))
     plan = planner.plan(_with_global(snapshot, bind_mode="NodeIP", log_severity_screen="Warning"))
     node = snapshot.nodes["node1"]
-    assert plan.listen_addresses == (str(node.ip(4)),)
+    assert plan.listen_addresses == (str(node.ip(4)), "::")  # no IPv6 address: every one
     assert plan.log_severity == "warning"
     plain = planner.plan(_with_global(snapshot, bind_mode="None", log_severity_screen=""))
     assert plain.listen_addresses == () and plain.log_severity == ""

@@ -539,16 +539,17 @@ def test_empty_list_entries_are_skipped_not_fatal() -> None:
         assert len(config.prefix_advertisements) == 1  # type: ignore[union-attr]
 
 
-def test_yaml_file_keeps_strings_as_go_yaml_does() -> None:
-    """file rule 5 / schema rule 7: YAML 1.1 forms stay text, as Calico's typed decoding keeps
-    them (projectcalico/calico master, confd/tests/mock_data/calicoctl: labels such as
-    ``global-peer: yes`` and communities such as ``5663:12``)."""
+def test_yaml_file_reads_scalars_as_calico_does() -> None:
+    """file rule 5 / schema rule 7: go-yaml v2's boolean words are booleans, read by a string
+    field as ``true``/``false`` (projectcalico/calico 87c15906 confd case reverse_peering/auto:
+    ``route-reflector: yes`` matches ``route-reflector == 'true'``); other YAML 1.1 forms stay
+    text (communities such as ``5663:12``)."""
     text = """
 apiVersion: projectcalico.org/v3
 kind: Node
 metadata:
   name: n1
-  labels: {global-peer: yes, rr: no, edge: on, mode: 0755, rack: 12, flag: true}
+  labels: {global-peer: yes, rr: no, edge: on, mode: 0755, rack: 12, flag: true, y: N, o: Off}
 spec: {bgp: {ipv4Address: 10.0.0.1/24, asNumber: 1.10}}
 ---
 apiVersion: projectcalico.org/v3
@@ -565,12 +566,14 @@ spec:
     node = records[RecordKey(Kind.NODE, "n1")]
     assert isinstance(node, Node)
     assert node.labels == {
-        "global-peer": "yes",
-        "rr": "no",
-        "edge": "on",
+        "global-peer": "true",
+        "rr": "false",
+        "edge": "true",
         "mode": "0755",
         "rack": "12",
         "flag": "true",
+        "true": "false",
+        "o": "false",
     }
     assert node.as_number == (1 << 16) | 10
     config = records[RecordKey(Kind.BGPCONFIGURATION, "default")]

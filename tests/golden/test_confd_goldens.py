@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bgpd.calico.learned import Learning
 from bgpd.calico.node import NodePlanner
 from bgpd.config import DaemonConfig, FileSource
 from bgpd.datastore.cache import Cache
 from bgpd.datastore.file import parse_documents
+from bgpd.datastore.kdd import endpoint_slice_of, service_of
 from bgpd.datastore.schema import decode_document
 from bgpd.kernel.learn import KernelView, ObservedRoute
 from bgpd.kernel.plan import BestRoute, KernelPlanner, KernelRoute, plan_route, pool_of
@@ -54,7 +56,7 @@ from bgpd.wire.types import (
     prefix_from_network,
     prefix_to_network,
 )
-from peers.model import IPNetwork, PeerNextHopMode
+from peers.model import EndpointSlice, IPNetwork, KubeService, PeerNextHopMode
 from peers.resolve import SECRET_ENV_PREFIX, secret_env_name
 
 ROOT = Path(__file__).resolve().parent / "calico"
@@ -73,12 +75,6 @@ class Known:
 
 
 KNOWN_DIFFERENCES: dict[str, Known] = {
-    "mesh/static-routes": Known(
-        "a Service with externalTrafficPolicy Local and an endpoint on this node "
-        "(kubectl-input.yaml) is advertised as a /32 (/128) by Calico; bgpd reads no "
-        "Kubernetes Services or EndpointSlices",
-        ("10.101.0.101/32 static:", "fd00:96::28/128 static:"),
-    ),
     "mesh/static-routes-no-ipv4-address": Known(
         "a node without an IPv4 address: Calico's template leaves the pool rules out of the "
         "kernel filter, so BIRD would install routes and blackholes inside Felix's IPv4 pools; "
@@ -130,9 +126,34 @@ def case_documents(case: dict[str, Any]) -> list[tuple[str, object]]:
     return list(docs.values())
 
 
+def case_services(
+    case: dict[str, Any],
+) -> tuple[dict[str, KubeService], dict[str, EndpointSlice]]:
+    """The Services and EndpointSlices of a KDD-only case (its ``kubectl-input.yaml``, which
+    Calico's rig applies with kubectl), as bgpd reads them through the Kubernetes API."""
+    services: dict[str, KubeService] = {}
+    slices: dict[str, EndpointSlice] = {}
+    for golden in ([case["base"]] if "base" in case else []) + [case["golden"]]:
+        path = ROOT / "cases" / golden.removesuffix("/step2") / "kubectl-input.yaml"
+        if not path.exists():
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            meta = doc.setdefault("metadata", {})
+            meta.setdefault("namespace", "default")  # where kubectl applies it
+            key = f"{meta['namespace']}/{meta['name']}"
+            if doc["kind"] == "Service":
+                services[key] = service_of(doc)
+            elif doc["kind"] == "EndpointSlice":
+                slices[key] = endpoint_slice_of(doc)
+    return services, slices
+
+
 def plan_case(case: dict[str, Any]) -> RoutingPlan:
     records = [decode_document(doc, where) for where, doc in case_documents(case)]
-    snapshot = Cache().replace(records, revision=1)
+    services, slices = case_services(case)
+    snapshot = replace(
+        Cache().replace(records, revision=1), services=services, endpoint_slices=slices
+    )
     env = dict(case["env"])
     for change in case.get("changes", []):
         if "secrets" in change:  # the secrets that exist at this step, and no others

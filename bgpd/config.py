@@ -68,6 +68,7 @@ class DaemonConfig:
     bird_process_names: bool = False  # placeholders calicoctl finds (bgpd.control.presence)
     graceful_restart_time: int = 120
     restart_deadline: float = 120.0  # how long a restart waits for peers' End-of-RIB
+    bfd_hold: bool = True  # a session that asks for BFD waits for it (bgpd.bfd.client rule 5)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -176,6 +177,7 @@ def build_config(
     program_kernel: bool = True,
     program_vxlan: bool = False,
     bird_process_names: bool = False,
+    bfd_hold: bool = True,
 ) -> DaemonConfig:
     level_source, level_raw = (
         ("--log-level", log_level)
@@ -203,5 +205,6 @@ def build_config(
         program_kernel=program_kernel,
         program_vxlan=program_vxlan,
         bird_process_names=bird_process_names,
+        bfd_hold=bfd_hold,
         environ=dict(environ),
     )

@@ -7,11 +7,14 @@ Data flows (../shared/design/architecture.md §3):
                                                               -> TunnelsWanted -> encap.devices
   TCP -> PeerRunner -> Session -> inbox -> Router -> MessagesWaiting -> take -> sender -> TCP
                                                   -> KernelWork -> kernel_batch -> KernelSync
+  UDP -> BfdEdge (net/bfd) -> BfdReport levels -> inbox -> Router -> DesiredSessions, kernel
+                                      Router -> BfdWanted -> BfdEdge
 
 Rules:
 1. One writer: the routing task alone calls the Router's inputs, ``drain`` and pulls. Everything
    else reaches it through one bounded inbox (GoBGP's mgmtCh, made literal): snapshots, reloads,
-   session events (a peer task awaits room, so TCP pushes back on a fast peer), and the readiness
+   session events (a peer task awaits room, so TCP pushes back on a fast peer), BFD levels (the
+   newest per peer address, handed over by one task; ``bgpd.bfd.client`` rule 2), and the readiness
    of a peer's sender or of the kernel task. The routing task never waits on IO: desired sessions
    and tunnel plans go to their own tasks (the newest wins), a peer's sender gets messages only
    once it wrote its last batch (Router rule 6), the kernel task rounds only when it asks.
@@ -42,6 +45,7 @@ from typing import TypeVar
 import structlog
 
 from bgpd import __version__
+from bgpd.bfd.client import BfdReport, BfdSpec
 from bgpd.calico.node import NodePlanner
 from bgpd.config import ConfigError, DaemonConfig
 from bgpd.control.presence import bird_placeholders
@@ -50,10 +54,12 @@ from bgpd.datastore.source import DatastoreSource
 from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.metrics import Metrics, serve_http
+from bgpd.net.bfd import BfdEdge
 from bgpd.net.mailbox import Latest
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
 from bgpd.router import (
+    BfdWanted,
     DesiredSessions,
     KernelWork,
     MessagesWaiting,
@@ -62,7 +68,7 @@ from bgpd.router import (
     Router,
     TunnelsWanted,
 )
-from bgpd.session.config import PeerKey, SessionConfig
+from bgpd.session.config import IPAddress, PeerKey, SessionConfig
 from bgpd.session.events import Down, Established
 from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
 from bgpd.wire.attributes import AttributeCache
@@ -97,7 +103,12 @@ class _KernelReady:
     batch: bool  # False: tell the kernel task when there is work; True: hand it the batch
 
 
-_Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady
+@dataclass(frozen=True, slots=True)
+class _BfdLevels:
+    reports: Mapping[IPAddress, BfdReport]
+
+
+_Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady | _BfdLevels
 
 
 class _Senders:
@@ -151,7 +162,11 @@ class Daemon:
         self.started = time.time()
         self.last_reconfigured = self.started
         self.cache = AttributeCache()
-        self.router = Router(restart_deadline=config.restart_deadline, attribute_cache=self.cache)
+        self.router = Router(
+            restart_deadline=config.restart_deadline,
+            attribute_cache=self.cache,
+            bfd_hold=config.bfd_hold,
+        )
         self.planner = NodePlanner(config)
         self.metrics = Metrics(self)
         self.health = HealthChecker(self)
@@ -161,6 +176,11 @@ class Daemon:
         self.tunnels = TunnelReport()
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(INBOX_SIZE)
         self._sessions: Latest[Mapping[PeerKey, SessionConfig]] = Latest()
+        self._bfd_down: set[PeerKey] = set()  # sessions BFD ended, not yet handed over
+        self._bfd_wanted: Latest[Mapping[IPAddress, BfdSpec]] = Latest()
+        self._bfd_levels: dict[IPAddress, BfdReport] = {}
+        self._bfd_changed = asyncio.Event()
+        self.bfd = BfdEdge(self._bfd_report)
         self._tunnel_plans: Latest[TunnelPlan] = Latest()
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
@@ -211,6 +231,9 @@ class Daemon:
         elif isinstance(item, _KernelReady):
             self._kernel_asked = True
             self._wake_kernel()
+        elif isinstance(item, _BfdLevels):
+            for address, report in item.reports.items():
+                self.router.bfd_report(address, report, now)
         else:
             self._snapshot = item.snapshot or self._snapshot  # None: a reload of etcd
             if self._snapshot is not None:
@@ -224,7 +247,10 @@ class Daemon:
             elif isinstance(output, KernelWork):
                 self._wake_kernel()
             elif isinstance(output, DesiredSessions):
+                self._bfd_down |= output.bfd_down  # an edge: kept until the sessions task runs
                 self._sessions.put(output.configs)
+            elif isinstance(output, BfdWanted):
+                self._bfd_wanted.put(output.peers)
             elif isinstance(output, TunnelsWanted):
                 if output.plan is not None:
                     self._tunnel_plans.put(output.plan)
@@ -243,8 +269,28 @@ class Daemon:
         assert self.supervisor is not None
         while True:
             configs = await self._sessions.get()
+            bfd_down, self._bfd_down = frozenset(self._bfd_down), set()
             if configs is not None:
-                await self.supervisor.apply(configs)
+                await self.supervisor.apply(configs, bfd_down)
+
+    async def _apply_bfd(self) -> None:
+        while True:
+            wanted = await self._bfd_wanted.get()
+            if wanted is not None:
+                await self.bfd.apply(wanted)
+
+    def _bfd_report(self, address: IPAddress, report: BfdReport) -> None:
+        """A BFD state change: the newest level per address waits for ``_forward_bfd``."""
+        self._bfd_levels[address] = report
+        self._bfd_changed.set()
+
+    async def _forward_bfd(self) -> None:
+        """BFD levels into the inbox (rule 1), all that changed since the last hand-over."""
+        while True:
+            await self._bfd_changed.wait()
+            self._bfd_changed.clear()
+            levels, self._bfd_levels = self._bfd_levels, {}
+            await self._inbox.put(_BfdLevels(levels))
 
     async def _converge_tunnels(self) -> None:
         """Tunnel devices and VXLAN neighbour/FDB entries; a kernel without IP-in-IP degrades
@@ -358,6 +404,8 @@ class Daemon:
                     self._start(self._follow_datastore(snapshots), "datastore")
                     self._start(self._apply_sessions(), "sessions")
                     self._start(self._converge_tunnels(), "tunnels")
+                    self._start(self._apply_bfd(), "bfd")
+                    self._start(self._forward_bfd(), "bfd levels")
                     if programmer is not None:
                         self.kernel = KernelSync(
                             programmer,
@@ -371,6 +419,7 @@ class Daemon:
                     )
                     stopping.cancel()
                     await self._shutdown(supervisor, programmer)
+                    await self.bfd.close()  # AdminDown to every BFD peer (RFC 5882 §3.2)
                     for task in self._tasks:
                         task.cancel()
             except Exception:

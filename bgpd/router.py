@@ -6,9 +6,12 @@ Inputs (each with ``now``, the caller's monotonic clock):
                      ``bgpd.calico.node`` (sessions with their policies, local routes, kernel
                      planner, tunnels) — the router itself knows nothing of Calico;
   ``session_event``  a session's Established, Down, UPDATE or ROUTE-REFRESH, by peer key;
-  ``timer``          graceful-restart and selection-deferral deadlines (``next_deadline``).
+  ``bfd_report``     a BFD session's level (``bgpd.bfd.client.BfdReport``), by peer address;
+  ``timer``          graceful-restart, selection-deferral and BFD dampening deadlines
+                     (``next_deadline``).
 Outputs, drained with ``drain()`` after any input:
-  ``DesiredSessions`` (the supervisor's desired set), ``TunnelsWanted`` (tunnel devices),
+  ``DesiredSessions`` (the supervisor's desired set), ``BfdWanted`` (the BFD sessions the BGP
+  sessions ask for), ``TunnelsWanted`` (tunnel devices),
   ``MessagesWaiting`` (a peer has messages: pull them with ``take``), ``KernelWork`` (pull a
   round with ``kernel_batch``), ``Notice`` (a line for the log).
 
@@ -31,6 +34,12 @@ Rules:
    every new plan re-plans all of them (pools, rejects and encapsulation may have changed).
 6. Messages are pulled per peer, at most ``budget`` prefixes at a time (Speaker rule 2).
 7. Pure: no IO, no clock, no Calico model (``tests/test_layers.py``).
+8. BFD (RFC 5882, the rules in ``bgpd.bfd.client``): a session whose plan has ``bfd`` has a
+   ``BfdGate``. A BFD failure ends the BGP session at once: the peer's routes leave the RIB and
+   the kernel without graceful-restart retention, and the supervisor ends the TCP session with
+   Cease/BFD Down (RFC 9384). While the gate does not allow BGP (BFD not Up, or dampened) the
+   session is left out of ``DesiredSessions`` and its late events are ignored. A plan change
+   keeps the gates of the sessions it keeps, so it resets nothing BFD does not concern.
 """
 
 from __future__ import annotations
@@ -40,12 +49,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from bgpd.bfd.client import BfdGate, BfdReport, BfdSpec
 from bgpd.kernel.desired import DesiredKernel, KernelBatch
 from bgpd.kernel.plan import KernelRoute
 from bgpd.rib.graceful_restart import ESTABLISH_WAIT, SelectionDeferral
 from bgpd.rib.policy import Policy
 from bgpd.rib.route import Path
-from bgpd.session.config import PeerKey, SessionConfig
+from bgpd.session.config import IPAddress, PeerKey, SessionConfig
 from bgpd.session.events import (
     Down,
     Established,
@@ -89,6 +99,7 @@ class SessionPlan:
     settings: PeerSettings
     import_policy: Policy
     export_policy: Policy
+    bfd: BfdSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +121,18 @@ class RoutingPlan:
 
 @dataclass(frozen=True, slots=True)
 class DesiredSessions:
+    """The sessions that should run; ``bfd_down``: those BFD ended (rule 8), to be ended or
+    reset with Cease/BFD Down."""
+
     configs: Mapping[PeerKey, SessionConfig]
+    bfd_down: frozenset[PeerKey] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class BfdWanted:
+    """The BFD sessions the planned BGP sessions ask for, by peer address (rule 8)."""
+
+    peers: Mapping[IPAddress, BfdSpec]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +159,7 @@ class Notice:
     fields: tuple[tuple[str, object], ...] = ()
 
 
-Output = DesiredSessions | TunnelsWanted | MessagesWaiting | KernelWork | Notice
+Output = DesiredSessions | BfdWanted | TunnelsWanted | MessagesWaiting | KernelWork | Notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +210,12 @@ class Router:
         restart_deadline: float = 120.0,
         establish_wait: float = ESTABLISH_WAIT,
         attribute_cache: AttributeCache | None = None,
+        bfd_hold: bool = True,
     ) -> None:
         self.restarting = restarting
+        self.bfd_hold = bfd_hold
+        self.bfd_gates: dict[str, BfdGate] = {}
+        self._held: frozenset[str] = frozenset()  # rule 8: left out of DesiredSessions
         self.speaker: Speaker | None = None
         self.kernel = DesiredKernel()
         self._restart_deadline = restart_deadline
@@ -238,6 +264,7 @@ class Router:
         for name, session in plan.sessions.items():
             if name in established:
                 speaker.set_policy(name, session.import_policy, session.export_policy, now)
+        self._plan_bfd(plan, now)
         self._outputs.append(DesiredSessions(self._session_configs(plan)))
         self._outputs.append(TunnelsWanted(plan.tunnels))
         self._replan_kernel()
@@ -250,6 +277,8 @@ class Router:
         if applied is None or speaker is None or name is None:
             return None
         session = applied.plan.sessions[name]
+        if name in self._held and not isinstance(event, Down):
+            return name  # rule 8: a late event of a session BFD ended
         if isinstance(event, Established):
             speaker.peer_up(name, session.settings, event.negotiated, now)
             speaker.set_policy(name, session.import_policy, session.export_policy, now)
@@ -262,12 +291,39 @@ class Router:
             speaker.route_refresh_received(name, event.refresh, now)
         return name
 
+    def bfd_report(self, address: IPAddress, report: BfdReport, now: float) -> None:
+        """A BFD session's new level (rule 8)."""
+        applied = self._applied
+        if applied is None:
+            return
+        ended: set[PeerKey] = set()
+        for name, session in applied.plan.sessions.items():
+            gate = self.bfd_gates.get(name)
+            if gate is None or session.config.peer_address != address:
+                continue
+            if gate.take(report, now):
+                ended.add(session.config.key)
+                if self.speaker is not None and name in set(self.speaker.peers()):
+                    self.speaker.peer_down(name, graceful=False, now=now)
+                self._notice("info", "bfd down: bgp session ended", peer=name, reason="bfd-down")
+        self._gate_sessions(now, frozenset(ended))
+
     def timer(self, now: float) -> None:
         if self.speaker is not None:
             self.speaker.timer(now)
+        if self._held:
+            self._gate_sessions(now)
 
     def next_deadline(self) -> float | None:
-        return self.speaker.next_deadline() if self.speaker is not None else None
+        deadlines = [
+            d
+            for name in self._held
+            if (gate := self.bfd_gates.get(name)) is not None
+            and (d := gate.next_deadline()) is not None
+        ]
+        if self.speaker is not None and (d := self.speaker.next_deadline()) is not None:
+            deadlines.append(d)
+        return min(deadlines) if deadlines else None
 
     # -- outputs --------------------------------------------------------------------------------
 
@@ -389,11 +445,38 @@ class Router:
     # -- internals ------------------------------------------------------------------------------
 
     def _session_configs(self, plan: RoutingPlan) -> dict[PeerKey, SessionConfig]:
-        """The supervisor's desired set; the Restart State bit while we restart (rule 4)."""
+        """The supervisor's desired set without the sessions BFD holds (rule 8); the Restart
+        State bit while we restart (rule 4)."""
         return {
             session.config.key: replace(session.config, graceful_restart_restarting=self.restarting)
-            for session in plan.sessions.values()
+            for name, session in plan.sessions.items()
+            if name not in self._held
         }
+
+    def _plan_bfd(self, plan: RoutingPlan, now: float) -> None:
+        """Rule 8: a gate per session that asks for BFD, kept across plans; the BFD sessions
+        wanted."""
+        wanted: dict[IPAddress, BfdSpec] = {}
+        gates: dict[str, BfdGate] = {}
+        for name, session in sorted(plan.sessions.items()):
+            if session.bfd is None:
+                continue
+            gates[name] = self.bfd_gates.get(name) or BfdGate(self.bfd_hold)
+            wanted.setdefault(session.config.peer_address, session.bfd)
+        self.bfd_gates = gates
+        self._held = frozenset(n for n, g in gates.items() if not g.allows(now))
+        self._outputs.append(BfdWanted(wanted))
+
+    def _gate_sessions(self, now: float, ended: frozenset[PeerKey] = frozenset()) -> None:
+        """Rule 8: a new desired set when the sessions BFD holds changed or BFD ended one."""
+        applied = self._applied
+        if applied is None:
+            return
+        held = frozenset(n for n, g in self.bfd_gates.items() if not g.allows(now))
+        if held == self._held and not ended:
+            return
+        self._held = held
+        self._outputs.append(DesiredSessions(self._session_configs(applied.plan), ended))
 
     def _replan_kernel(self) -> None:
         """Rule 5: every prefix of the Loc-RIBs planned again; routes of prefixes the RIB no

@@ -10,7 +10,12 @@ Rules:
 3. The endpoint alone calls its sessions; time is ``loop.time()`` and jitter ``random.random``,
    passed in. State changes go to ``on_change(peer, StateChanged)``.
 4. ``remove_peer`` sends AdminDown (RFC 5880 §6.8.16) for one detection time before the socket
-   closes; ``close`` does so for every session.
+   closes; ``close`` does so for every session. ``update_peer`` changes a session's timers
+   through a Poll Sequence (§6.8.3), without a state change.
+5. ``BfdEdge`` keeps the set the router wants (``bgpd.router.BfdWanted``): one endpoint per local
+   address, sessions added, re-timed and removed by diff, and every state change reported as the
+   session's level (``bgpd.bfd.client.BfdReport``). An address that does not bind is logged
+   and its sessions skipped; the other sessions run.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import ipaddress
 import random
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 
+from bgpd.bfd.client import BfdReport, BfdSpec
 from bgpd.bfd.fsm import BfdSession, Output, StateChanged, Timers, Transmit
 from bgpd.bfd.packet import (
     SINGLE_HOP_PORT,
@@ -33,6 +39,7 @@ from bgpd.bfd.packet import (
     SOURCE_PORTS,
     DropReason,
     PacketDropped,
+    SessionState,
     decode,
     encode,
     session_checks,
@@ -42,6 +49,7 @@ from bgpd.bfd.packet import (
 log = structlog.get_logger("bgpd.bfd")
 
 Address = ipaddress.IPv4Address
+AnyAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ChangeHandler = Callable[[Address, StateChanged], None]
 _ANCILLARY = socket.CMSG_SPACE(4)  # IP_TTL arrives as one int, in host byte order
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # linux/in.h
@@ -114,6 +122,12 @@ class BfdEndpoint:
         self._execute(peer, session.start(asyncio.get_running_loop().time()))
         return session
 
+    def update_peer(self, address: Address, timers: Timers) -> None:
+        peer = self._peers.get(address)
+        if peer is not None:
+            now = asyncio.get_running_loop().time()
+            self._execute(peer, peer.session.set_timers(timers, now))
+
     def remove_peer(self, address: Address) -> None:
         peer = self._peers.pop(address, None)
         if peer is None:
@@ -125,6 +139,9 @@ class BfdEndpoint:
     def session(self, address: Address) -> BfdSession | None:
         peer = self._peers.get(address)
         return peer.session if peer is not None else None
+
+    def sessions(self) -> dict[Address, BfdSession]:
+        return {address: peer.session for address, peer in self._peers.items()}
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -225,3 +242,80 @@ class BfdEndpoint:
             timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+def report_of(session: BfdSession) -> BfdReport:
+    """A session's level (rule 5)."""
+    return BfdReport(
+        state=session.state,
+        ups=session.up_count,
+        downs=session.down_count,
+        remote_admin_down=session.state == SessionState.DOWN
+        and session.remote_state == SessionState.ADMIN_DOWN,
+    )
+
+
+class BfdEdge:
+    """Rule 5."""
+
+    def __init__(self, on_report: Callable[[Address, BfdReport], None]) -> None:
+        self.on_report = on_report
+        self.endpoints: dict[Address, BfdEndpoint] = {}
+        self._specs: dict[Address, tuple[Address, Timers]] = {}  # peer: (local, timers)
+        self._failed: set[Address] = set()  # local addresses that did not bind
+
+    async def apply(self, wanted: Mapping[AnyAddress, BfdSpec]) -> None:
+        """Rule 5 (IPv4 single hop: other sessions are not run)."""
+        specs: dict[Address, tuple[Address, Timers]] = {}
+        for address, spec in wanted.items():
+            if isinstance(address, Address) and isinstance(spec.local, Address):
+                specs[address] = (spec.local, spec.timers)
+        for address, (local, _) in list(self._specs.items()):
+            new = specs.get(address)
+            if new is None or new[0] != local:
+                self.endpoints[local].remove_peer(address)
+                del self._specs[address]
+        for address, (local, timers) in specs.items():
+            endpoint = self.endpoints.get(local) or await self._open(local)
+            if endpoint is None:
+                continue
+            old = self._specs.get(address)
+            if old is None:
+                endpoint.add_peer(address, timers)
+            elif old[1] != timers:
+                endpoint.update_peer(address, timers)
+            self._specs[address] = (local, timers)
+
+    def sessions(self) -> dict[Address, BfdSession]:
+        return {a: s for e in self.endpoints.values() for a, s in e.sessions().items()}
+
+    @property
+    def drops(self) -> collections.Counter[DropReason]:
+        total: collections.Counter[DropReason] = collections.Counter()
+        for endpoint in self.endpoints.values():
+            total.update(endpoint.drops)
+        return total
+
+    async def close(self) -> None:
+        await asyncio.gather(*(e.close() for e in self.endpoints.values()))
+        self.endpoints.clear()
+
+    async def _open(self, local: Address) -> BfdEndpoint | None:
+        endpoint = BfdEndpoint(local, self._changed)
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            if local not in self._failed:
+                log.error("bfd endpoint did not bind", local=str(local), error=str(exc))
+            self._failed.add(local)
+            return None
+        self._failed.discard(local)
+        self.endpoints[local] = endpoint
+        return endpoint
+
+    def _changed(self, address: Address, _change: StateChanged) -> None:
+        spec = self._specs.get(address)
+        endpoint = self.endpoints.get(spec[0]) if spec is not None else None
+        session = endpoint.session(address) if endpoint is not None else None
+        if session is not None:
+            self.on_report(address, report_of(session))

@@ -7,11 +7,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from bgpd.bfd.client import BfdReport, BfdSpec
-from bgpd.bfd.fsm import Timers
-from bgpd.bfd.packet import SessionState
-from bgpd.router import BfdWanted, DesiredSessions, Output, RoutingPlan, Router
-from bgpd.session.events import Down, DownReason, Established, UpdateReceived
 from test_router import (
     NODE2,
     _negotiated,
@@ -20,6 +15,12 @@ from test_router import (
     _planner,
     snapshot,
 )
+
+from bgpd.bfd.client import BfdReport, BfdSpec
+from bgpd.bfd.fsm import Timers
+from bgpd.bfd.packet import SessionState
+from bgpd.router import BfdWanted, DesiredSessions, Output, Router, RoutingPlan
+from bgpd.session.events import Down, DownReason, Established, UpdateReceived
 from peers.model import Snapshot
 
 UP1 = BfdReport(SessionState.UP, ups=1)

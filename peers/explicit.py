@@ -190,6 +190,7 @@ class _Resolver:
             source_addr=peer.source_address or "UseNodeIP",
             restart_time=_seconds(peer.max_restart_time),
             keepalive_time=_seconds(peer.keepalive_time),
+            bfd_if_directly_connected=peer.failure_detection_mode == "BFDIfDirectlyConnected",
         )
 
     def emit_global(self, record: PeerRecord) -> None:

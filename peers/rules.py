@@ -43,6 +43,7 @@ class PeerRecord:
     filters: tuple[str, ...] = ()
     reachable_by: IPAddress | None = None
     next_hop_mode: PeerNextHopMode | None = None
+    bfd_if_directly_connected: bool = False  # Calico Enterprise's failureDetectionMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,4 +106,5 @@ def build_session(kind: SessionKind, record: PeerRecord, local: LocalNode) -> Se
         filters=record.filters,
         reachable_by=record.reachable_by,
         is_calico_node=record.calico_node,
+        bfd_if_directly_connected=record.bfd_if_directly_connected,
     )

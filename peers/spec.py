@@ -56,6 +56,7 @@ class SessionSpec:
     filters: tuple[str, ...] = ()
     reachable_by: IPAddress | None = None
     is_calico_node: bool = False
+    bfd_if_directly_connected: bool = False  # BGPPeer failureDetectionMode (Calico Enterprise)
 
     @property
     def is_ibgp(self) -> bool:

@@ -4,7 +4,8 @@ would make of the node (calico-bgp.md §2), as the one value the router takes.
 Rules:
 1. ``NodePlanner.plan(snapshot)`` is pure and total: the node's sessions (``peers.resolve``),
    each with its FSM config, RIB settings and import/export policies; what the node originates
-   (``calico.origin``); the kernel planner (``bgpd.kernel.plan``); the tunnel devices it needs.
+   (``calico.origin``); the kernel planner (``bgpd.kernel.plan``); the tunnel devices it needs;
+   the BFD each session asks for (``calico.bfd``, from the host's ``interfaces``).
    A snapshot where the node has no router id gives a plan without one (the router waits).
 2. Two sessions to one address and port cannot both run: the first by name is kept, the other
    is reported as a problem.
@@ -17,8 +18,9 @@ Rules:
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from bgpd.calico.bfd import LocalInterface, plan_bfd
 from bgpd.calico.export import export_policy, import_policy
 from bgpd.calico.origin import Origination, local_routes, originate
 from bgpd.calico.sessions import peer_settings, session_config, session_key
@@ -39,7 +41,7 @@ class NodePlanner:
 
     config: DaemonConfig
 
-    def plan(self, snapshot: Snapshot) -> RoutingPlan:
+    def plan(self, snapshot: Snapshot, interfaces: tuple[LocalInterface, ...] = ()) -> RoutingPlan:
         config = self.config
         env = Environment(router_id=config.router_id, secrets=environ_secret_lookup(config.environ))
         peering = resolve_node(config.node, snapshot, env)
@@ -56,7 +58,9 @@ class NodePlanner:
         me = snapshot.nodes.get(config.node)
         own = {v: a.packed for v in (4, 6) if me is not None and (a := me.ip(v)) is not None}
         problems = list(peering.problems)
+        bfd = plan_bfd(me, snapshot.bfd_configs, peering.sessions, interfaces, problems)
         sessions = self._sessions(peering, snapshot, originations, me, problems)
+        sessions = {n: replace(s, bfd=bfd.get(n)) for n, s in sessions.items()}
         kernel = plan_config(
             snapshot,
             config.node,

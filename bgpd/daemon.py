@@ -184,6 +184,7 @@ class Daemon:
         self._bfd_levels: dict[IPAddress, BfdReport] = {}
         self._bfd_changed = asyncio.Event()
         self.bfd = BfdEdge(self._bfd_report)
+        self.metrics.bfd_drops = lambda: {str(r): n for r, n in self.bfd.drops.items()}
         self._tunnel_plans: Latest[TunnelPlan] = Latest()
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
@@ -338,7 +339,9 @@ class Daemon:
     def peer_statuses(self) -> list[PeerStatus]:
         if self.supervisor is None:
             return []
-        return self.router.peer_statuses(self.supervisor.statistics(), self.started)
+        return self.router.peer_statuses(
+            self.supervisor.statistics(), self.started, self.bfd.statuses()
+        )
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
         return self.router.route_statuses(prefix)

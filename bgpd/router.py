@@ -72,7 +72,7 @@ from bgpd.speaker import (
     Speaker,
     SpeakerConfig,
 )
-from bgpd.status import PeerStatus, RouteStatus, capability_names, route_status
+from bgpd.status import BfdStatus, PeerStatus, RouteStatus, capability_names, route_status
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.constants import Afi
 from bgpd.wire.negotiated import Negotiated
@@ -376,10 +376,15 @@ class Router:
         )
 
     def peer_statuses(
-        self, counters: Mapping[PeerKey, SessionCounters], started: float
+        self,
+        counters: Mapping[PeerKey, SessionCounters],
+        started: float,
+        bfd: Mapping[str, BfdStatus] | None = None,
     ) -> list[PeerStatus]:
         """Each planned session as ``show protocols`` and ``bgpd show peers`` present it;
-        ``started`` (wall clock) stands for "since" of a session that never ran."""
+        ``started`` (wall clock) stands for "since" of a session that never ran; ``bfd`` the
+        running BFD sessions by peer address."""
+        bfd = bfd or {}
         applied, speaker = self._applied, self.speaker
         if applied is None:
             return []
@@ -420,6 +425,8 @@ class Router:
                     graceful_restart=restart_state,
                     source_address=str(config.source_address or ""),
                     port=config.port,
+                    bfd=bfd.get(str(config.peer_address)) if session.bfd is not None else None,
+                    bfd_holds=name in self._held,
                 )
             )
         return out

@@ -34,6 +34,7 @@ class BfdSpec:
     timers: Timers
     local: IPAddress
     multihop: bool = False
+    interface: str = ""  # the interface towards the peer, for display
 
 
 @dataclass(frozen=True, slots=True)

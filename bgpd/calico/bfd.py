@@ -113,5 +113,6 @@ def plan_bfd(
         )
         if entry is None:
             continue
-        out[name] = BfdSpec(timers_of(entry), spec.source_address or interface.address.ip)
+        local = spec.source_address or interface.address.ip
+        out[name] = BfdSpec(timers_of(entry), local, interface=interface.name)
     return out

@@ -27,6 +27,7 @@ import ipaddress
 import random
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping
 
 import structlog
@@ -45,6 +46,7 @@ from bgpd.bfd.packet import (
     session_checks,
     ttl_check,
 )
+from bgpd.status import BfdStatus
 
 log = structlog.get_logger("bgpd.bfd")
 
@@ -244,6 +246,19 @@ class BfdEndpoint:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
 
+STATE_NAMES = {  # BIRD's bfd_state_names, RFC 5880 §4.1
+    SessionState.ADMIN_DOWN: "AdminDown",
+    SessionState.DOWN: "Down",
+    SessionState.INIT: "Init",
+    SessionState.UP: "Up",
+}
+
+
+def wanted_interface(wanted: Mapping[AnyAddress, BfdSpec], address: Address) -> str:
+    spec = wanted.get(address)
+    return spec.interface if spec is not None else ""
+
+
 def report_of(session: BfdSession) -> BfdReport:
     """A session's level (rule 5)."""
     return BfdReport(
@@ -262,6 +277,8 @@ class BfdEdge:
         self.on_report = on_report
         self.endpoints: dict[Address, BfdEndpoint] = {}
         self._specs: dict[Address, tuple[Address, Timers]] = {}  # peer: (local, timers)
+        self._interfaces: dict[Address, str] = {}
+        self._since: dict[Address, float] = {}  # wall clock of the last state change
         self._failed: set[Address] = set()  # local addresses that did not bind
 
     async def apply(self, wanted: Mapping[AnyAddress, BfdSpec]) -> None:
@@ -280,7 +297,9 @@ class BfdEdge:
             if endpoint is None:
                 continue
             old = self._specs.get(address)
+            self._interfaces[address] = wanted_interface(wanted, address)
             if old is None:
+                self._since[address] = time.time()
                 endpoint.add_peer(address, timers)
             elif old[1] != timers:
                 endpoint.update_peer(address, timers)
@@ -288,6 +307,30 @@ class BfdEdge:
 
     def sessions(self) -> dict[Address, BfdSession]:
         return {a: s for e in self.endpoints.values() for a, s in e.sessions().items()}
+
+    def statuses(self) -> dict[str, BfdStatus]:
+        """Every running session as a status value, by peer address text."""
+        out: dict[str, BfdStatus] = {}
+        for local, endpoint in self.endpoints.items():
+            for address, session in endpoint.sessions().items():
+                timers = session.timers
+                out[str(address)] = BfdStatus(
+                    peer_ip=str(address),
+                    local_ip=str(local),
+                    interface=self._interfaces.get(address, ""),
+                    state=STATE_NAMES[session.state],
+                    since=self._since.get(address, 0.0),
+                    tx_interval_ms=session.transmit_interval() * 1000,
+                    detection_time_ms=session.detection_time() * 1000,
+                    desired_min_tx_ms=timers.desired_min_tx / 1000,
+                    required_min_rx_ms=timers.required_min_rx / 1000,
+                    detect_mult=timers.detect_mult,
+                    ups=session.up_count,
+                    downs=session.down_count,
+                    local_discriminator=session.local_discriminator,
+                    remote_discriminator=session.remote_discriminator,
+                )
+        return out
 
     @property
     def drops(self) -> collections.Counter[DropReason]:
@@ -318,4 +361,5 @@ class BfdEdge:
         endpoint = self.endpoints.get(spec[0]) if spec is not None else None
         session = endpoint.session(address) if endpoint is not None else None
         if session is not None:
+            self._since[address] = time.time()
             self.on_report(address, report_of(session))

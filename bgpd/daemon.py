@@ -314,7 +314,7 @@ class Daemon:
 
     async def _follow_datastore(self, snapshots: AsyncIterator[Snapshot]) -> None:
         async for snapshot in snapshots:
-            await self._inbox.put(_NewSnapshot(snapshot, local_interfaces()))
+            await self._inbox.put(_NewSnapshot(snapshot, await local_interfaces()))
 
     # -- status (read by the control socket, health and metrics) ----------------------------------
 
@@ -352,7 +352,7 @@ class Daemon:
         log.info("reload requested", reason="sighup")
         snapshot = self.source.reload()
         with contextlib.suppress(asyncio.QueueFull):  # a full inbox is applying snapshots now
-            self._inbox.put_nowait(_NewSnapshot(snapshot, local_interfaces()))
+            self._inbox.put_nowait(_NewSnapshot(snapshot))
 
     def request_stop(self, withdraw: bool = False, message: str = "") -> None:
         self._withdraw = withdraw
@@ -409,7 +409,7 @@ class Daemon:
             try:
                 async with asyncio.TaskGroup() as group:
                     self._group = group
-                    self._inbox.put_nowait(_NewSnapshot(first, local_interfaces()))
+                    self._inbox.put_nowait(_NewSnapshot(first, await local_interfaces()))
                     self._start(self._route(), "routing")
                     self._start(self._follow_datastore(snapshots), "datastore")
                     self._start(self._apply_sessions(), "sessions")

@@ -1,8 +1,10 @@
 """The host's interface addresses (IO): the one host fact BFD planning needs (``calico.bfd``
-rule 2), read with one netlink dump of links and addresses in the daemon's namespace."""
+rule 2), read with one netlink dump of links and addresses in the daemon's namespace, on a
+worker thread (pyroute2's synchronous socket runs its own event loop)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 from pyroute2 import IPRoute
@@ -10,7 +12,11 @@ from pyroute2 import IPRoute
 from bgpd.calico.bfd import LocalInterface
 
 
-def local_interfaces() -> tuple[LocalInterface, ...]:
+async def local_interfaces() -> tuple[LocalInterface, ...]:
+    return await asyncio.to_thread(_dump)
+
+
+def _dump() -> tuple[LocalInterface, ...]:
     """Every address of every interface, with its interface's name (IFA_LOCAL where the kernel
     gives one: on a point-to-point link IFA_ADDRESS is the far end)."""
     found: list[LocalInterface] = []

@@ -69,6 +69,7 @@ bench: deps
 	$(PY) bench/convergence.py --trials 100
 	$(PY) bench/rr_scale.py --clients 500 --mesh-nodes 200
 	$(PY) bench/restart.py
+	$(PY) bench/bfd_failover.py --deaths 20
 
 ## soak: 30 minutes of mixed churn, RSS, file descriptors and tasks sampled each minute (not in test)
 soak: deps

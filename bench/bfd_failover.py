@@ -11,9 +11,10 @@ Rules:
    hold timer can notice). The clock starts just before the signal and stops when the deletion
    of D's block arrives on a route monitor socket in each watcher's namespace
    (``benchlib.KernelWatch``, rule 3), so both watchers are timed on the same death.
-3. Then D is thawed and both kernels must hold its block again; deaths are at least
-   ``--spacing`` seconds apart (default 12 s), so RFC 5882 flap dampening (a third Down within
-   about one 15 s half-life suppresses) never holds a session back during the run.
+3. Then D is thawed and both kernels must hold its block again (checked again just before
+   each death); deaths are at least ``--spacing`` seconds apart (default 15 s, one dampening
+   half-life), so RFC 5882 flap dampening (a third flap within about one half-life
+   suppresses) never holds a session back during the run.
 4. Without BFD nothing but the hold timer notices: the figure is the hold time, 240 s at worst
    and 160 s at best (the last keepalive came up to one 80 s keepalive interval before the
    death). It is computed here, not waited for on every run; ``bench/restart.py`` measures the
@@ -21,7 +22,7 @@ Rules:
 5. The report: every death's two figures as they come, then p50/p99 of each beside the other,
    with the detection time (300 ms) as the floor and the 1 s p99 target.
 
-Usage: python3 bench/bfd_failover.py [--deaths 20] [--spacing 12]
+Usage: python3 bench/bfd_failover.py [--deaths 20] [--spacing 15]
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def freeze(node: BgpdNode, sig: signal.Signals) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deaths", type=int, default=20)
-    parser.add_argument("--spacing", type=float, default=12.0)
+    parser.add_argument("--spacing", type=float, default=15.0)
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
@@ -134,6 +135,7 @@ def main() -> None:
             bgpd_times: list[float] = []
             frr_times: list[float] = []
             for death in range(1, args.deaths + 1):
+                benchlib.wait_each([ours, theirs], back, 120)
                 time.sleep(1.0)  # both BFD sessions at their fast rate again
                 start = time.monotonic()
                 freeze(dying, signal.SIGSTOP)

@@ -301,9 +301,10 @@ class Router:
             gate = self.bfd_gates.get(name)
             if gate is None or session.config.peer_address != address:
                 continue
-            if gate.take(report, now):
+            established = self.speaker is not None and name in set(self.speaker.peers())
+            if gate.take(report, now, established):
                 ended.add(session.config.key)
-                if self.speaker is not None and name in set(self.speaker.peers()):
+                if self.speaker is not None and established:
                     self.speaker.peer_down(name, graceful=False, now=now)
                 self._notice("info", "bfd down: bgp session ended", peer=name, reason="bfd-down")
         self._gate_sessions(now, frozenset(ended))

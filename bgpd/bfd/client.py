@@ -13,6 +13,10 @@ Rules:
 5. With ``hold`` (the default), BGP does not run while BFD is configured and not Up
    (RFC 5882 §4.1 lets a client wait for BFD before it starts); and an Up is believed only
    when the session is not suppressed by ``FlapDampening`` (RFC 5882 §3.2).
+6. A Down is a flap for dampening only when it ended an Established BGP session: that is the
+   route churn dampening exists to stop. A Down before BGP came up withdrew nothing (FRR's bfdd
+   restarts a session once when its bgpd re-registers it with the local address, a few
+   milliseconds after the first Up: that must not count towards suppression).
 """
 
 from __future__ import annotations
@@ -58,11 +62,12 @@ class BfdGate:
         self.dampening = FlapDampening(dampening or DampeningSettings())
         self._downs_seen = 0
 
-    def take(self, report: BfdReport, now: float) -> bool:
-        """A new level; True when the BGP session must end now (rule 3)."""
+    def take(self, report: BfdReport, now: float, established: bool = True) -> bool:
+        """A new level; True when the BGP session must end now (rule 3). ``established``:
+        the BGP session is Established (rule 6)."""
         failed = report.downs > self._downs_seen and not report.remote_admin_down
-        for _ in range(report.downs - self._downs_seen if failed else 0):
-            self.dampening.down(now)
+        if failed and established:
+            self.dampening.down(now)  # one flap however many Downs the level hides
         self._downs_seen = report.downs
         self.report = report
         return failed

@@ -400,7 +400,8 @@ class Frr(PeerDaemon):
         ms = s.bfd_interval
         conf = run_dir / "bfdd.conf"
         conf.write_text(
-            f"hostname peer\nbfd\n peer {s.neighbor} local-address {s.address}\n"
+            f"hostname peer\nlog file {run_dir}/bfdd.log debugging\ndebug bfd peer\n"
+            f"bfd\n peer {s.neighbor} local-address {s.address}\n"
             f"  detect-multiplier 3\n  receive-interval {ms}\n  transmit-interval {ms}\n"
             "  no shutdown\n exit\nexit\n"
         )

@@ -10,6 +10,7 @@ Rules:
    peer drops our route. Then both thaw and the sessions come back.
 3. No timing is asserted beyond "well before the hold time" (waits of 20 s against a 90 s
    hold time); the detection figures are measured in ``bench/bfd_failover.py``.
+4. No false positives: a minute of every core busy does not flap a 100 ms x 3 session.
 """
 
 from __future__ import annotations
@@ -17,13 +18,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bgpd_driver import BgpdNode, ExternalPeer, OurNode, calico_datastore, calico_resource
+from bgpd_driver import (
+    BgpdNode,
+    ExternalPeer,
+    OurNode,
+    RouteMonitor,
+    calico_datastore,
+    calico_resource,
+)
 from netns import Pair
 from peer_drivers import Bird2, Frr, PeerDaemon, PeerSpec, wait_for
 
@@ -181,3 +191,64 @@ def test_bgpd_to_bgpd_frozen_node_and_cut_link(pair: Pair, tmp_path: Path) -> No
             if node.proc is not None:
                 freeze(node, signal.SIGCONT)
             node.stop()
+
+
+def cpu_hogs() -> list[subprocess.Popen[bytes]]:
+    """One busy loop per core, at the daemon's priority."""
+    return [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+
+
+def test_cpu_load_does_not_flap_a_100_ms_x_3_session(pair: Pair, tmp_path: Path) -> None:
+    """60 s (``BGPD_BFD_LOAD_SECONDS``) of every core busy beside two bgpd nodes whose mesh
+    session runs BFD at 100 ms x 3: no BFD Down, no route withdrawn (``bench/bfd_load.py``
+    measures the lowest interval that holds)."""
+    seconds = float(os.environ.get("BGPD_BFD_LOAD_SECONDS", "60"))
+    a_node = OurNode("node-a", str(pair.link.a_addr), OUR_AS, blocks=(OUR_BLOCK,))
+    b_node = OurNode("node-b", str(pair.link.b_addr), OUR_AS, blocks=("10.244.2.0/26",))
+    a = BgpdNode(
+        pair.us,
+        a_node,
+        (),
+        tmp_path / "a",
+        datastore_text=calico_datastore(a_node, (), others=(b_node,), extra=(BFD_CONFIG,)),
+    )
+    b = BgpdNode(
+        pair.peer,
+        b_node,
+        (),
+        tmp_path / "b",
+        datastore_text=calico_datastore(b_node, (), others=(a_node,), extra=(BFD_CONFIG,)),
+    )
+    monitor = RouteMonitor(pair.us, tmp_path / "monitor.log")
+
+    def describe() -> str:
+        return f"a: {a.describe()}\nb: {b.describe()}"
+
+    a.start()
+    b.start()
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_for(lambda: "10.244.2.0/26" in a.routes() and OUR_BLOCK in b.routes(), 60, describe)
+        wait_for(lambda: bfd_of(a).get("detection_time_ms") == 300, 20, describe)
+        before = (bfd_of(a)["downs"], bfd_of(b)["downs"])
+        monitor.start()
+        time.sleep(0.5)
+        hogs = cpu_hogs()
+        time.sleep(seconds)
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+        hogs = []
+        time.sleep(1.0)
+        assert (bfd_of(a)["downs"], bfd_of(b)["downs"]) == before, describe()
+        assert monitor.deletions("10.244.2.0/26") == [], describe()
+        assert bfd_of(a)["state"] == bfd_of(b)["state"] == "Up"
+    finally:
+        for hog in hogs:
+            hog.kill()
+        monitor.stop()
+        a.stop()
+        b.stop()

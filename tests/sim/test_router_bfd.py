@@ -122,9 +122,9 @@ def test_a_flapping_bfd_session_is_dampened_then_released(snapshot: Snapshot) ->
     router.apply_plan(_plan(snapshot), 0.0)
     router.drain()
     now = 1.0
-    for flap in range(1, 4):
-        router.bfd_report(NODE2.address, BfdReport(SessionState.DOWN, flap, flap - 1), now)
-        router.bfd_report(NODE2.address, BfdReport(SessionState.UP, flap, flap - 1), now + 0.5)
+    for flap in range(1, 4):  # each flap ends an Established session (bgpd.bfd.client rule 6)
+        router.bfd_report(NODE2.address, BfdReport(SessionState.UP, flap, flap - 1), now)
+        router.session_event(NODE2, Established(_negotiated()), now + 0.5)
         router.bfd_report(NODE2.address, BfdReport(SessionState.DOWN, flap, flap), now + 1)
         now += 2
     router.drain()
@@ -134,6 +134,17 @@ def test_a_flapping_bfd_session_is_dampened_then_released(snapshot: Snapshot) ->
     deadline = router.next_deadline()
     assert deadline is not None and now < deadline <= now + 120
     router.timer(deadline)
+    assert NODE2 in _desired(router.drain()).configs
+
+
+def test_downs_before_bgp_came_up_are_not_flaps(snapshot: Snapshot) -> None:
+    router = Router()
+    router.apply_plan(_plan(snapshot), 0.0)
+    router.drain()
+    for flap in range(1, 6):
+        router.bfd_report(NODE2.address, BfdReport(SessionState.UP, flap, flap - 1), flap)
+        router.bfd_report(NODE2.address, BfdReport(SessionState.DOWN, flap, flap), flap + 0.01)
+    router.bfd_report(NODE2.address, BfdReport(SessionState.UP, 6, 5), 7.0)
     assert NODE2 in _desired(router.drain()).configs
 
 
@@ -152,3 +163,16 @@ def test_a_plan_change_keeps_the_gate_and_removing_bfd_releases_the_session(
     assert NODE2 in _desired(outputs).configs
     (wanted,) = _of(BfdWanted, outputs)
     assert isinstance(wanted, BfdWanted) and wanted.peers == {}
+
+
+def test_new_bfd_timers_reset_nothing(snapshot: Snapshot) -> None:
+    router = Router()
+    _learned(router, snapshot)
+    faster = replace(SPEC, timers=Timers(50_000, 50_000, 3))
+    router.apply_plan(_plan(snapshot, spec=faster), 5.0)
+    outputs = router.drain()
+    desired = _desired(outputs)
+    assert NODE2 in desired.configs and not desired.bfd_down
+    (wanted,) = _of(BfdWanted, outputs)
+    assert isinstance(wanted, BfdWanted) and wanted.peers == {NODE2.address: faster}
+    assert not router.kernel_batch(1000).removals

@@ -14,7 +14,10 @@ Rules:
    transmit interval is the larger of our Desired Min TX and the peer's
    Required Min RX; nothing is sent periodically while the peer's Required Min RX is zero
    (§6.8.7). Each interval is jittered down by 0-25 %, or to 75-90 % when Detect Mult is 1
-   (§6.8.7).
+   (§6.8.7). When a received packet shortens the interval (the peer lowered its Required Min
+   RX, typically in its Poll after going Up) a transmission scheduled further away than the new
+   interval is brought forward: the peer's detection time is already the short one (§6.8.4),
+   so keeping the slow schedule would let it expire.
 4. A change of our Desired Min TX or Required Min RX starts a Poll Sequence (§6.5, §6.8.3):
    packets carry P until one with F arrives. Until then an increased Desired Min TX is not used
    for our own sending, and a reduced Required Min RX is not used for detection (§6.8.3).
@@ -179,8 +182,11 @@ class BfdSession:
             outputs += self._change(row[0], row[1], now)
         if packet.poll:  # rule 5
             outputs.append(Transmit(self.packet(final=True)))
-        if self._next_tx is None and self.transmit_interval():
+        interval = self.transmit_interval()
+        if self._next_tx is None and interval:
             outputs += self._send(now)
+        elif self._next_tx is not None and interval and self._next_tx > now + interval:
+            self._next_tx = now + self._jittered(interval)  # rule 3: the peer asked for more
         return outputs
 
     def timer(self, now: float) -> list[Output]:

@@ -46,7 +46,7 @@ import structlog
 
 from bgpd import __version__
 from bgpd.bfd.client import BfdReport, BfdSpec
-from bgpd.calico.bfd import LocalInterface
+from bgpd.calico.bfd import HostFacts
 from bgpd.calico.node import NodePlanner
 from bgpd.config import ConfigError, DaemonConfig
 from bgpd.control.presence import bird_placeholders
@@ -56,7 +56,7 @@ from bgpd.kernel.netlink import KernelProgrammer
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.metrics import Metrics, serve_http
 from bgpd.net.bfd import BfdEdge
-from bgpd.net.interfaces import local_interfaces
+from bgpd.net.interfaces import host_facts
 from bgpd.net.mailbox import Latest
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
@@ -87,7 +87,7 @@ INBOX_SIZE = 256  # items waiting for the routing task (rule 1)
 @dataclass(frozen=True, slots=True)
 class _NewSnapshot:
     snapshot: Snapshot | None  # None: re-apply the last one (a reload of etcd)
-    interfaces: tuple[LocalInterface, ...] | None = None  # None: the last ones read
+    host: HostFacts | None = None  # None: the last ones read
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +189,7 @@ class Daemon:
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
         self._snapshot: Snapshot | None = None
-        self._interfaces: tuple[LocalInterface, ...] = ()
+        self._host = HostFacts()
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -241,10 +241,10 @@ class Daemon:
                 self.router.bfd_report(address, report, now)
         else:
             self._snapshot = item.snapshot or self._snapshot  # None: a reload of etcd
-            if item.interfaces is not None:
-                self._interfaces = item.interfaces
+            if item.host is not None:
+                self._host = item.host
             if self._snapshot is not None:
-                plan = self.planner.plan(self._snapshot, self._interfaces)
+                plan = self.planner.plan(self._snapshot, self._host)
                 self.router.apply_plan(plan, now)
                 self.last_reconfigured = time.time()
 
@@ -314,7 +314,7 @@ class Daemon:
 
     async def _follow_datastore(self, snapshots: AsyncIterator[Snapshot]) -> None:
         async for snapshot in snapshots:
-            await self._inbox.put(_NewSnapshot(snapshot, await local_interfaces()))
+            await self._inbox.put(_NewSnapshot(snapshot, await host_facts()))
 
     # -- status (read by the control socket, health and metrics) ----------------------------------
 
@@ -409,7 +409,7 @@ class Daemon:
             try:
                 async with asyncio.TaskGroup() as group:
                     self._group = group
-                    self._inbox.put_nowait(_NewSnapshot(first, await local_interfaces()))
+                    self._inbox.put_nowait(_NewSnapshot(first, await host_facts()))
                     self._start(self._route(), "routing")
                     self._start(self._follow_datastore(snapshots), "datastore")
                     self._start(self._apply_sessions(), "sessions")

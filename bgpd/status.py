@@ -74,6 +74,7 @@ class BfdStatus:
     downs: int = 0
     local_discriminator: int = 0
     remote_discriminator: int = 0
+    multihop: bool = False  # RFC 5883
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,12 @@ Rules:
    whose ``matchPattern`` matches the interface towards the peer gives the timers. A pattern is
    an exact name, a prefix with ``*`` ("eth*"), or ``*`` (a shell-style match).
 2. The interface towards the peer is the local interface whose network holds the peer address,
-   the longest such prefix: the peer is directly connected (RFC 5881 single hop). A peer no
-   interface holds gets no BFD (multihop BFD, RFC 5883, is not planned).
-3. Node-to-node mesh sessions use BFD when rules 1 and 2 give timers; explicit BGPPeer sessions
-   when their ``failureDetectionMode`` is ``BFDIfDirectlyConnected`` and rules 1 and 2 give
-   timers.
+   the longest such prefix: the peer is directly connected (RFC 5881 single hop). Otherwise it
+   is the interface of the host's longest route to the peer, and the BFD session is multihop
+   (RFC 5883), as the BGP session is (Calico's BIRD runs every session ``multihop``).
+3. Node-to-node mesh sessions use BFD when rules 1 and 2 give timers, directly connected or
+   not; explicit BGPPeer sessions when their ``failureDetectionMode`` is
+   ``BFDIfDirectlyConnected``, the peer is directly connected and rule 1 gives timers.
 4. Timers (RFC 5880 §6.8.1, microseconds): Desired Min TX ``minimumSendInterval``, Required Min
    RX ``minimumRecvInterval``, Detect Mult ``multiplier``, and ``idleSendInterval`` as the
    Desired Min TX while the session is not Up (``bgpd.bfd.fsm`` rule 3).
@@ -44,6 +45,22 @@ class LocalInterface:
     address: IPInterface
 
 
+@dataclass(frozen=True, slots=True)
+class HostRoute:
+    """One route of the host's main table and its outgoing interface (a host fact)."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    interface: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What BFD planning reads of the host (rule 2), read by the daemon's datastore task."""
+
+    addresses: tuple[LocalInterface, ...] = ()
+    routes: tuple[HostRoute, ...] = ()
+
+
 def _usec(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
@@ -64,6 +81,14 @@ def interface_towards(
     """Rule 2."""
     holding = [i for i in interfaces if peer in i.address.network and peer != i.address.ip]
     return max(holding, key=lambda i: i.address.network.prefixlen, default=None)
+
+
+def route_towards(
+    peer: ipaddress.IPv4Address | ipaddress.IPv6Address, routes: Iterable[HostRoute]
+) -> HostRoute | None:
+    """Rule 2 for a peer that is not directly connected."""
+    holding = [r for r in routes if peer in r.network]
+    return max(holding, key=lambda r: r.network.prefixlen, default=None)
 
 
 def selected_entries(
@@ -89,7 +114,7 @@ def plan_bfd(
     node: Node | None,
     configs: Mapping[str, BFDConfiguration],
     sessions: Mapping[str, SessionSpec],
-    interfaces: Iterable[LocalInterface],
+    host: HostFacts,
     problems: list[str],
 ) -> dict[str, BfdSpec]:
     """Rules 1-5: the BFD each session asks for, by session name."""
@@ -98,21 +123,21 @@ def plan_bfd(
     entries = selected_entries(node, configs, problems)
     if not entries:
         return {}
-    local_interfaces = tuple(interfaces)
     out: dict[str, BfdSpec] = {}
     for name, spec in sessions.items():
-        if spec.family != 4:
+        mesh = spec.kind is SessionKind.MESH
+        if spec.family != 4 or not (mesh or spec.bfd_if_directly_connected):
             continue
-        if spec.kind is not SessionKind.MESH and not spec.bfd_if_directly_connected:
+        connected = interface_towards(spec.peer_ip, host.addresses)
+        route = route_towards(spec.peer_ip, host.routes) if connected is None and mesh else None
+        if connected is not None:
+            ifname, local = connected.name, spec.source_address or connected.address.ip
+        elif route is not None and spec.source_address is not None:
+            ifname, local = route.interface, spec.source_address
+        else:
             continue
-        interface = interface_towards(spec.peer_ip, local_interfaces)
-        if interface is None:
-            continue
-        entry = next(
-            (e for e in entries if fnmatch.fnmatchcase(interface.name, e.match_pattern)), None
-        )
-        if entry is None:
-            continue
-        local = spec.source_address or interface.address.ip
-        out[name] = BfdSpec(timers_of(entry), local, interface=interface.name)
+        entry = next((e for e in entries if fnmatch.fnmatchcase(ifname, e.match_pattern)), None)
+        if entry is not None:
+            multihop = connected is None
+            out[name] = BfdSpec(timers_of(entry), local, multihop=multihop, interface=ifname)
     return out

@@ -5,7 +5,7 @@ Rules:
 1. ``NodePlanner.plan(snapshot)`` is pure and total: the node's sessions (``peers.resolve``),
    each with its FSM config, RIB settings and import/export policies; what the node originates
    (``calico.origin``); the kernel planner (``bgpd.kernel.plan``); the tunnel devices it needs;
-   the BFD each session asks for (``calico.bfd``, from the host's ``interfaces``).
+   the BFD each session asks for (``calico.bfd``, from the ``host``'s addresses and routes).
    A snapshot where the node has no router id gives a plan without one (the router waits).
 2. Two sessions to one address and port cannot both run: the first by name is kept, the other
    is reported as a problem.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 
-from bgpd.calico.bfd import LocalInterface, plan_bfd
+from bgpd.calico.bfd import HostFacts, plan_bfd
 from bgpd.calico.export import export_policy, import_policy
 from bgpd.calico.origin import Origination, local_routes, originate
 from bgpd.calico.sessions import peer_settings, session_config, session_key
@@ -34,6 +34,8 @@ from encap.vxlan import TunnelPlan
 from peers.model import Node, Snapshot
 from peers.resolve import Environment, NodePeering, environ_secret_lookup, resolve_node
 
+NO_HOST_FACTS = HostFacts()
+
 
 @dataclass(frozen=True, slots=True)
 class NodePlanner:
@@ -41,7 +43,7 @@ class NodePlanner:
 
     config: DaemonConfig
 
-    def plan(self, snapshot: Snapshot, interfaces: tuple[LocalInterface, ...] = ()) -> RoutingPlan:
+    def plan(self, snapshot: Snapshot, host: HostFacts = NO_HOST_FACTS) -> RoutingPlan:
         config = self.config
         env = Environment(router_id=config.router_id, secrets=environ_secret_lookup(config.environ))
         peering = resolve_node(config.node, snapshot, env)
@@ -58,7 +60,7 @@ class NodePlanner:
         me = snapshot.nodes.get(config.node)
         own = {v: a.packed for v in (4, 6) if me is not None and (a := me.ip(v)) is not None}
         problems = list(peering.problems)
-        bfd = plan_bfd(me, snapshot.bfd_configs, peering.sessions, interfaces, problems)
+        bfd = plan_bfd(me, snapshot.bfd_configs, peering.sessions, host, problems)
         sessions = self._sessions(peering, snapshot, originations, me, problems)
         sessions = {n: replace(s, bfd=bfd.get(n)) for n, s in sessions.items()}
         kernel = plan_config(

@@ -3,7 +3,10 @@
 Rules:
 1. One receive socket per endpoint on UDP 3784 (RFC 5881 §4) with ``IP_RECVTTL``; a packet whose
    TTL is not 255 is dropped (RFC 5881 §5). Each session sends from its own socket, bound to one
-   source port in 49152-65535 for its whole life (§4), with TTL 255 (§5).
+   source port in 49152-65535 for its whole life (§4), with TTL 255 (§5). A multihop endpoint
+   (RFC 5883) uses UDP 4784 both ways (§4) and accepts any TTL of at least ``MULTIHOP_MIN_TTL``
+   (§5: a configured minimum; 255 is still what it sends), its sessions demultiplexed by the
+   source address as each endpoint serves one local address (§3).
 2. Demultiplexing (RFC 5880 §6.3, §6.8.6): a nonzero Your Discriminator selects the session; a
    zero one selects it by the source address, and only in Down or AdminDown. Every drop is
    counted by reason (``drops``); none reaches a session, none is fatal.
@@ -35,6 +38,7 @@ import structlog
 from bgpd.bfd.client import BfdReport, BfdSpec
 from bgpd.bfd.fsm import BfdSession, Output, StateChanged, Timers, Transmit
 from bgpd.bfd.packet import (
+    MULTIHOP_PORT,
     SINGLE_HOP_PORT,
     SINGLE_HOP_TTL,
     SOURCE_PORTS,
@@ -55,6 +59,7 @@ AnyAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ChangeHandler = Callable[[Address, StateChanged], None]
 _ANCILLARY = socket.CMSG_SPACE(4)  # IP_TTL arrives as one int, in host byte order
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # linux/in.h
+MULTIHOP_MIN_TTL = 192  # rule 1: at most 63 hops away, as BGP's own multihop TTL 64 allows
 
 
 class _Peer:
@@ -67,13 +72,18 @@ class _Peer:
 
 
 class BfdEndpoint:
-    """Single-hop BFD sessions from ``local`` (rules 1-4)."""
+    """Single-hop (or, with ``multihop``, RFC 5883) BFD sessions from ``local`` (rules 1-4)."""
 
     def __init__(
-        self, local: Address, on_change: ChangeHandler, port: int = SINGLE_HOP_PORT
+        self,
+        local: Address,
+        on_change: ChangeHandler,
+        port: int | None = None,
+        multihop: bool = False,
     ) -> None:
         self.local = local
-        self.port = port
+        self.multihop = multihop
+        self.port = port or (MULTIHOP_PORT if multihop else SINGLE_HOP_PORT)
         self.on_change = on_change
         self.drops: collections.Counter[DropReason] = collections.Counter()
         self._peers: dict[Address, _Peer] = {}
@@ -187,7 +197,7 @@ class BfdEndpoint:
             ),
             0,
         )
-        reason = ttl_check(ttl, multihop=False)
+        reason = ttl_check(ttl, self.multihop, MULTIHOP_MIN_TTL)
         if reason is not None:
             self.drops[reason] += 1
             return
@@ -270,30 +280,33 @@ def report_of(session: BfdSession) -> BfdReport:
     )
 
 
+Endpoint = tuple[Address, bool]  # (local address, multihop)
+
+
 class BfdEdge:
     """Rule 5."""
 
     def __init__(self, on_report: Callable[[Address, BfdReport], None]) -> None:
         self.on_report = on_report
-        self.endpoints: dict[Address, BfdEndpoint] = {}
-        self._specs: dict[Address, tuple[Address, Timers]] = {}  # peer: (local, timers)
+        self.endpoints: dict[Endpoint, BfdEndpoint] = {}
+        self._specs: dict[Address, tuple[Endpoint, Timers]] = {}  # peer: (endpoint, timers)
         self._interfaces: dict[Address, str] = {}
         self._since: dict[Address, float] = {}  # wall clock of the last state change
-        self._failed: set[Address] = set()  # local addresses that did not bind
+        self._failed: set[Endpoint] = set()  # endpoints that did not bind
 
     async def apply(self, wanted: Mapping[AnyAddress, BfdSpec]) -> None:
-        """Rule 5 (IPv4 single hop: other sessions are not run)."""
-        specs: dict[Address, tuple[Address, Timers]] = {}
+        """Rule 5 (IPv4: other sessions are not run)."""
+        specs: dict[Address, tuple[Endpoint, Timers]] = {}
         for address, spec in wanted.items():
             if isinstance(address, Address) and isinstance(spec.local, Address):
-                specs[address] = (spec.local, spec.timers)
-        for address, (local, _) in list(self._specs.items()):
+                specs[address] = ((spec.local, spec.multihop), spec.timers)
+        for address, (key, _) in list(self._specs.items()):
             new = specs.get(address)
-            if new is None or new[0] != local:
-                self.endpoints[local].remove_peer(address)
+            if new is None or new[0] != key:
+                self.endpoints[key].remove_peer(address)
                 del self._specs[address]
-        for address, (local, timers) in specs.items():
-            endpoint = self.endpoints.get(local) or await self._open(local)
+        for address, (key, timers) in specs.items():
+            endpoint = self.endpoints.get(key) or await self._open(key)
             if endpoint is None:
                 continue
             old = self._specs.get(address)
@@ -303,7 +316,7 @@ class BfdEdge:
                 endpoint.add_peer(address, timers)
             elif old[1] != timers:
                 endpoint.update_peer(address, timers)
-            self._specs[address] = (local, timers)
+            self._specs[address] = (key, timers)
 
     def sessions(self) -> dict[Address, BfdSession]:
         return {a: s for e in self.endpoints.values() for a, s in e.sessions().items()}
@@ -311,7 +324,7 @@ class BfdEdge:
     def statuses(self) -> dict[str, BfdStatus]:
         """Every running session as a status value, by peer address text."""
         out: dict[str, BfdStatus] = {}
-        for local, endpoint in self.endpoints.items():
+        for (local, multihop), endpoint in self.endpoints.items():
             for address, session in endpoint.sessions().items():
                 timers = session.timers
                 out[str(address)] = BfdStatus(
@@ -329,6 +342,7 @@ class BfdEdge:
                     downs=session.down_count,
                     local_discriminator=session.local_discriminator,
                     remote_discriminator=session.remote_discriminator,
+                    multihop=multihop,
                 )
         return out
 
@@ -343,17 +357,20 @@ class BfdEdge:
         await asyncio.gather(*(e.close() for e in self.endpoints.values()))
         self.endpoints.clear()
 
-    async def _open(self, local: Address) -> BfdEndpoint | None:
-        endpoint = BfdEndpoint(local, self._changed)
+    async def _open(self, key: Endpoint) -> BfdEndpoint | None:
+        local, multihop = key
+        endpoint = BfdEndpoint(local, self._changed, multihop=multihop)
         try:
             await endpoint.start()
         except OSError as exc:
-            if local not in self._failed:
-                log.error("bfd endpoint did not bind", local=str(local), error=str(exc))
-            self._failed.add(local)
+            if key not in self._failed:
+                log.error(
+                    "bfd endpoint did not bind", local=str(local), multihop=multihop, error=str(exc)
+                )
+            self._failed.add(key)
             return None
-        self._failed.discard(local)
-        self.endpoints[local] = endpoint
+        self._failed.discard(key)
+        self.endpoints[key] = endpoint
         return endpoint
 
     def _changed(self, address: Address, _change: StateChanged) -> None:

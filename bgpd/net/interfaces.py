@@ -1,22 +1,26 @@
-"""The host's interface addresses (IO): the one host fact BFD planning needs (``calico.bfd``
-rule 2), read with one netlink dump of links and addresses in the daemon's namespace, on a
-worker thread (pyroute2's synchronous socket runs its own event loop)."""
+"""The host's interface addresses and main-table routes (IO): the host facts BFD planning needs
+(``calico.bfd`` rule 2), read with netlink dumps of links, addresses and IPv4 routes in the
+daemon's namespace, on a worker thread (pyroute2's synchronous socket runs its own event loop)."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 
 from pyroute2 import IPRoute
 
-from bgpd.calico.bfd import LocalInterface
+from bgpd.calico.bfd import HostFacts, HostRoute, LocalInterface
+
+MAIN_TABLE = 254  # RT_TABLE_MAIN
+UNICAST = 1  # RTN_UNICAST
 
 
-async def local_interfaces() -> tuple[LocalInterface, ...]:
+async def host_facts() -> HostFacts:
     return await asyncio.to_thread(_dump)
 
 
-def _dump() -> tuple[LocalInterface, ...]:
+def _dump() -> HostFacts:
     """Every address of every interface, with its interface's name (IFA_LOCAL where the kernel
     gives one: on a point-to-point link IFA_ADDRESS is the far end)."""
     found: list[LocalInterface] = []
@@ -29,4 +33,12 @@ def _dump() -> tuple[LocalInterface, ...]:
                 continue
             interface = ipaddress.ip_interface(f"{address}/{message['prefixlen']}")
             found.append(LocalInterface(name, interface))
-    return tuple(found)
+        routes: list[HostRoute] = []
+        for message in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
+            oif = names.get(message.get_attr("RTA_OIF"))
+            if message["type"] != UNICAST or oif is None:
+                continue
+            destination = message.get_attr("RTA_DST") or "0.0.0.0"
+            network = ipaddress.ip_network(f"{destination}/{message['dst_len']}")
+            routes.append(HostRoute(network, oif))
+    return HostFacts(tuple(found), tuple(routes))

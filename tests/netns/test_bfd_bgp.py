@@ -11,6 +11,7 @@ Rules:
 3. No timing is asserted beyond "well before the hold time" (waits of 20 s against a 90 s
    hold time); the detection figures are measured in ``bench/bfd_failover.py``.
 4. No false positives: a minute of every core busy does not flap a 100 ms x 3 session.
+5. Multihop (RFC 5883): two bgpd nodes in two subnets behind a router namespace.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bgpd_driver import (
     calico_datastore,
     calico_resource,
 )
-from netns import Pair
+from netns import Namespace, Pair, veth
 from peer_drivers import Bird2, Frr, PeerDaemon, PeerSpec, wait_for
 
 pytestmark = pytest.mark.netns
@@ -252,3 +253,60 @@ def test_cpu_load_does_not_flap_a_100_ms_x_3_session(pair: Pair, tmp_path: Path)
         monitor.stop()
         a.stop()
         b.stop()
+
+
+def rib_prefixes(node: BgpdNode) -> set[str]:
+    try:
+        routes = json.loads(node.bgpd("show", "routes", "--json").stdout or "[]")
+    except json.JSONDecodeError:
+        return set()
+    return {r["prefix"] for r in routes if r.get("peer") != "local"}
+
+
+def test_multihop_bfd_between_bgpd_nodes_behind_a_router(pair: Pair, tmp_path: Path) -> None:
+    """RFC 5883: node-a and node-b in two subnets joined by a router namespace; their mesh
+    session is multihop and so is its BFD (UDP 4784). The next hop is not directly connected,
+    so the learned route stays in the RIB (README: no recursive resolution) and the test reads
+    the RIB: node-b frozen, its block leaves node-a's RIB well before the hold time."""
+    router = pair.peer
+    far = Namespace.create("hD-")
+    pair.extra.append(far)
+    link = veth(far, router, "10.218.2.0/30")
+    router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    pair.us.ip("route", "add", "10.218.2.0/30", "via", str(pair.peer_address))
+    far.ip("route", "add", str(pair.link.a_addr.network), "via", str(link.b_addr.ip))
+    a_node = OurNode("node-a", str(pair.link.a_addr), OUR_AS, blocks=(OUR_BLOCK,))
+    b_node = OurNode("node-b", str(link.a_addr), OUR_AS, blocks=("10.244.2.0/26",))
+    a = BgpdNode(
+        pair.us,
+        a_node,
+        (),
+        tmp_path / "a",
+        datastore_text=calico_datastore(a_node, (), others=(b_node,), extra=(BFD_CONFIG,)),
+    )
+    b = BgpdNode(
+        far,
+        b_node,
+        (),
+        tmp_path / "b",
+        datastore_text=calico_datastore(b_node, (), others=(a_node,), extra=(BFD_CONFIG,)),
+    )
+
+    def describe() -> str:
+        return f"a: {a.describe()}\nbfd: {bfd_of(a)}\nb: {b.describe()}"
+
+    a.start()
+    b.start()
+    try:
+        wait_for(lambda: "10.244.2.0/26" in rib_prefixes(a), 60, describe)
+        bfd = bfd_of(a)
+        assert bfd["state"] == "Up" and bfd["multihop"], bfd
+        freeze(b)
+        timed(lambda: "10.244.2.0/26" not in rib_prefixes(a), WITHIN, describe)
+        freeze(b, signal.SIGCONT)
+        wait_for(lambda: "10.244.2.0/26" in rib_prefixes(a), 60, describe)
+    finally:
+        for node in (a, b):
+            if node.proc is not None:
+                freeze(node, signal.SIGCONT)
+            node.stop()

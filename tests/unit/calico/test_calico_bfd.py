@@ -9,7 +9,7 @@ import json
 import pytest
 
 from bgpd.bfd.fsm import Timers
-from bgpd.calico.bfd import LocalInterface, plan_bfd
+from bgpd.calico.bfd import HostFacts, HostRoute, LocalInterface, plan_bfd
 from bgpd.calico.node import NodePlanner
 from bgpd.config import DaemonConfig, FileSource
 from bgpd.datastore import DEFAULT_DATASTORE
@@ -57,9 +57,9 @@ def _snapshot(extra: str = BFD_YAML):  # type: ignore[no-untyped-def]
     return Cache().replace(parsed.records, revision=1)
 
 
-def _plan(snapshot, interfaces=(ETH0,)):  # type: ignore[no-untyped-def]
+def _plan(snapshot, interfaces=(ETH0,), routes=()):  # type: ignore[no-untyped-def]
     planner = NodePlanner(DaemonConfig(node="node1", datastore=FileSource(DEFAULT_DATASTORE)))
-    return planner.plan(snapshot, interfaces)
+    return planner.plan(snapshot, HostFacts(interfaces, routes))
 
 
 def test_yaml_gives_the_resource_with_calico_enterprise_defaults() -> None:
@@ -136,5 +136,19 @@ def test_a_bad_selector_is_a_problem_not_a_failure() -> None:
     problems: list[str] = []
     node = snapshot.nodes["node1"]
     configs = {"x": BFDConfiguration("x", "has(", (BFDInterface("*"),))}
-    assert plan_bfd(node, configs, {}, (ETH0,), problems) == {}
+    assert plan_bfd(node, configs, {}, HostFacts((ETH0,)), problems) == {}
     assert problems and "BFDConfiguration x: nodeSelector" in problems[0]
+
+
+def test_a_mesh_peer_behind_a_router_gets_multihop_bfd_a_bgppeer_none() -> None:
+    """Rule 2: node1 on 10.9.0.0/24, its mesh peers reached through a route via eth1."""
+    eth1 = LocalInterface("eth1", ipaddress.IPv4Interface("10.9.0.1/24"))
+    routes = (HostRoute(ipaddress.IPv4Network("10.0.0.0/16"), "eth1"),)
+    text = BFD_YAML.replace('matchPattern: "eth*"', 'matchPattern: "eth1"')
+    plan = _plan(_snapshot(text), (eth1,), routes)
+    mesh = plan.sessions["Mesh_10_0_0_2"].bfd
+    assert mesh is not None and mesh.multihop and mesh.interface == "eth1"
+    assert mesh.local == ipaddress.IPv4Address("10.0.0.1")  # the session's source address
+    assert plan.sessions["Global_10_0_0_254"].bfd is None  # BFDIfDirectlyConnected: it is not
+    direct = _plan(_snapshot())
+    assert not direct.sessions["Mesh_10_0_0_2"].bfd.multihop  # type: ignore[union-attr]

@@ -11,7 +11,16 @@ import pytest
 from bgpd.datastore.cache import Cache
 from bgpd.datastore.kdd import V1_RESOURCES, V3_RESOURCES, CalicoResource, calico_pair, node_pair
 from bgpd.datastore.schema import RecordError, decode_etcd
-from peers.model import AffinityState, AllocationBlock, BGPPeer, BlockAffinity, IPAMConfig, Node
+from peers.model import (
+    AffinityState,
+    AllocationBlock,
+    BFDConfiguration,
+    BFDInterface,
+    BGPPeer,
+    BlockAffinity,
+    IPAMConfig,
+    Node,
+)
 
 RESOURCES = {resource.kind: resource for resource in V1_RESOURCES}
 
@@ -42,6 +51,20 @@ def test_bgppeer_crd_decodes_as_the_etcd_resource() -> None:
     assert isinstance(peer, BGPPeer)
     assert peer.name == "rack1-tor"
     assert peer.as_number == 64513
+
+
+def test_bfd_configuration_and_failure_detection_mode_from_kdd() -> None:
+    """Calico Enterprise's CRD (kind BFDConfiguration) and BGPPeer field, as etcd has them."""
+    spec = {"nodeSelector": "all()", "interfaces": [{"matchPattern": "eth*", "multiplier": 3}]}
+    config = decoded(RESOURCES["BFDConfiguration"], crd("BFDConfiguration", "default", spec))
+    assert config == BFDConfiguration("default", "all()", (BFDInterface("eth*", multiplier=3),))
+    peer_spec = {
+        "peerIP": "192.0.2.1",
+        "asNumber": 1,
+        "failureDetectionMode": "BFDIfDirectlyConnected",
+    }
+    peer = decoded(RESOURCES["BGPPeer"], crd("BGPPeer", "tor", peer_spec))
+    assert isinstance(peer, BGPPeer) and peer.failure_detection_mode == "BFDIfDirectlyConnected"
 
 
 def test_block_affinity_v1_uses_spec_identity_and_string_deleted() -> None:

@@ -156,7 +156,7 @@ def test_bfd_down_ends_bgp_both_ways(kind: type[PeerDaemon], pair: Pair, tmp_pat
         peer.stop()
 
 
-def test_bgpd_to_bgpd_frozen_node_and_cut_link(pair: Pair, tmp_path: Path) -> None:
+def test_bgpd_to_bgpd_frozen_node_cut_link_and_deconfiguration(pair: Pair, tmp_path: Path) -> None:
     a_node = OurNode("node-a", str(pair.link.a_addr), OUR_AS, blocks=(OUR_BLOCK,))
     b_node = OurNode("node-b", str(pair.link.b_addr), OUR_AS, blocks=("10.244.2.0/26",))
     nodes = []
@@ -187,6 +187,21 @@ def test_bgpd_to_bgpd_frozen_node_and_cut_link(pair: Pair, tmp_path: Path) -> No
         pair.peer.ip("link", "set", pair.link.b_if, "up")
         wait_for(converged, 60, describe)
         assert bfd_of(a)["downs"] >= 2, bfd_of(a)
+
+        # node-a's BFD deconfigured: AdminDown to node-b (RFC 5880 §6.8.16), which is no failure
+        # there (RFC 5882 §3.2): no BGP session ends, no route leaves either kernel
+        monitor = RouteMonitor(pair.peer, tmp_path / "monitor.log")
+        monitor.start()
+        downs_logged = sum(1 for e in b.events_since_start() if e.get("event") == "session down")
+        a.datastore.write_text(calico_datastore(a_node, (), others=(b_node,)))
+        wait_for(lambda: not bfd_of(a), 20, describe)
+        wait_for(lambda: bfd_of(b).get("state") == "Down", 20, describe)
+        time.sleep(2.0)
+        monitor.stop()
+        assert converged() and monitor.deletions(OUR_BLOCK) == [], describe()
+        assert downs_logged == sum(
+            1 for e in b.events_since_start() if e.get("event") == "session down"
+        )
     finally:
         for node in nodes:
             if node.proc is not None:

@@ -29,12 +29,11 @@ from prometheus_client.registry import Collector
 
 from bgpd.health import HealthResult
 from bgpd.session.events import State
-from bgpd.status import StatusProvider
+from bgpd.status import BFD_STATES, StatusProvider
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 DEFAULT_METRICS_PORT = 9179
 SESSION_STATES = tuple(state.bird_name for state in State)
-BFD_STATES = ("AdminDown", "Down", "Init", "Up")  # RFC 5880 §4.1, BIRD's names
 ESTABLISHED = State.ESTABLISHED.bird_name
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request head
 

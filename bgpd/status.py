@@ -55,6 +55,9 @@ class PeerStatus:
     bfd_holds: bool = False  # BGP held back: BFD not Up, or its flaps dampened
 
 
+BFD_STATES = ("AdminDown", "Down", "Init", "Up")  # RFC 5880 §4.1 values 0-3, BIRD's names
+
+
 @dataclass(frozen=True, slots=True)
 class BfdStatus:
     """One BFD session (RFC 5880 §6.8.1 variables), as ``show bfd sessions`` and ``bgpd show

@@ -50,7 +50,7 @@ from bgpd.bfd.packet import (
     session_checks,
     ttl_check,
 )
-from bgpd.status import BfdStatus
+from bgpd.status import BFD_STATES, BfdStatus
 
 log = structlog.get_logger("bgpd.bfd")
 
@@ -256,14 +256,6 @@ class BfdEndpoint:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
 
-STATE_NAMES = {  # BIRD's bfd_state_names, RFC 5880 §4.1
-    SessionState.ADMIN_DOWN: "AdminDown",
-    SessionState.DOWN: "Down",
-    SessionState.INIT: "Init",
-    SessionState.UP: "Up",
-}
-
-
 def wanted_interface(wanted: Mapping[AnyAddress, BfdSpec], address: Address) -> str:
     spec = wanted.get(address)
     return spec.interface if spec is not None else ""
@@ -331,7 +323,7 @@ class BfdEdge:
                     peer_ip=str(address),
                     local_ip=str(local),
                     interface=self._interfaces.get(address, ""),
-                    state=STATE_NAMES[session.state],
+                    state=BFD_STATES[session.state],
                     since=self._since.get(address, 0.0),
                     tx_interval_ms=session.transmit_interval() * 1000,
                     detection_time_ms=session.detection_time() * 1000,

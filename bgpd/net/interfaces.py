@@ -8,16 +8,25 @@ import asyncio
 import ipaddress
 import socket
 
+import structlog
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from bgpd.calico.bfd import HostFacts, HostRoute, LocalInterface
 
+log = structlog.get_logger("bgpd.bfd")
 MAIN_TABLE = 254  # RT_TABLE_MAIN
 UNICAST = 1  # RTN_UNICAST
 
 
 async def host_facts() -> HostFacts:
-    return await asyncio.to_thread(_dump)
+    """The facts, or none when netlink refuses the dump (logged): BFD is then planned for no
+    session, and everything else runs."""
+    try:
+        return await asyncio.to_thread(_dump)
+    except (OSError, NetlinkError) as exc:
+        log.error("host interfaces and routes unreadable; no BFD planned", error=str(exc))
+        return HostFacts()
 
 
 def _dump() -> HostFacts:

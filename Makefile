@@ -71,6 +71,8 @@ bench: deps
 	$(PY) bench/rr_scale.py --clients 500 --mesh-nodes 200
 	$(PY) bench/restart.py
 	$(PY) bench/explain.py
+	$(PY) bench/bfd_failover.py --deaths 20
+	$(PY) bench/bfd_load.py --intervals 100,50,20 --seconds 60
 
 ## soak: 30 minutes of mixed churn, RSS, file descriptors and tasks sampled each minute (not in test)
 soak: deps

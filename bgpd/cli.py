@@ -112,6 +112,7 @@ def run_config(
         program_kernel=not args.no_kernel,
         program_vxlan=args.program_vxlan,
         bird_process_names=args.bird_process_names,
+        bfd_hold=not getattr(args, "no_bfd_hold", False),  # only ``run`` has the flag
     )
 
 
@@ -339,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--bird-process-names",
         action="store_true",
         help="keep placeholder processes named bird and bird6, so calicoctl node status reads us",
+    )
+    run.add_argument(
+        "--no-bfd-hold",
+        action="store_true",
+        help="let a BGP session that asks for BFD come up while its BFD session is not Up",
     )
     run.set_defaults(handler=cmd_run)
     decode = sub.add_parser(

@@ -86,6 +86,7 @@ class DaemonConfig:
     kubernetes: KubeSettings | None = None
     kubernetes_unavailable: str = ""  # why the API settings did not read (rule 6), for the log
     namespace: str = "kube-system"  # calico-node's: where BGP password Secrets are read
+    bfd_hold: bool = True  # a session that asks for BFD waits for it (bgpd.bfd.client rule 5)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -223,6 +224,7 @@ def build_config(
     program_kernel: bool = True,
     program_vxlan: bool = False,
     bird_process_names: bool = False,
+    bfd_hold: bool = True,
 ) -> DaemonConfig:
     level_source, level_raw = (
         ("--log-level", log_level)
@@ -257,5 +259,6 @@ def build_config(
         program_kernel=program_kernel,
         program_vxlan=program_vxlan,
         bird_process_names=bird_process_names,
+        bfd_hold=bfd_hold,
         environ=dict(environ),
     )

@@ -9,11 +9,14 @@ Data flows (../shared/design/architecture.md §3):
   TCP -> PeerRunner -> Session -> inbox -> Router -> MessagesWaiting -> take -> sender -> TCP
                                                   -> KernelWork -> kernel_batch -> KernelSync
   kernel routes not ours, interface addresses -> RouteWatch -> KernelView -> inbox -> Router
+  UDP -> BfdEdge (net/bfd) -> BfdReport levels -> inbox -> Router -> DesiredSessions, kernel
+                                      Router -> BfdWanted -> BfdEdge
 
 Rules:
 1. One writer: the routing task alone calls the Router's inputs, ``drain`` and pulls. Everything
    else reaches it through one bounded inbox (GoBGP's mgmtCh, made literal): snapshots, reloads,
-   session events (a peer task awaits room, so TCP pushes back on a fast peer), and the readiness
+   session events (a peer task awaits room, so TCP pushes back on a fast peer), BFD levels (the
+   newest per peer address, handed over by one task; ``bgpd.bfd.client`` rule 2), and the readiness
    of a peer's sender or of the kernel task. The routing task never waits on IO: desired sessions
    and tunnel plans go to their own tasks (the newest wins), a peer's sender gets messages only
    once it wrote its last batch (Router rule 6), the kernel task rounds only when it asks.
@@ -44,6 +47,8 @@ from typing import Any, TypeVar
 import structlog
 
 from bgpd import __version__
+from bgpd.bfd.client import BfdReport, BfdSpec
+from bgpd.calico.bfd import HostFacts
 from bgpd.calico.node import NodePlanner
 from bgpd.config import ConfigError, DaemonConfig
 from bgpd.control.presence import bird_placeholders
@@ -56,11 +61,14 @@ from bgpd.kernel.routewatch import RouteWatch
 from bgpd.kernel.sync import BATCH_ROUTES, KernelSync
 from bgpd.log import set_level
 from bgpd.metrics import Metrics, serve_http
+from bgpd.net.bfd import BfdEdge
 from bgpd.net.heap import heap_trimmer
+from bgpd.net.interfaces import host_facts
 from bgpd.net.mailbox import Latest
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
 from bgpd.router import (
+    BfdWanted,
     DesiredSessions,
     KernelWork,
     MessagesWaiting,
@@ -70,7 +78,7 @@ from bgpd.router import (
     StopSession,
     TunnelsWanted,
 )
-from bgpd.session.config import PeerKey, SessionConfig
+from bgpd.session.config import IPAddress, PeerKey, SessionConfig
 from bgpd.session.events import Down, Established
 from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
 from bgpd.wire.attributes import AttributeCache
@@ -88,6 +96,7 @@ LISTEN_RETRY = 5.0  # seconds between tries of a listen address that does not bi
 @dataclass(frozen=True, slots=True)
 class _NewSnapshot:
     snapshot: Snapshot | None  # None: re-apply the last one (a reload of etcd)
+    host: HostFacts | None = None  # None: the last ones read
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +120,12 @@ class _KernelView:
     view: KernelView
 
 
-_Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady | _KernelView
+@dataclass(frozen=True, slots=True)
+class _BfdLevels:
+    reports: Mapping[IPAddress, BfdReport]
+
+
+_Item = _NewSnapshot | _FromPeer | _SenderReady | _KernelReady | _KernelView | _BfdLevels
 
 
 class _Senders:
@@ -165,7 +179,11 @@ class Daemon:
         self.started = time.time()
         self.last_reconfigured = self.started
         self.cache = AttributeCache()
-        self.router = Router(restart_deadline=config.restart_deadline, attribute_cache=self.cache)
+        self.router = Router(
+            restart_deadline=config.restart_deadline,
+            attribute_cache=self.cache,
+            bfd_hold=config.bfd_hold,
+        )
         self.planner = NodePlanner(config)
         self.metrics = Metrics(self)
         self.health = HealthChecker(self)
@@ -175,6 +193,12 @@ class Daemon:
         self.tunnels = TunnelReport()
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(INBOX_SIZE)
         self._sessions: Latest[Mapping[PeerKey, SessionConfig]] = Latest()
+        self._bfd_down: set[PeerKey] = set()  # sessions BFD ended, not yet handed over
+        self._bfd_wanted: Latest[Mapping[IPAddress, BfdSpec]] = Latest()
+        self._bfd_levels: dict[IPAddress, BfdReport] = {}
+        self._bfd_changed = asyncio.Event()
+        self.bfd = BfdEdge(self._bfd_report)
+        self.metrics.bfd_drops = lambda: {str(r): n for r, n in self.bfd.drops.items()}
         self._tunnel_plans: Latest[TunnelPlan] = Latest()
         self._listening: Latest[tuple[tuple[str, ...], int]] = Latest()
         self._log_level = config.log_level
@@ -182,6 +206,7 @@ class Daemon:
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
         self._snapshot: Snapshot | None = None
+        self._host = HostFacts()
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -230,10 +255,15 @@ class Daemon:
             self._wake_kernel()
         elif isinstance(item, _KernelView):
             self.router.kernel_view(item.view, now)
+        elif isinstance(item, _BfdLevels):
+            for address, report in item.reports.items():
+                self.router.bfd_report(address, report, now)
         else:
             self._snapshot = item.snapshot or self._snapshot  # None: a reload of etcd
+            if item.host is not None:
+                self._host = item.host
             if self._snapshot is not None:
-                plan = self.planner.plan(self._snapshot)
+                plan = self.planner.plan(self._snapshot, self._host)
                 self.router.apply_plan(plan, now)
                 self._listening.put((plan.listen_addresses, plan.listen_port))
                 self._follow_log_level(plan.log_severity)
@@ -246,7 +276,10 @@ class Daemon:
             elif isinstance(output, KernelWork):
                 self._wake_kernel()
             elif isinstance(output, DesiredSessions):
+                self._bfd_down |= output.bfd_down  # an edge: kept until the sessions task runs
                 self._sessions.put(output.configs)
+            elif isinstance(output, BfdWanted):
+                self._bfd_wanted.put(output.peers)
             elif isinstance(output, TunnelsWanted):
                 if output.plan is not None:
                     self._tunnel_plans.put(output.plan)
@@ -269,8 +302,28 @@ class Daemon:
         assert self.supervisor is not None
         while True:
             configs = await self._sessions.get()
+            bfd_down, self._bfd_down = frozenset(self._bfd_down), set()
             if configs is not None:
-                await self.supervisor.apply(configs)
+                await self.supervisor.apply(configs, bfd_down)
+
+    async def _apply_bfd(self) -> None:
+        while True:
+            wanted = await self._bfd_wanted.get()
+            if wanted is not None:
+                await self.bfd.apply(wanted)
+
+    def _bfd_report(self, address: IPAddress, report: BfdReport) -> None:
+        """A BFD state change: the newest level per address waits for ``_forward_bfd``."""
+        self._bfd_levels[address] = report
+        self._bfd_changed.set()
+
+    async def _forward_bfd(self) -> None:
+        """BFD levels into the inbox (rule 1), all that changed since the last hand-over."""
+        while True:
+            await self._bfd_changed.wait()
+            self._bfd_changed.clear()
+            levels, self._bfd_levels = self._bfd_levels, {}
+            await self._inbox.put(_BfdLevels(levels))
 
     async def _follow_listening(self) -> None:
         """bindMode and listenPort at run time (listener rule 6); an address that does not bind
@@ -327,7 +380,7 @@ class Daemon:
 
     async def _follow_datastore(self, snapshots: AsyncIterator[Snapshot]) -> None:
         async for snapshot in snapshots:
-            await self._inbox.put(_NewSnapshot(snapshot))
+            await self._inbox.put(_NewSnapshot(snapshot, await host_facts()))
 
     # -- status (read by the control socket, health and metrics) ----------------------------------
 
@@ -352,7 +405,9 @@ class Daemon:
     def peer_statuses(self) -> list[PeerStatus]:
         if self.supervisor is None:
             return []
-        return self.router.peer_statuses(self.supervisor.statistics(), self.started)
+        return self.router.peer_statuses(
+            self.supervisor.statistics(), self.started, self.bfd.statuses()
+        )
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
         routes = self.router.route_statuses(prefix)
@@ -440,7 +495,7 @@ class Daemon:
             try:
                 async with asyncio.TaskGroup() as group:
                     self._group = group
-                    self._inbox.put_nowait(_NewSnapshot(first))
+                    self._inbox.put_nowait(_NewSnapshot(first, await host_facts()))
                     self._start(self._route(), "routing")
                     self._start(self._follow_datastore(snapshots), "datastore")
                     self._start(self._apply_sessions(), "sessions")
@@ -449,6 +504,8 @@ class Daemon:
                     trimmer = heap_trimmer()
                     if trimmer is not None:
                         self._start(trimmer, "heap")
+                    self._start(self._apply_bfd(), "bfd")
+                    self._start(self._forward_bfd(), "bfd levels")
                     if programmer is not None:
                         self.kernel = KernelSync(
                             programmer,
@@ -463,6 +520,7 @@ class Daemon:
                     )
                     stopping.cancel()
                     await self._shutdown(supervisor, programmer)
+                    await self.bfd.close()  # AdminDown to every BFD peer (RFC 5882 §3.2)
                     for task in self._tasks:
                         task.cancel()
             except Exception:

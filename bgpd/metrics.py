@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from bgpd.health import HealthResult
 from bgpd.session.events import State
-from bgpd.status import StatusProvider
+from bgpd.status import BFD_STATES, StatusProvider
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 DEFAULT_METRICS_PORT = 9179
@@ -108,6 +108,51 @@ class _StatusCollector(Collector):
             unroutable.add_metric([pool], 1)
         yield unroutable
         yield from self._sessions(provider, now)
+        yield from self._bfd(provider)
+        drops = CounterMetricFamily(
+            "bgpd_bfd_packets_dropped",
+            "BFD packets discarded, by RFC 5880 §6.8.6 / RFC 5881 §5 reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._metrics.bfd_drops().items()):
+            drops.add_metric([reason], count)
+        yield drops
+
+    def _bfd(self, provider: StatusProvider) -> Iterator[Metric]:
+        labels = ["peer", "peer_ip"]
+        state = GaugeMetricFamily(
+            "bgpd_bfd_session_state",
+            "1 for the BFD session's current state (RFC 5880 §4.1)",
+            labels=[*labels, "state"],
+        )
+        transitions = CounterMetricFamily(
+            "bgpd_bfd_session_transitions",
+            "Times the BFD session went up and down",
+            labels=[*labels, "direction"],
+        )
+        interval = GaugeMetricFamily(
+            "bgpd_bfd_tx_interval_seconds", "Current transmit interval before jitter", labels=labels
+        )
+        detection = GaugeMetricFamily(
+            "bgpd_bfd_detection_time_seconds", "Current detection time", labels=labels
+        )
+        holds = GaugeMetricFamily(
+            "bgpd_bfd_holds_bgp",
+            "1 while BFD holds the BGP session back (not Up, or dampened)",
+            labels=labels,
+        )
+        for peer in provider.peer_statuses():
+            bfd, key = peer.bfd, [peer.name, peer.peer_ip]
+            if bfd is None:
+                continue
+            for name in BFD_STATES:
+                state.add_metric([*key, name], int(bfd.state == name))
+            transitions.add_metric([*key, "up"], bfd.ups)
+            transitions.add_metric([*key, "down"], bfd.downs)
+            interval.add_metric(key, bfd.tx_interval_ms / 1000)
+            detection.add_metric(key, bfd.detection_time_ms / 1000)
+            holds.add_metric(key, int(peer.bfd_holds))
+        yield from (state, transitions, interval, detection, holds)
 
     def _sessions(self, provider: StatusProvider, now: float) -> Iterator[Metric]:
         labels = ["peer", "peer_ip"]
@@ -173,6 +218,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.provider = provider
         self.clock = clock
+        self.bfd_drops: Callable[[], Mapping[str, int]] = dict  # the BFD edge's drop counters
         self._fsm_transitions = Counter(
             "bgpd_bgp_fsm_transitions",
             "Session state changes, by new state and reason token",

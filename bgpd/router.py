@@ -6,9 +6,12 @@ Inputs (each with ``now``, the caller's monotonic clock):
                      ``bgpd.calico.node`` (sessions with their policies, local routes, kernel
                      planner, tunnels) — the router itself knows nothing of Calico;
   ``session_event``  a session's Established, Down, UPDATE or ROUTE-REFRESH, by peer key;
-  ``timer``          graceful-restart and selection-deferral deadlines (``next_deadline``).
+  ``bfd_report``     a BFD session's level (``bgpd.bfd.client.BfdReport``), by peer address;
+  ``timer``          graceful-restart, selection-deferral and BFD dampening deadlines
+                     (``next_deadline``).
 Outputs, drained with ``drain()`` after any input:
-  ``DesiredSessions`` (the supervisor's desired set), ``TunnelsWanted`` (tunnel devices),
+  ``DesiredSessions`` (the supervisor's desired set), ``BfdWanted`` (the BFD sessions the BGP
+  sessions ask for), ``TunnelsWanted`` (tunnel devices),
   ``MessagesWaiting`` (a peer has messages: pull them with ``take``), ``KernelWork`` (pull a
   round with ``kernel_batch``), ``Notice`` (a line for the log), ``StopSession`` (rule 8).
 
@@ -38,6 +41,12 @@ Rules:
    ``learning`` turns it into the learned local routes whenever either changes, and the kernel
    planning resolves next hops through it (``KernelPlanning.resolving``); every prefix is
    planned again only when the resolution changed.
+10. BFD (RFC 5882, the rules in ``bgpd.bfd.client``): a session whose plan has ``bfd`` has a
+    ``BfdGate``. A BFD failure ends the BGP session at once: the peer's routes leave the RIB and
+    the kernel without graceful-restart retention, and the supervisor ends the TCP session with
+    Cease/BFD Down (RFC 9384). While the gate does not allow BGP (BFD not Up, or dampened) the
+    session is left out of ``DesiredSessions`` and its late events are ignored. A plan change
+    keeps the gates of the sessions it keeps, so it resets nothing BFD does not concern.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from bgpd.bfd.client import BfdGate, BfdReport, BfdSpec
 from bgpd.explain import Explanation
 from bgpd.kernel.desired import DesiredKernel, KernelBatch
 from bgpd.kernel.learn import KernelView
@@ -54,7 +64,7 @@ from bgpd.kernel.plan import KernelRoute
 from bgpd.rib.graceful_restart import ESTABLISH_WAIT, SelectionDeferral
 from bgpd.rib.policy import Policy
 from bgpd.rib.route import Path, RouteSource
-from bgpd.session.config import PeerKey, SessionConfig
+from bgpd.session.config import IPAddress, PeerKey, SessionConfig
 from bgpd.session.events import (
     AutomaticStop,
     Down,
@@ -73,7 +83,7 @@ from bgpd.speaker import (
     Speaker,
     SpeakerConfig,
 )
-from bgpd.status import PeerStatus, RouteStatus, capability_names, route_status
+from bgpd.status import BfdStatus, PeerStatus, RouteStatus, capability_names, route_status
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.constants import Afi, CeaseSubcode
 from bgpd.wire.negotiated import Negotiated
@@ -128,6 +138,7 @@ class SessionPlan:
     import_policy: Policy
     export_policy: Policy
     problem: str = ""  # for status only: e.g. its password's Secret cannot be read
+    bfd: BfdSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +164,18 @@ class RoutingPlan:
 
 @dataclass(frozen=True, slots=True)
 class DesiredSessions:
+    """The sessions that should run; ``bfd_down``: those BFD ended (rule 10), to be ended or
+    reset with Cease/BFD Down."""
+
     configs: Mapping[PeerKey, SessionConfig]
+    bfd_down: frozenset[PeerKey] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class BfdWanted:
+    """The BFD sessions the planned BGP sessions ask for, by peer address (rule 10)."""
+
+    peers: Mapping[IPAddress, BfdSpec]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +210,15 @@ class Notice:
     fields: tuple[tuple[str, object], ...] = ()
 
 
-Output = DesiredSessions | TunnelsWanted | MessagesWaiting | KernelWork | Notice | StopSession
+Output = (
+    DesiredSessions
+    | BfdWanted
+    | TunnelsWanted
+    | MessagesWaiting
+    | KernelWork
+    | Notice
+    | StopSession
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +269,12 @@ class Router:
         restart_deadline: float = 120.0,
         establish_wait: float = ESTABLISH_WAIT,
         attribute_cache: AttributeCache | None = None,
+        bfd_hold: bool = True,
     ) -> None:
         self.restarting = restarting
+        self.bfd_hold = bfd_hold
+        self.bfd_gates: dict[str, BfdGate] = {}
+        self._held: frozenset[str] = frozenset()  # rule 10: left out of DesiredSessions
         self.speaker: Speaker | None = None
         self.kernel = DesiredKernel()
         self._restart_deadline = restart_deadline
@@ -296,6 +330,7 @@ class Router:
         for name, session in plan.sessions.items():
             if name in established:
                 speaker.set_policy(name, session.import_policy, session.export_policy, now)
+        self._plan_bfd(plan, now)
         self._outputs.append(DesiredSessions(self._session_configs(plan)))
         self._outputs.append(TunnelsWanted(plan.tunnels))
         self._replan_kernel()
@@ -328,6 +363,8 @@ class Router:
         if applied is None or speaker is None or name is None:
             return None
         session = applied.plan.sessions[name]
+        if name in self._held and not isinstance(event, Down):
+            return name  # rule 10: a late event of a session BFD ended
         if isinstance(event, Established):
             speaker.peer_up(name, session.settings, event.negotiated, now)
             speaker.set_policy(name, session.import_policy, session.export_policy, now)
@@ -340,12 +377,40 @@ class Router:
             speaker.route_refresh_received(name, event.refresh, now)
         return name
 
+    def bfd_report(self, address: IPAddress, report: BfdReport, now: float) -> None:
+        """A BFD session's new level (rule 10)."""
+        applied = self._applied
+        if applied is None:
+            return
+        ended: set[PeerKey] = set()
+        for name, session in applied.plan.sessions.items():
+            gate = self.bfd_gates.get(name)
+            if gate is None or session.config.peer_address != address:
+                continue
+            established = self.speaker is not None and name in set(self.speaker.peers())
+            if gate.take(report, now, established):
+                ended.add(session.config.key)
+                if self.speaker is not None and established:
+                    self.speaker.peer_down(name, graceful=False, now=now)
+                self._notice("info", "bfd down: bgp session ended", peer=name, reason="bfd-down")
+        self._gate_sessions(now, frozenset(ended))
+
     def timer(self, now: float) -> None:
         if self.speaker is not None:
             self.speaker.timer(now)
+        if self._held:
+            self._gate_sessions(now)
 
     def next_deadline(self) -> float | None:
-        return self.speaker.next_deadline() if self.speaker is not None else None
+        deadlines = [
+            d
+            for name in self._held
+            if (gate := self.bfd_gates.get(name)) is not None
+            and (d := gate.next_deadline()) is not None
+        ]
+        if self.speaker is not None and (d := self.speaker.next_deadline()) is not None:
+            deadlines.append(d)
+        return min(deadlines) if deadlines else None
 
     # -- outputs --------------------------------------------------------------------------------
 
@@ -400,10 +465,15 @@ class Router:
         )
 
     def peer_statuses(
-        self, counters: Mapping[PeerKey, SessionCounters], started: float
+        self,
+        counters: Mapping[PeerKey, SessionCounters],
+        started: float,
+        bfd: Mapping[str, BfdStatus] | None = None,
     ) -> list[PeerStatus]:
         """Each planned session as ``show protocols`` and ``bgpd show peers`` present it;
-        ``started`` (wall clock) stands for "since" of a session that never ran."""
+        ``started`` (wall clock) stands for "since" of a session that never ran; ``bfd`` the
+        running BFD sessions by peer address."""
+        bfd = bfd or {}
         applied, speaker = self._applied, self.speaker
         if applied is None:
             return []
@@ -445,6 +515,8 @@ class Router:
                     source_address=str(config.source_address or ""),
                     port=config.port,
                     problem=session.problem,
+                    bfd=bfd.get(str(config.peer_address)) if session.bfd is not None else None,
+                    bfd_holds=name in self._held,
                 )
             )
         return out
@@ -507,11 +579,38 @@ class Router:
     # -- internals ------------------------------------------------------------------------------
 
     def _session_configs(self, plan: RoutingPlan) -> dict[PeerKey, SessionConfig]:
-        """The supervisor's desired set; the Restart State bit while we restart (rule 4)."""
+        """The supervisor's desired set without the sessions BFD holds (rule 10); the Restart
+        State bit while we restart (rule 4)."""
         return {
             session.config.key: replace(session.config, graceful_restart_restarting=self.restarting)
-            for session in plan.sessions.values()
+            for name, session in plan.sessions.items()
+            if name not in self._held
         }
+
+    def _plan_bfd(self, plan: RoutingPlan, now: float) -> None:
+        """Rule 8: a gate per session that asks for BFD, kept across plans; the BFD sessions
+        wanted."""
+        wanted: dict[IPAddress, BfdSpec] = {}
+        gates: dict[str, BfdGate] = {}
+        for name, session in sorted(plan.sessions.items()):
+            if session.bfd is None:
+                continue
+            gates[name] = self.bfd_gates.get(name) or BfdGate(self.bfd_hold)
+            wanted.setdefault(session.config.peer_address, session.bfd)
+        self.bfd_gates = gates
+        self._held = frozenset(n for n, g in gates.items() if not g.allows(now))
+        self._outputs.append(BfdWanted(wanted))
+
+    def _gate_sessions(self, now: float, ended: frozenset[PeerKey] = frozenset()) -> None:
+        """Rule 8: a new desired set when the sessions BFD holds changed or BFD ended one."""
+        applied = self._applied
+        if applied is None:
+            return
+        held = frozenset(n for n, g in self.bfd_gates.items() if not g.allows(now))
+        if held == self._held and not ended:
+            return
+        self._held = held
+        self._outputs.append(DesiredSessions(self._session_configs(applied.plan), ended))
 
     def _replan_kernel(self) -> None:
         """Rule 5: every prefix of the Loc-RIBs planned again; routes of prefixes the RIB no

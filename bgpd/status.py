@@ -52,6 +52,33 @@ class PeerStatus:
     source_address: str = ""
     port: int = 179
     problem: str = ""  # a datastore problem of this session (its password cannot be read)
+    bfd: BfdStatus | None = None  # the BFD session this BGP session asks for
+    bfd_holds: bool = False  # BGP held back: BFD not Up, or its flaps dampened
+
+
+BFD_STATES = ("AdminDown", "Down", "Init", "Up")  # RFC 5880 §4.1 values 0-3, BIRD's names
+
+
+@dataclass(frozen=True, slots=True)
+class BfdStatus:
+    """One BFD session (RFC 5880 §6.8.1 variables), as ``show bfd sessions`` and ``bgpd show
+    peers`` present it; intervals in milliseconds."""
+
+    peer_ip: str
+    local_ip: str
+    interface: str
+    state: str  # AdminDown, Down, Init, Up (RFC 5880 §4.1)
+    since: float  # when the state was entered (epoch seconds)
+    tx_interval_ms: float  # what we send at now, before jitter (0: nothing periodic)
+    detection_time_ms: float  # the current detection time (0: the peer was not heard)
+    desired_min_tx_ms: float  # configured
+    required_min_rx_ms: float  # configured
+    detect_mult: int  # configured
+    ups: int = 0
+    downs: int = 0
+    local_discriminator: int = 0
+    remote_discriminator: int = 0
+    multihop: bool = False  # RFC 5883
 
 
 @dataclass(frozen=True, slots=True)

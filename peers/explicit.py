@@ -196,6 +196,7 @@ class _Resolver:
             restart_time=_seconds(peer.max_restart_time),
             keepalive_time=_seconds(peer.keepalive_time),
             max_prefixes=peer.max_prefixes,
+            bfd_if_directly_connected=peer.failure_detection_mode == "BFDIfDirectlyConnected",
         )
 
     def emit_global(self, record: PeerRecord) -> None:

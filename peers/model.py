@@ -181,6 +181,7 @@ class BGPPeer:
     local_workload_selector: str = ""
     reverse_peering: str = "Auto"  # "Auto" | "Manual"
     max_prefixes: MaxPrefixes | None = None  # bgpd's guardrail (``MaxPrefixes``)
+    failure_detection_mode: str = "None"  # Calico Enterprise: "None" | "BFDIfDirectlyConnected"
 
     @property
     def is_global(self) -> bool:
@@ -280,6 +281,28 @@ class BGPFilterRule:
     as_path_prefix: tuple[int, ...] = ()
     priority: int | None = None
     operations: tuple[FilterOperation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BFDInterface:
+    """One entry of a BFDConfiguration's ``interfaces`` (Calico Enterprise's BFDInterface),
+    intervals in seconds; the defaults are Calico Enterprise's."""
+
+    match_pattern: str
+    minimum_recv_interval: float = 0.010
+    minimum_send_interval: float = 0.100
+    idle_send_interval: float = 60.0
+    multiplier: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class BFDConfiguration:
+    """``kind: BFDConfiguration`` (Calico Enterprise, projectcalico.org/v3): BFD for the
+    interfaces of the nodes ``node_selector`` selects."""
+
+    name: str
+    node_selector: str = ""
+    interfaces: tuple[BFDInterface, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +457,7 @@ class Snapshot:
     peers: Mapping[str, BGPPeer] = field(default_factory=_empty_mapping, hash=False)
     configs: Mapping[str, BGPConfiguration] = field(default_factory=_empty_mapping, hash=False)
     filters: Mapping[str, BGPFilter] = field(default_factory=_empty_mapping, hash=False)
+    bfd_configs: Mapping[str, BFDConfiguration] = field(default_factory=_empty_mapping, hash=False)
     affinities: Mapping[AffinityKey, BlockAffinity] = field(
         default_factory=_empty_mapping, hash=False
     )
@@ -454,6 +478,7 @@ class Snapshot:
         peers: Mapping[str, BGPPeer] | None = None,
         configs: Mapping[str, BGPConfiguration] | None = None,
         filters: Mapping[str, BGPFilter] | None = None,
+        bfd_configs: Mapping[str, BFDConfiguration] | None = None,
         affinities: Mapping[AffinityKey, BlockAffinity] | None = None,
         blocks: Mapping[IPNetwork, AllocationBlock] | None = None,
         ipam_config: IPAMConfig | None = None,
@@ -466,6 +491,7 @@ class Snapshot:
             peers=_frozen(peers),
             configs=_frozen(configs),
             filters=_frozen(filters),
+            bfd_configs=_frozen(bfd_configs),
             affinities=_frozen(affinities),
             blocks=_frozen(blocks),
             ipam_config=ipam_config,

@@ -45,6 +45,7 @@ class PeerRecord:
     reachable_by: IPAddress | None = None
     next_hop_mode: PeerNextHopMode | None = None
     max_prefixes: MaxPrefixes | None = None
+    bfd_if_directly_connected: bool = False  # Calico Enterprise's failureDetectionMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,4 +110,5 @@ def build_session(kind: SessionKind, record: PeerRecord, local: LocalNode) -> Se
         reachable_by=record.reachable_by,
         is_calico_node=record.calico_node,
         max_prefixes=record.max_prefixes,
+        bfd_if_directly_connected=record.bfd_if_directly_connected,
     )

@@ -58,6 +58,7 @@ class SessionSpec:
     reachable_by: IPAddress | None = None
     is_calico_node: bool = False
     max_prefixes: MaxPrefixes | None = None  # bgpd's guardrail, off unless set
+    bfd_if_directly_connected: bool = False  # BGPPeer failureDetectionMode (Calico Enterprise)
 
     @property
     def is_ibgp(self) -> bool:

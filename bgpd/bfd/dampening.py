@@ -72,7 +72,7 @@ class FlapDampening:
     def usable(self, now: float) -> bool:
         """Whether an Up at ``now`` may be reported (rule 2); ends a suppression that is over."""
         if self.suppressed and (
-            self.figure(now) < self.settings.reuse
+            self.figure(now) <= self.settings.reuse * (1 + 1e-9)  # reuse_at's time included
             or (self.last_down is not None and now - self.last_down >= self.settings.max_suppress)
         ):
             self.suppressed = False

@@ -9,11 +9,15 @@ Rules:
    checks), ``timer(now)`` and configuration calls; outputs are returned ``Transmit`` and
    ``StateChanged`` values. ``now`` is seconds from the caller's monotonic clock. No clock, no
    IO; jitter comes in as a callable returning a number in [0, 1).
-3. Intervals (§6.8.2, §6.8.3): while the session is not Up, the advertised Desired Min TX is at
-   least one second. The transmit interval is the larger of our Desired Min TX and the peer's
+3. Intervals (§6.8.2, §6.8.3): while the session is not Up, the advertised Desired Min TX is
+   ``Timers.idle_min_tx`` (Calico Enterprise's ``idleSendInterval``), at least one second. The
+   transmit interval is the larger of our Desired Min TX and the peer's
    Required Min RX; nothing is sent periodically while the peer's Required Min RX is zero
    (§6.8.7). Each interval is jittered down by 0-25 %, or to 75-90 % when Detect Mult is 1
-   (§6.8.7).
+   (§6.8.7). When a received packet shortens the interval (the peer lowered its Required Min
+   RX, typically in its Poll after going Up) a transmission scheduled further away than the new
+   interval is brought forward: the peer's detection time is already the short one (§6.8.4),
+   so keeping the slow schedule would let it expire.
 4. A change of our Desired Min TX or Required Min RX starts a Poll Sequence (§6.5, §6.8.3):
    packets carry P until one with F arrives. Until then an increased Desired Min TX is not used
    for our own sending, and a reduced Required Min RX is not used for detection (§6.8.3).
@@ -60,6 +64,7 @@ class Timers:
     desired_min_tx: int = 300_000
     required_min_rx: int = 300_000
     detect_mult: int = 3
+    idle_min_tx: int = SLOW_TX  # rule 3: Desired Min TX while not Up, never under SLOW_TX
 
     def __post_init__(self) -> None:
         if self.detect_mult < 1 or self.detect_mult > 255:
@@ -106,7 +111,7 @@ class BfdSession:
         self.remote_min_tx = 0  # µs, the last received Desired Min TX
         self.remote_detect_mult = 0
         self.polling = False
-        self.tx_in_use = SLOW_TX  # rule 4: what our sending uses
+        self.tx_in_use = self.advertised_min_tx  # rule 4: what our sending uses
         self.rx_in_use = timers.required_min_rx  # rule 4: what detection uses
         self.up_count = 0
         self.down_count = 0
@@ -121,7 +126,7 @@ class BfdSession:
         """Rule 3: the configured value while Up, never under a second otherwise."""
         if self.state == SessionState.UP:
             return self.timers.desired_min_tx
-        return max(self.timers.desired_min_tx, SLOW_TX)
+        return max(self.timers.desired_min_tx, self.timers.idle_min_tx, SLOW_TX)
 
     def packet(self, final: bool = False) -> ControlPacket:
         return ControlPacket(
@@ -177,8 +182,11 @@ class BfdSession:
             outputs += self._change(row[0], row[1], now)
         if packet.poll:  # rule 5
             outputs.append(Transmit(self.packet(final=True)))
-        if self._next_tx is None and self.transmit_interval():
+        interval = self.transmit_interval()
+        if self._next_tx is None and interval:
             outputs += self._send(now)
+        elif self._next_tx is not None and interval and self._next_tx > now + interval:
+            self._next_tx = now + self._jittered(interval)  # rule 3: the peer asked for more
         return outputs
 
     def timer(self, now: float) -> list[Output]:
@@ -247,7 +255,7 @@ class BfdSession:
         self.diagnostic = diagnostic
         if new == SessionState.UP:
             self.up_count += 1
-            if self.timers.desired_min_tx != SLOW_TX:
+            if self.timers.desired_min_tx < max(self.timers.idle_min_tx, SLOW_TX):
                 self.polling = True  # rule 4: from the slow rate to the configured one
             if self.timers.desired_min_tx < self.tx_in_use:
                 self.tx_in_use = self.timers.desired_min_tx

@@ -5,7 +5,8 @@ Rules:
 1. ``NodePlanner.plan(snapshot)`` is pure and total: the node's sessions (``peers.resolve``),
    each with its FSM config, RIB settings and import/export policies; what the node originates
    (``calico.origin``); how it learns routes from its kernel (``calico.learned``); the kernel
-   planner (``bgpd.kernel.plan``); the tunnel devices it needs.
+   planner (``bgpd.kernel.plan``); the tunnel devices it needs; the BFD each session asks for
+   (``calico.bfd``, from the ``host``'s addresses and routes).
    A snapshot where the node has no router id gives a plan without one (the router waits).
 2. Two sessions to one address and port cannot both run: the first by name is kept, the other
    is reported as a problem.
@@ -19,8 +20,9 @@ Rules:
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from bgpd.calico.bfd import HostFacts, plan_bfd
 from bgpd.calico.export import export_policy, import_policy
 from bgpd.calico.learned import Learning, direct_exclusions
 from bgpd.calico.origin import Origination, local_routes, originate, route_origins
@@ -49,13 +51,16 @@ def listen_addresses(peering: NodePeering) -> tuple[str, ...]:
     return tuple(by_version.get(v, WILDCARD[v]) for v in (4, 6))
 
 
+NO_HOST_FACTS = HostFacts()
+
+
 @dataclass(frozen=True, slots=True)
 class NodePlanner:
     """Plans one node (rules 1-4)."""
 
     config: DaemonConfig
 
-    def plan(self, snapshot: Snapshot) -> RoutingPlan:
+    def plan(self, snapshot: Snapshot, host: HostFacts = NO_HOST_FACTS) -> RoutingPlan:
         config = self.config
         secrets = (
             snapshot.secrets.lookup
@@ -79,7 +84,9 @@ class NodePlanner:
         me = snapshot.nodes.get(config.node)
         own = {v: a.packed for v in (4, 6) if me is not None and (a := me.ip(v)) is not None}
         problems = list(peering.problems)
+        bfd = plan_bfd(me, snapshot.bfd_configs, peering.sessions, host, problems)
         sessions = self._sessions(peering, snapshot, originations, me, problems)
+        sessions = {n: replace(s, bfd=bfd.get(n)) for n, s in sessions.items()}
         kernel = plan_config(
             snapshot,
             config.node,

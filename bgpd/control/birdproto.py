@@ -27,6 +27,9 @@ Rules:
 7. One view per socket: ``ipv4`` (``bird.ctl``), ``ipv6`` (``bird6.ctl``) or ``all``, matching
    BIRD 1.6's one daemon per family that Calico's readers assume (calicoctl derives the address
    separator from the socket it asked).
+8. ``show bfd sessions`` is BIRD 2's (``proto/bfd/bfd.c`` ``bfd_show_sessions``): code 1020, the
+   protocol name line, the header ``"%-25s %-10s %-10s %-12s  %8s %8s"`` and rows with the
+   interval and timeout in seconds with milliseconds (``"%7u.%03u"``); BIRD 1.6 had no BFD.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ ROUTE_LIST = 1007
 ROUTE_DETAILS = 1008
 UPTIME = 1011
 ROUTE_ATTRIBUTES = 1012
+BFD_SESSIONS = 1020
 PROTOCOL_LIST_HEADER = 2002
 NETWORK_NOT_IN_TABLE = 8001
 NO_PROTOCOLS_MATCH = 8003
@@ -182,6 +186,11 @@ class ShowRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowBfdSessions:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Configure:
     pass
 
@@ -197,7 +206,8 @@ class JsonCommand:
     args: tuple[str, ...] = ()
 
 
-Command = ShowStatus | ShowProtocols | ShowRoute | Configure | Down | JsonCommand
+Command = ShowStatus | ShowProtocols | ShowRoute | ShowBfdSessions | Configure | Down | JsonCommand
+Show = ShowStatus | ShowProtocols | ShowRoute | ShowBfdSessions
 
 
 class CommandError(Exception):
@@ -255,8 +265,14 @@ def parse_command(line: str) -> Command:
 def _parse_show(rest: list[tuple[str, bool]]) -> Command:
     if not rest or rest[0][1]:
         raise CommandError(SYNTAX_ERROR)
-    what = _keyword(rest[0][0], ("status", "protocols", "route"))
+    what = _keyword(rest[0][0], ("status", "protocols", "route", "bfd"))
     args = rest[1:]
+    if what == "bfd":
+        if len(args) < 1 or args[0][1] or _keyword(args[0][0], ("sessions",)) != "sessions":
+            raise CommandError(SYNTAX_ERROR)
+        if len(args) > 2:
+            raise CommandError(SYNTAX_ERROR)
+        return ShowBfdSessions()
     if what == "status":
         if args:
             raise CommandError(SYNTAX_ERROR)
@@ -720,8 +736,42 @@ def status_json(status: DaemonStatus) -> dict[str, object]:
     return asdict(status)
 
 
+BFD_PROTOCOL = "bfd1"  # the name BIRD gives its first unnamed ``protocol bfd``
+
+
+def _seconds_ms(milliseconds: float) -> str:
+    """BIRD's ``"%7u.%03u"`` of a millisecond count."""
+    whole = round(milliseconds)
+    return f"{whole // 1000:7d}.{whole % 1000:03d}"
+
+
+def show_bfd_sessions(peers: Iterable[PeerStatus], now: float, utc_offset: int) -> Reply:
+    """Rule 8: one row per BFD session the peers ask for."""
+    sessions = {peer.bfd.peer_ip: peer.bfd for peer in peers if peer.bfd is not None}
+    lines = [
+        (BFD_SESSIONS, f"{BFD_PROTOCOL}:"),
+        (
+            BFD_SESSIONS,
+            f"{'IP address':<25} {'Interface':<10} {'State':<10} {'Since':<12}  "
+            f"{'Interval':>8} {'Timeout':>8}",
+        ),
+    ]
+    for address in sorted(sessions, key=ipaddress.ip_address):
+        bfd = sessions[address]
+        interval, timeout = _seconds_ms(bfd.tx_interval_ms), _seconds_ms(bfd.detection_time_ms)
+        lines.append(
+            (
+                BFD_SESSIONS,
+                f"{address:<25} {bfd.interface or '---':<10} {bfd.state:<10} "
+                f"{format_since(bfd.since, now, utc_offset):<12}  "
+                f"{interval} {timeout}",
+            )
+        )
+    return Reply(tuple(lines), OK, "")
+
+
 def render_show(
-    command: ShowStatus | ShowProtocols | ShowRoute,
+    command: Show,
     provider: StatusProvider,
     view: View,
     now: float,
@@ -735,4 +785,6 @@ def render_show(
     if isinstance(command, ShowProtocols):
         routes = provider.route_statuses() if command.detail else []
         return show_protocols(command, status, peers, routes, now, utc_offset)
+    if isinstance(command, ShowBfdSessions):
+        return show_bfd_sessions(peers, now, utc_offset)
     return show_route(command, status, peers, provider.route_statuses(), view, now, utc_offset)

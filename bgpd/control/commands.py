@@ -131,8 +131,20 @@ def peer_info(peer: dict[str, Any]) -> str:
     return "" if peer["state"] == "Established" else str(peer.get("last_error", ""))
 
 
+def bfd_cell(bfd: dict[str, Any] | None, holds: bool) -> str:
+    """``Up 100x3 1/0``: state, tx interval (ms) x detect multiplier, ups/downs; ``held`` when
+    BFD holds the BGP session back; ``-`` without BFD."""
+    if not bfd:
+        return "-"
+    text = (
+        f"{bfd['state']} {bfd['tx_interval_ms']:.0f}x{bfd['detect_mult']} "
+        f"{bfd['ups']}/{bfd['downs']}"
+    )
+    return text + (" held" if holds else "")
+
+
 def peers_table(peers: Sequence[dict[str, Any]], now: float) -> str:
-    headers = ("NAME", "PEER", "AS", "STATE", "SINCE", "RECEIVED", "ADVERTISED", "INFO")
+    headers = ("NAME", "PEER", "AS", "STATE", "SINCE", "RECEIVED", "ADVERTISED", "BFD", "INFO")
     rows = [
         (
             peer["name"],
@@ -142,6 +154,7 @@ def peers_table(peers: Sequence[dict[str, Any]], now: float) -> str:
             age(now - peer["since"]),
             str(peer["prefixes_received"]),
             str(peer["prefixes_advertised"]),
+            bfd_cell(peer.get("bfd"), peer.get("bfd_holds", False)),
             peer_info(peer),
         )
         for peer in peers

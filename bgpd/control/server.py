@@ -40,6 +40,7 @@ from bgpd.control.birdproto import (
     Down,
     JsonCommand,
     Reply,
+    ShowBfdSessions,
     ShowProtocols,
     ShowRoute,
     ShowStatus,
@@ -210,7 +211,7 @@ class ControlServer:
             return birdproto.error(birdproto.PARSE_ERROR, f"internal error: {exc}").encode()
 
     def _execute(self, command: birdproto.Command) -> Reply:
-        if isinstance(command, ShowStatus | ShowProtocols | ShowRoute):
+        if isinstance(command, ShowStatus | ShowProtocols | ShowRoute | ShowBfdSessions):
             now = self._clock()
             return birdproto.render_show(
                 command, self._provider, self._view, now, local_utc_offset(now)

@@ -163,6 +163,7 @@ class Cache:
                 peers=self._table(Kind.BGPPEER),
                 configs=self._table(Kind.BGPCONFIGURATION),
                 filters=self._table(Kind.BGPFILTER),
+                bfd_configs=self._table(Kind.BFDCONFIGURATION),
                 affinities=self._table(Kind.BLOCK_AFFINITY),
                 blocks=self._table(Kind.ALLOCATION_BLOCK),
                 ipam_config=config if isinstance(config, IPAMConfig) else None,

@@ -161,6 +161,7 @@ def calico_watch_keys(node_name: str) -> tuple[str, ...]:
         RESOURCES_PREFIX + "bgppeers/",
         RESOURCES_PREFIX + "bgpconfigurations/",
         RESOURCES_PREFIX + "bgpfilters/",
+        RESOURCES_PREFIX + "bfdconfigurations/",  # Calico Enterprise (issue 19)
         f"{IPAM_PREFIX}host/{node_name}/",
         IPAM_PREFIX + "config",
         IPAM_PREFIX + "assignment/",

@@ -85,6 +85,7 @@ V1_RESOURCES = (
     CalicoResource("bgpconfigurations", "BGPConfiguration", "bgpconfigurations"),
     CalicoResource("bgppeers", "BGPPeer", "bgppeers"),
     CalicoResource("bgpfilters", "BGPFilter", "bgpfilters"),
+    CalicoResource("bfdconfigurations", "BFDConfiguration", "bfdconfigurations"),
     CalicoResource("ippools", "IPPool", "ippools"),
     CalicoResource("blockaffinities", "BlockAffinity"),
     CalicoResource("ipamblocks", "IPAMBlock"),

@@ -47,6 +47,8 @@ from peers.model import (
     AffinityState,
     Allocation,
     AllocationBlock,
+    BFDConfiguration,
+    BFDInterface,
     BGPConfiguration,
     BGPFilter,
     BGPFilterRule,
@@ -95,6 +97,7 @@ class Kind(StrEnum):
     BGPPEER = "BGPPeer"
     BGPCONFIGURATION = "BGPConfiguration"
     BGPFILTER = "BGPFilter"
+    BFDCONFIGURATION = "BFDConfiguration"
     BLOCK_AFFINITY = "BlockAffinity"
     ALLOCATION_BLOCK = "IPAMBlock"
     IPAM_CONFIG = "IPAMConfiguration"
@@ -106,6 +109,7 @@ _PLURALS = {
     "bgppeers": Kind.BGPPEER,
     "bgpconfigurations": Kind.BGPCONFIGURATION,
     "bgpfilters": Kind.BGPFILTER,
+    "bfdconfigurations": Kind.BFDCONFIGURATION,
 }
 _V3_KINDS = frozenset(_PLURALS.values())
 
@@ -126,6 +130,7 @@ Record = (
     | BGPPeer
     | BGPConfiguration
     | BGPFilter
+    | BFDConfiguration
     | BlockAffinity
     | AllocationBlock
     | IPAMConfig
@@ -498,6 +503,9 @@ def _decode_bgppeer(name: str, meta: _Fields, spec: _Fields) -> BGPPeer:
         local_workload_selector=workload_selector,
         reverse_peering=spec.choice("reversePeering", ("Auto", "Manual"), "Auto"),
         max_prefixes=_max_prefixes(meta, spec),
+        failure_detection_mode=spec.choice(
+            "failureDetectionMode", ("None", "BFDIfDirectlyConnected"), "None"
+        ),
     )
 
 
@@ -683,12 +691,46 @@ def _decode_bgpfilter(name: str, meta: _Fields, spec: _Fields) -> BGPFilter:
     )
 
 
+def _decode_bfd_interface(entry: _Fields) -> BFDInterface:
+    """Calico Enterprise's BFDInterface: intervals a whole number of milliseconds above 0."""
+    defaults = BFDInterface(match_pattern="*")
+
+    def interval(name: str, default: float) -> float:
+        seconds = entry.duration(name)
+        if seconds is None:
+            return default
+        if seconds <= 0 or abs(seconds * 1000 - round(seconds * 1000)) > 1e-6:
+            raise RecordError(entry.path(name), "must be a whole number of milliseconds above 0")
+        return round(seconds * 1000) / 1000
+
+    pattern = entry.string("matchPattern")
+    if not pattern:
+        raise RecordError(entry.path("matchPattern"), "required")
+    multiplier = entry.integer("multiplier", 1, 255)  # RFC 5880 §4.1: Detect Mult, nonzero
+    return BFDInterface(
+        match_pattern=pattern,
+        minimum_recv_interval=interval("minimumRecvInterval", defaults.minimum_recv_interval),
+        minimum_send_interval=interval("minimumSendInterval", defaults.minimum_send_interval),
+        idle_send_interval=interval("idleSendInterval", defaults.idle_send_interval),
+        multiplier=defaults.multiplier if multiplier is None else multiplier,
+    )
+
+
+def _decode_bfdconfig(name: str, meta: _Fields, spec: _Fields) -> BFDConfiguration:
+    return BFDConfiguration(
+        name=name,
+        node_selector=spec.selector("nodeSelector"),
+        interfaces=tuple(_decode_bfd_interface(e) for e in spec.entries("interfaces")),
+    )
+
+
 _V3_DECODERS: dict[Kind, Callable[[str, _Fields, _Fields], Record]] = {
     Kind.NODE: _decode_node,
     Kind.IPPOOL: _decode_ippool,
     Kind.BGPPEER: _decode_bgppeer,
     Kind.BGPCONFIGURATION: _decode_bgpconfig,
     Kind.BGPFILTER: _decode_bgpfilter,
+    Kind.BFDCONFIGURATION: _decode_bfdconfig,
 }
 
 

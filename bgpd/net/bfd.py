@@ -3,14 +3,22 @@
 Rules:
 1. One receive socket per endpoint on UDP 3784 (RFC 5881 §4) with ``IP_RECVTTL``; a packet whose
    TTL is not 255 is dropped (RFC 5881 §5). Each session sends from its own socket, bound to one
-   source port in 49152-65535 for its whole life (§4), with TTL 255 (§5).
+   source port in 49152-65535 for its whole life (§4), with TTL 255 (§5). A multihop endpoint
+   (RFC 5883) uses UDP 4784 both ways (§4) and accepts any TTL of at least ``MULTIHOP_MIN_TTL``
+   (§5: a configured minimum; 255 is still what it sends), its sessions demultiplexed by the
+   source address as each endpoint serves one local address (§3).
 2. Demultiplexing (RFC 5880 §6.3, §6.8.6): a nonzero Your Discriminator selects the session; a
    zero one selects it by the source address, and only in Down or AdminDown. Every drop is
    counted by reason (``drops``); none reaches a session, none is fatal.
 3. The endpoint alone calls its sessions; time is ``loop.time()`` and jitter ``random.random``,
    passed in. State changes go to ``on_change(peer, StateChanged)``.
 4. ``remove_peer`` sends AdminDown (RFC 5880 §6.8.16) for one detection time before the socket
-   closes; ``close`` does so for every session.
+   closes; ``close`` does so for every session. ``update_peer`` changes a session's timers
+   through a Poll Sequence (§6.8.3), without a state change.
+5. ``BfdEdge`` keeps the set the router wants (``bgpd.router.BfdWanted``): one endpoint per local
+   address, sessions added, re-timed and removed by diff, and every state change reported as the
+   session's level (``bgpd.bfd.client.BfdReport``). An address that does not bind is logged
+   and its sessions skipped; the other sessions run.
 """
 
 from __future__ import annotations
@@ -22,29 +30,36 @@ import ipaddress
 import random
 import socket
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 import structlog
 
+from bgpd.bfd.client import BfdReport, BfdSpec
 from bgpd.bfd.fsm import BfdSession, Output, StateChanged, Timers, Transmit
 from bgpd.bfd.packet import (
+    MULTIHOP_PORT,
     SINGLE_HOP_PORT,
     SINGLE_HOP_TTL,
     SOURCE_PORTS,
     DropReason,
     PacketDropped,
+    SessionState,
     decode,
     encode,
     session_checks,
     ttl_check,
 )
+from bgpd.status import BFD_STATES, BfdStatus
 
 log = structlog.get_logger("bgpd.bfd")
 
 Address = ipaddress.IPv4Address
+AnyAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ChangeHandler = Callable[[Address, StateChanged], None]
 _ANCILLARY = socket.CMSG_SPACE(4)  # IP_TTL arrives as one int, in host byte order
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # linux/in.h
+MULTIHOP_MIN_TTL = 192  # rule 1: at most 63 hops away, as BGP's own multihop TTL 64 allows
 
 
 class _Peer:
@@ -57,13 +72,18 @@ class _Peer:
 
 
 class BfdEndpoint:
-    """Single-hop BFD sessions from ``local`` (rules 1-4)."""
+    """Single-hop (or, with ``multihop``, RFC 5883) BFD sessions from ``local`` (rules 1-4)."""
 
     def __init__(
-        self, local: Address, on_change: ChangeHandler, port: int = SINGLE_HOP_PORT
+        self,
+        local: Address,
+        on_change: ChangeHandler,
+        port: int | None = None,
+        multihop: bool = False,
     ) -> None:
         self.local = local
-        self.port = port
+        self.multihop = multihop
+        self.port = port or (MULTIHOP_PORT if multihop else SINGLE_HOP_PORT)
         self.on_change = on_change
         self.drops: collections.Counter[DropReason] = collections.Counter()
         self._peers: dict[Address, _Peer] = {}
@@ -114,6 +134,12 @@ class BfdEndpoint:
         self._execute(peer, session.start(asyncio.get_running_loop().time()))
         return session
 
+    def update_peer(self, address: Address, timers: Timers) -> None:
+        peer = self._peers.get(address)
+        if peer is not None:
+            now = asyncio.get_running_loop().time()
+            self._execute(peer, peer.session.set_timers(timers, now))
+
     def remove_peer(self, address: Address) -> None:
         peer = self._peers.pop(address, None)
         if peer is None:
@@ -125,6 +151,9 @@ class BfdEndpoint:
     def session(self, address: Address) -> BfdSession | None:
         peer = self._peers.get(address)
         return peer.session if peer is not None else None
+
+    def sessions(self) -> dict[Address, BfdSession]:
+        return {address: peer.session for address, peer in self._peers.items()}
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -168,7 +197,7 @@ class BfdEndpoint:
             ),
             0,
         )
-        reason = ttl_check(ttl, multihop=False)
+        reason = ttl_check(ttl, self.multihop, MULTIHOP_MIN_TTL)
         if reason is not None:
             self.drops[reason] += 1
             return
@@ -225,3 +254,121 @@ class BfdEndpoint:
             timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+def wanted_interface(wanted: Mapping[AnyAddress, BfdSpec], address: Address) -> str:
+    spec = wanted.get(address)
+    return spec.interface if spec is not None else ""
+
+
+def report_of(session: BfdSession) -> BfdReport:
+    """A session's level (rule 5)."""
+    return BfdReport(
+        state=session.state,
+        ups=session.up_count,
+        downs=session.down_count,
+        remote_admin_down=session.state == SessionState.DOWN
+        and session.remote_state == SessionState.ADMIN_DOWN,
+    )
+
+
+Endpoint = tuple[Address, bool]  # (local address, multihop)
+
+
+class BfdEdge:
+    """Rule 5."""
+
+    def __init__(self, on_report: Callable[[Address, BfdReport], None]) -> None:
+        self.on_report = on_report
+        self.endpoints: dict[Endpoint, BfdEndpoint] = {}
+        self._specs: dict[Address, tuple[Endpoint, Timers]] = {}  # peer: (endpoint, timers)
+        self._interfaces: dict[Address, str] = {}
+        self._since: dict[Address, float] = {}  # wall clock of the last state change
+        self._failed: set[Endpoint] = set()  # endpoints that did not bind
+
+    async def apply(self, wanted: Mapping[AnyAddress, BfdSpec]) -> None:
+        """Rule 5 (IPv4: other sessions are not run)."""
+        specs: dict[Address, tuple[Endpoint, Timers]] = {}
+        for address, spec in wanted.items():
+            if isinstance(address, Address) and isinstance(spec.local, Address):
+                specs[address] = ((spec.local, spec.multihop), spec.timers)
+        for address, (key, _) in list(self._specs.items()):
+            new = specs.get(address)
+            if new is None or new[0] != key:
+                self.endpoints[key].remove_peer(address)
+                del self._specs[address]
+        for address, (key, timers) in specs.items():
+            endpoint = self.endpoints.get(key) or await self._open(key)
+            if endpoint is None:
+                continue
+            old = self._specs.get(address)
+            self._interfaces[address] = wanted_interface(wanted, address)
+            if old is None:
+                self._since[address] = time.time()
+                endpoint.add_peer(address, timers)
+            elif old[1] != timers:
+                endpoint.update_peer(address, timers)
+            self._specs[address] = (key, timers)
+
+    def sessions(self) -> dict[Address, BfdSession]:
+        return {a: s for e in self.endpoints.values() for a, s in e.sessions().items()}
+
+    def statuses(self) -> dict[str, BfdStatus]:
+        """Every running session as a status value, by peer address text."""
+        out: dict[str, BfdStatus] = {}
+        for (local, multihop), endpoint in self.endpoints.items():
+            for address, session in endpoint.sessions().items():
+                timers = session.timers
+                out[str(address)] = BfdStatus(
+                    peer_ip=str(address),
+                    local_ip=str(local),
+                    interface=self._interfaces.get(address, ""),
+                    state=BFD_STATES[session.state],
+                    since=self._since.get(address, 0.0),
+                    tx_interval_ms=session.transmit_interval() * 1000,
+                    detection_time_ms=session.detection_time() * 1000,
+                    desired_min_tx_ms=timers.desired_min_tx / 1000,
+                    required_min_rx_ms=timers.required_min_rx / 1000,
+                    detect_mult=timers.detect_mult,
+                    ups=session.up_count,
+                    downs=session.down_count,
+                    local_discriminator=session.local_discriminator,
+                    remote_discriminator=session.remote_discriminator,
+                    multihop=multihop,
+                )
+        return out
+
+    @property
+    def drops(self) -> collections.Counter[DropReason]:
+        total: collections.Counter[DropReason] = collections.Counter()
+        for endpoint in self.endpoints.values():
+            total.update(endpoint.drops)
+        return total
+
+    async def close(self) -> None:
+        await asyncio.gather(*(e.close() for e in self.endpoints.values()))
+        self.endpoints.clear()
+
+    async def _open(self, key: Endpoint) -> BfdEndpoint | None:
+        local, multihop = key
+        endpoint = BfdEndpoint(local, self._changed, multihop=multihop)
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            if key not in self._failed:
+                log.error(
+                    "bfd endpoint did not bind", local=str(local), multihop=multihop, error=str(exc)
+                )
+            self._failed.add(key)
+            return None
+        self._failed.discard(key)
+        self.endpoints[key] = endpoint
+        return endpoint
+
+    def _changed(self, address: Address, _change: StateChanged) -> None:
+        spec = self._specs.get(address)
+        endpoint = self.endpoints.get(spec[0]) if spec is not None else None
+        session = endpoint.session(address) if endpoint is not None else None
+        if session is not None:
+            self._since[address] = time.time()
+            self.on_report(address, report_of(session))

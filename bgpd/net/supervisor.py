@@ -6,6 +6,8 @@ Rules:
    Change (RFC 4486 §4). Equal configs are left alone. ``shutdown`` ends every session with
    Cease/Administrative Shutdown and its shutdown communication (``bgpd stop --withdraw``).
    ``listen`` changes the listening addresses and port at run time (listener rule 6).
+   Peers in ``bfd_down`` are stopped, or reset when still desired, with Cease/BFD Down
+   (RFC 9384): BFD found their forwarding path gone (``bgpd.router`` rule 10).
 2. The routing core sees peers only through ``RoutingCore`` (events in) and ``send`` (encoded
    UPDATEs out, pulled: one bounded batch at a time per peer, returning once the socket can
    take more, transport.py rule 4); it never touches a session or a socket.
@@ -124,13 +126,18 @@ class Supervisor:
 
     # ---- desired state ----
 
-    async def apply(self, desired: Mapping[PeerKey, SessionConfig]) -> None:
+    async def apply(
+        self, desired: Mapping[PeerKey, SessionConfig], bfd_down: frozenset[PeerKey] = frozenset()
+    ) -> None:
         """Start, stop or reset sessions so that exactly ``desired`` runs."""
         for key in [k for k in self._runners if k not in desired]:
-            await self._remove(key, CeaseSubcode.PEER_DECONFIGURED)
+            why = CeaseSubcode.BFD_DOWN if key in bfd_down else CeaseSubcode.PEER_DECONFIGURED
+            await self._remove(key, why)
         for key, config in desired.items():
             running = self._runners.get(key)
             if running is not None and running.config == config:
+                if key in bfd_down:
+                    await running.reset(CeaseSubcode.BFD_DOWN)
                 continue
             if running is not None:
                 await self._remove(key, CeaseSubcode.OTHER_CONFIGURATION_CHANGE)

@@ -46,6 +46,7 @@ CALICO_PLURALS = {
     "bgpconfigurations": "BGPConfiguration",
     "bgppeers": "BGPPeer",
     "bgpfilters": "BGPFilter",
+    "bfdconfigurations": "BFDConfiguration",
     "ippools": "IPPool",
     "blockaffinities": "BlockAffinity",
     "ipamblocks": "IPAMBlock",

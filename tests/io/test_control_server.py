@@ -328,9 +328,11 @@ async def test_show_peers_json_and_table(control: Running) -> None:
         "SINCE",
         "RECEIVED",
         "ADVERTISED",
+        "BFD",
         "INFO",
     ]
     assert first.split()[:4] == ["Mesh_10_99_0_2", "10.99.0.2", "64512", "Established"]
+    assert first.split()[7] == "-"  # no BFD for this session
     assert second.split()[-1] == "connection-refused"
     assert header.index("PEER") == first.index("10.99.0.2"), "columns are aligned"
 

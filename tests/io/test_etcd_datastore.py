@@ -165,6 +165,7 @@ async def test_initial_list_is_one_consistent_resync(
         NODES + "node1": node_value("node1", "10.0.0.1/24"),
         IPPOOLS + "default-ipv4-ippool": b'{"kind":"IPPool"}',
         BGPCONFIGS + "default": b'{"kind":"BGPConfiguration"}',
+        "/calico/resources/v3/projectcalico.org/bfdconfigurations/default": b'{"spec":{}}',
         affinity_key("node1", "10.244.1.0/26"): b'{"state":"confirmed","deleted":false}',
         IPAM_CONFIG: b'{"strict_affinity":false}',
         "/calico/ipam/v2/assignment/ipv4/block/10.244.1.0-26": b'{"cidr":"10.244.1.0/26"}',

@@ -133,7 +133,7 @@ async def test_paged_list_then_watch_add_modify_delete() -> None:
             assert len(node_lists) == 4  # 7 nodes in pages of 2
             assert any("continue=" in t for t in node_lists)
 
-            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            await follower.wait_for(lambda: server.watch_count() == 9, "the watches")
             server.put(V1 + "/bgppeers", peer("rr", "192.0.2.2"))
             await follower.wait_for(lambda: "rr" in follower.last.peers, "an added peer")
             server.put(V1 + "/bgppeers", peer("rr", "192.0.2.2", asn=65002))
@@ -159,7 +159,7 @@ async def test_gone_relists_without_losing_a_change() -> None:
         server.put(V1 + "/bgppeers", peer("a", "192.0.2.1"))
         async with following(server) as follower:
             await follower.wait_for(lambda: "a" in follower.last.peers, "the listing")
-            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            await follower.wait_for(lambda: server.watch_count() == 9, "the watches")
             lists_before = sum(1 for _, t in server.requests if t.startswith(V1 + "/bgppeers?l"))
             server.drop_watches()  # the watches re-open at their resume point...
             server.delete(V1 + "/bgppeers", "a")  # ...which a compaction has made too old
@@ -210,7 +210,7 @@ async def test_bad_objects_are_skipped_and_counted() -> None:
             assert not follower.last.pools
             assert rejected_count(metrics, "IPPool") == 1
             assert rejected_count(metrics, "IPAMBlock") == 1
-            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            await follower.wait_for(lambda: server.watch_count() == 9, "the watches")
             server.put(V1 + "/ippools", {"metadata": {"name": "bad"}, "spec": {"cidr": "y"}})
             server.put(V1 + "/bgppeers", peer("later", "192.0.2.9"))
             await follower.wait_for(lambda: "later" in follower.last.peers, "a later change")
@@ -275,7 +275,7 @@ async def test_kubectl_checks_the_double_and_drives_bgpd(tmp_path: Path) -> None
         manifest = tmp_path / "peer.yaml"
         manifest.write_text(yaml.safe_dump(peer("tor", "192.0.2.1")))
         async with following(server) as follower:
-            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            await follower.wait_for(lambda: server.watch_count() == 9, "the watches")
             out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
             assert "bgppeer.crd.projectcalico.org/tor created" in out
             await follower.wait_for(lambda: "tor" in follower.last.peers, "the applied peer")
@@ -392,7 +392,7 @@ async def test_a_rotated_token_file_is_used_by_the_next_request(tmp_path: Path) 
     try:
         server.put(V1 + "/bgppeers", peer("a", "192.0.2.1"))
         async with following(server, token_file=str(token)) as follower:
-            await follower.wait_for(lambda: server.watch_count() == 8, "the watches")
+            await follower.wait_for(lambda: server.watch_count() == 9, "the watches")
             assert set(server.authorizations) == {"Bearer first"}
             token.write_text("second\n")
             server.drop_watches()
@@ -409,7 +409,7 @@ async def test_a_resource_the_server_lacks_is_empty_and_not_watched() -> None:
         server.put(V1 + "/bgppeers", peer("a", "192.0.2.1"))
         async with following(server) as follower:
             await follower.wait_for(lambda: "a" in follower.last.peers, "the listing")
-            await follower.wait_for(lambda: server.watch_count() == 7, "the other watches")
+            await follower.wait_for(lambda: server.watch_count() == 8, "the other watches")
             server.put(V1 + "/bgppeers", peer("b", "192.0.2.2"))
             await follower.wait_for(lambda: "b" in follower.last.peers, "a watched change")
             assert not any("bgpfilters?" in t and "watch" in t for _, t in server.requests)
@@ -457,5 +457,26 @@ async def test_bgpd_plan_reads_the_kubernetes_api(tmp_path: Path) -> None:
         assert session["peer_ip"] == "10.0.0.254" and session["peer_as"] == 65001
         assert session["max_prefixes"].startswith("500 per family")
         assert plan["exports"][name].keys() == {"10.244.1.0/26"}
+    finally:
+        await server.stop()
+
+
+async def test_a_bfd_configuration_is_listed_and_watched() -> None:
+    """Calico Enterprise's BFDConfiguration CRD, where the cluster serves it (issue 19)."""
+    server = await started()
+    bfd = {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "BFDConfiguration",
+        "metadata": {"name": "default"},
+        "spec": {"nodeSelector": "all()", "interfaces": [{"matchPattern": "*"}]},
+    }
+    try:
+        server.put(V1 + "/bfdconfigurations", bfd)
+        async with following(server) as follower:
+            await follower.wait_for(lambda: "default" in follower.last.bfd_configs, "the listing")
+            await follower.wait_for(lambda: server.watch_count() == 9, "the watches")
+            changed = {**bfd, "metadata": {"name": "fast"}}
+            server.put(V1 + "/bfdconfigurations", changed)
+            await follower.wait_for(lambda: "fast" in follower.last.bfd_configs, "a change")
     finally:
         await server.stop()

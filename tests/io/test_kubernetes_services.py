@@ -133,12 +133,12 @@ async def test_services_are_watched_once_a_service_range_is_configured() -> None
         server.put(SERVICES, service())
         server.put(SLICES, endpoint_slice("node-a"))
         async with following_kdd(server) as follower:
-            await follower.wait_for(lambda: server.watch_count() == 8, "the Calico watches")
+            await follower.wait_for(lambda: server.watch_count() == 9, "the Calico watches")
             assert not any(t.startswith(SERVICES) for _, t in server.requests)
             server.put(V1 + "/bgpconfigurations", bgp_config())
             await follower.wait_for(lambda: bool(routes(follower.last, "node-a")), "the routes")
             await follower.wait_for(
-                lambda: server.watch_count() == 8 + CLUSTER_WATCHES, "the Service watches"
+                lambda: server.watch_count() == 9 + CLUSTER_WATCHES, "the Service watches"
             )
     finally:
         await server.stop()
@@ -153,7 +153,7 @@ async def test_dropped_watches_and_compacted_history_withdraw_nothing() -> None:
         server.put(SLICES, endpoint_slice("node-a"))
         async with following_kdd(server) as follower:
             await follower.wait_for(lambda: routes(follower.last, "node-a") != set(), "routes")
-            watches = 8 + CLUSTER_WATCHES  # Nodes, 7 Calico resources; Services, EndpointSlices
+            watches = 9 + CLUSTER_WATCHES  # Nodes, 8 Calico resources; Services, EndpointSlices
             await follower.wait_for(lambda: server.watch_count() == watches, "every watch")
             server.drop_watches()
             server.compact()

@@ -44,6 +44,7 @@ class ExternalPeer:
     asn: int
     keepalive_time: str | None = "3s"
     max_restart_time: str | None = None
+    failure_detection_mode: str | None = None  # Calico Enterprise: BFDIfDirectlyConnected
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,8 @@ def calico_datastore(
             spec["keepaliveTime"] = peer.keepalive_time
         if peer.max_restart_time:
             spec["maxRestartTime"] = peer.max_restart_time
+        if peer.failure_detection_mode:
+            spec["failureDetectionMode"] = peer.failure_detection_mode
         resources.append(calico_resource("BGPPeer", f"peer-{index}", spec))
     for member in (node, *others):
         for block in member.blocks:

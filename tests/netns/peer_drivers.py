@@ -12,6 +12,10 @@ Rules:
 3. ``wait_for`` prints the last observed state on timeout.
 4. ``spec.graceful_restart`` turns on RFC 4724 in the BIRD and FRR configs; ``stop(SIGKILL)``
    kills without a NOTIFICATION, as a crash does.
+5. ``spec.bfd_interval`` (milliseconds) turns on BFD for the session (RFC 5882) in BIRD 2
+   (``protocol bfd`` and ``bfd on``) and FRR (bfdd, a single-hop peer and ``neighbor ... bfd``),
+   with that interval both ways and multiplier 3; ``freeze``/``thaw`` stop and continue every
+   process of the daemon (SIGSTOP/SIGCONT).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class PeerSpec:
     routes: tuple[str, ...] = ("10.50.1.0/24", "10.50.2.0/24")
     connect_delay: int = 1
     graceful_restart: bool = False
+    bfd_interval: int | None = None  # rule 5
 
     @property
     def internal(self) -> bool:
@@ -122,6 +127,15 @@ class PeerDaemon(ABC):
                     proc.wait(3)
         self._procs.clear()
 
+    def freeze(self, sig: signal.Signals = signal.SIGSTOP) -> None:
+        """Rule 5: every process of the daemon stops (or, with SIGCONT, goes on)."""
+        for proc in self._procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+
+    def thaw(self) -> None:
+        self.freeze(signal.SIGCONT)
+
     @abstractmethod
     def state(self) -> str: ...
 
@@ -187,6 +201,8 @@ class Bird(PeerDaemon):
             lines.append(f'password "{s.password}";')
         if s.graceful_restart:
             lines.append("graceful restart on;")
+        if s.bfd_interval:
+            lines.append("bfd on;")
         return "\n    ".join(lines)
 
     def config(self) -> str:
@@ -276,11 +292,22 @@ protocol static {{
     ipv4;
     {routes}
 }}
+{self._bfd_protocol()}
 protocol bgp {self.protocol} {{
     {self._timers()}
     ipv4 {{ import all; export where source = RTS_STATIC; add paths on; }};
 }}
 """
+
+    def _bfd_protocol(self) -> str:
+        """Rule 5."""
+        ms = self.spec.bfd_interval
+        if not ms:
+            return ""
+        return (
+            f'protocol bfd {{ interface "*" {{ min rx interval {ms} ms; '
+            f"min tx interval {ms} ms; idle tx interval 1000 ms; multiplier 3; }}; }}"
+        )
 
 
 # ---- FRR ----
@@ -321,6 +348,7 @@ class Frr(PeerDaemon):
             f" neighbor {n} timers {s.keepalive} {s.hold_time}",
             f" neighbor {n} timers connect 2",
             f" neighbor {n} update-source {s.address}",
+            *((f" neighbor {n} bfd",) if s.bfd_interval else ()),
         ]
         if s.passive:
             lines.append(f" neighbor {n} passive")
@@ -353,6 +381,8 @@ class Frr(PeerDaemon):
             str(run_dir / "zebra.pid"),
         )
         wait_for(lambda: (run_dir / "zserv.api").exists(), 10, self.describe)
+        if self.spec.bfd_interval:
+            self._start_bfdd(common)
         self._spawn(
             str(self.base / "bgpd"),
             *common,
@@ -362,6 +392,33 @@ class Frr(PeerDaemon):
             str(run_dir / "bgpd.pid"),
         )
         wait_for(lambda: (run_dir / "bgpd.vty").exists(), 10, self.describe)
+
+    def _start_bfdd(self, common: tuple[str, ...]) -> None:
+        """Rule 5: bfdd with the single-hop peer configured; bgpd's ``neighbor ... bfd`` uses
+        that session."""
+        s, run_dir = self.spec, self.run_dir
+        ms = s.bfd_interval
+        conf = run_dir / "bfdd.conf"
+        conf.write_text(
+            f"hostname peer\nlog file {run_dir}/bfdd.log debugging\ndebug bfd peer\n"
+            f"bfd\n peer {s.neighbor} local-address {s.address}\n"
+            f"  detect-multiplier 3\n  receive-interval {ms}\n  transmit-interval {ms}\n"
+            "  no shutdown\n exit\nexit\n"
+        )
+        shutil.chown(conf, "frr", "frr")
+        self._spawn(
+            str(self.base / "bfdd"), *common, "-f", str(conf), "-i", str(run_dir / "bfdd.pid")
+        )
+        wait_for(lambda: (run_dir / "bfdd.vty").exists(), 10, self.describe)
+
+    def bfd_status(self) -> str:
+        """bfdd's state of the session with us ("up", "down", "absent")."""
+        try:
+            peers = json.loads(self.vtysh("show bfd peers json") or "[]")
+        except json.JSONDecodeError:
+            return "unknown"
+        found = [p for p in peers if p.get("peer") == self.spec.neighbor]
+        return str(found[0].get("status")) if found else "absent"
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         super().stop(sig)

@@ -8,6 +8,8 @@ Rules:
    Time Expired"; thawing it brings the session back; closing our endpoint sends AdminDown and
    bfdd sees the session go down. Waits have generous deadlines; no timing is asserted, the
    measured detection time is printed.
+3. Multihop (RFC 5883): bfdd two hops away behind the pair's peer namespace as a router, a
+   ``multihop`` peer in bfdd and a multihop endpoint on our side (UDP 4784).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns import Namespace, Pair, inside
+from netns import Namespace, Pair, inside, veth
 from peer_drivers import wait_for
 
 from bgpd.bfd.fsm import StateChanged, Timers
@@ -39,8 +41,9 @@ FAST = Timers(desired_min_tx=100_000, required_min_rx=100_000, detect_mult=3)
 class FrrBfd:
     """zebra + bfdd in ``ns`` (rule 1)."""
 
-    def __init__(self, ns: Namespace, local: str, peer: str) -> None:
+    def __init__(self, ns: Namespace, local: str, peer: str, multihop: bool = False) -> None:
         self.ns = ns
+        self.multihop = multihop
         self.peer = peer
         self.run_dir = Path("/var/run/frr") / ns.name
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -54,7 +57,8 @@ class FrrBfd:
                 [
                     "hostname peer",
                     "bfd",
-                    f" peer {self.peer} local-address {self.local}",
+                    f" peer {self.peer}{' multihop' if self.multihop else ''}"
+                    f" local-address {self.local}",
                     "  detect-multiplier 3",
                     "  receive-interval 100",
                     "  transmit-interval 100",
@@ -163,3 +167,39 @@ def test_a_session_with_frr_comes_up_detects_a_frozen_peer_and_goes_admin_down(
         detected = asyncio.run(scenario())
     print(f"frozen bfdd detected after {detected * 1000:.0f} ms (detection time 300 ms)")
     assert [c.new for c in changes if c.new is SessionState.UP][:2] == [SessionState.UP] * 2
+
+
+def test_a_multihop_session_with_frr_behind_a_router(pair: Pair) -> None:
+    """RFC 5883: bfdd two hops away (the pair's peer namespace routes), UDP 4784, TTL 254 on
+    arrival; both sides come Up and a frozen bfdd is detected."""
+    if not (FRR / "bfdd").exists():
+        pytest.skip("FRR's bfdd is not installed")
+    far = Namespace.create("hD-")
+    pair.extra.append(far)
+    link = veth(far, pair.peer, "10.219.2.0/30")
+    pair.peer.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    pair.us.ip("route", "add", str(link.a_addr.network), "via", str(pair.peer_address))
+    far.ip("route", "add", str(pair.link.a_addr.network), "via", str(link.b_addr.ip))
+    daemon = FrrBfd(far, str(link.a_addr.ip), str(pair.our_address), multihop=True)
+    daemon.start()
+
+    async def scenario() -> None:
+        endpoint = BfdEndpoint(pair.our_address, lambda _peer, _change: None, multihop=True)
+        await endpoint.start()
+        try:
+            session = endpoint.add_peer(link.a_addr.ip, FAST)
+            await _until(lambda: session.state is SessionState.UP, 30, "our session Up")
+            await _until(lambda: daemon.status() == "up", 30, "FRR's session up")
+            daemon.signal(signal.SIGSTOP)
+            await _until(lambda: session.state is SessionState.DOWN, 10, "our session Down")
+            daemon.signal(signal.SIGCONT)
+            await _until(lambda: session.state is SessionState.UP, 30, "Up again")
+            assert not endpoint.drops, dict(endpoint.drops)
+        finally:
+            await endpoint.close()
+
+    try:
+        with inside(pair.us):
+            asyncio.run(scenario())
+    finally:
+        daemon.stop()

@@ -19,6 +19,7 @@ from bgpd.control import birdproto
 from bgpd.control.birdproto import (
     CommandError,
     JsonCommand,
+    ShowBfdSessions,
     ShowProtocols,
     ShowRoute,
     ShowStatus,
@@ -26,7 +27,7 @@ from bgpd.control.birdproto import (
     encode_reply,
     parse_command,
 )
-from bgpd.status import DaemonStatus, FixedStatus, PeerStatus, RouteStatus
+from bgpd.status import BfdStatus, DaemonStatus, FixedStatus, PeerStatus, RouteStatus
 
 DATA = Path(__file__).parent / "data" / "bird16"
 OUR_VERSION = "BIRD v0.1.0+bgpd"
@@ -407,3 +408,34 @@ def test_civil_conversion_across_leap_days_and_centuries() -> None:
     for year, month, day in ((2000, 2, 29), (2100, 3, 1), (1970, 1, 1), (2024, 12, 31)):
         seconds = calendar.timegm((year, month, day, 23, 59, 58))
         assert birdproto.format_datetime(seconds, 0) == f"{year:04d}-{month:02d}-{day:02d} 23:59:58"
+
+
+# -- show bfd sessions (BIRD 2) ------------------------------------------------------------------
+
+
+def test_show_bfd_sessions_is_bird2s_layout() -> None:
+    bfd = BfdStatus(
+        peer_ip="10.99.0.12",
+        local_ip="10.99.0.11",
+        interface="eth0",
+        state="Up",
+        since=at("06:21:10"),
+        tx_interval_ms=100.0,
+        detection_time_ms=300.0,
+        desired_min_tx_ms=100.0,
+        required_min_rx_ms=100.0,
+        detect_mult=3,
+        ups=1,
+    )
+    peer = PeerStatus("Node_10_99_0_12", "10.99.0.12", 64513, 64512, "Established", at("06:21:12"))
+    status = DaemonStatus("2.0", "10.99.0.11", "n", NOW, NOW)
+    provider = FixedStatus(status, [replace(peer, bfd=bfd), peer])
+    command = parse_command("show bfd sessions")
+    assert isinstance(command, ShowBfdSessions)
+    assert birdproto.render_show(command, provider, "ipv4", NOW, 0).encode() == (
+        "1020-bfd1:\n"
+        " IP address                Interface  State      Since         Interval  Timeout\n"
+        " 10.99.0.12                eth0       Up         06:21:10            0.100       0.300\n"
+        "0000 \n"
+    )
+    assert refused("show bfd") == refused("show bfd peers") == "9001 syntax error\n"

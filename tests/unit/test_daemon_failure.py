@@ -47,7 +47,9 @@ class RecordingSupervisor:
     def abort(self) -> None:
         self.aborted = True
 
-    async def apply(self, desired: Mapping[PeerKey, SessionConfig]) -> None:
+    async def apply(
+        self, desired: Mapping[PeerKey, SessionConfig], bfd_down: frozenset[PeerKey] = frozenset()
+    ) -> None:
         for key in desired:
             if key not in self.up:
                 self.up.append(key)

@@ -17,6 +17,8 @@ from bgpd.datastore.schema import RecordError, decode_etcd
 from peers.model import (
     AffinityState,
     AllocationBlock,
+    BFDConfiguration,
+    BFDInterface,
     BGPPeer,
     BlockAffinity,
     IPAMConfig,
@@ -66,6 +68,20 @@ def test_bgppeer_keeps_bgpd_annotations_only() -> None:
     peer = decoded(RESOURCES["BGPPeer"], obj)
     assert isinstance(peer, BGPPeer)
     assert peer.max_prefixes == MaxPrefixes(100, restart_time=30.0)
+
+
+def test_bfd_configuration_and_failure_detection_mode_from_kdd() -> None:
+    """Calico Enterprise's CRD (kind BFDConfiguration) and BGPPeer field, as etcd has them."""
+    spec = {"nodeSelector": "all()", "interfaces": [{"matchPattern": "eth*", "multiplier": 3}]}
+    config = decoded(RESOURCES["BFDConfiguration"], crd("BFDConfiguration", "default", spec))
+    assert config == BFDConfiguration("default", "all()", (BFDInterface("eth*", multiplier=3),))
+    peer_spec = {
+        "peerIP": "192.0.2.1",
+        "asNumber": 1,
+        "failureDetectionMode": "BFDIfDirectlyConnected",
+    }
+    peer = decoded(RESOURCES["BGPPeer"], crd("BGPPeer", "tor", peer_spec))
+    assert isinstance(peer, BGPPeer) and peer.failure_detection_mode == "BFDIfDirectlyConnected"
 
 
 def test_block_affinity_v1_uses_spec_identity_and_string_deleted() -> None:

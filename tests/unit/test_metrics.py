@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bgpd.health import HealthResult
 from bgpd.metrics import Metrics, http_answer
-from bgpd.status import DaemonStatus, FixedStatus, PeerStatus
+from bgpd.status import BfdStatus, DaemonStatus, FixedStatus, PeerStatus
 
 START = 1_000_000.0
 NOW = START + 90.0
@@ -115,3 +115,22 @@ def test_a_scrape_on_the_daemons_loop_counts_its_tasks() -> None:
 
 def test_a_scrape_off_any_loop_has_no_task_gauge() -> None:
     assert not any(name == "bgpd_asyncio_tasks" for name, _ in scrape())
+
+
+def test_bfd_sessions_and_drops() -> None:
+    bfd = BfdStatus(
+        "10.0.0.2", "10.0.0.1", "eth0", "Up", START, 100.0, 300.0, 100.0, 100.0, 3, ups=2, downs=1
+    )
+    metrics = Metrics(FixedStatus(STATUS, [replace(UP, bfd=bfd), DOWN]), clock=lambda: NOW)
+    metrics.bfd_drops = lambda: {"bad-ttl": 4}
+    got = samples(metrics)
+    up = (("peer", "Mesh_10_0_0_2"), ("peer_ip", "10.0.0.2"))
+    assert got[("bgpd_bfd_session_state", (*up, ("state", "Up")))] == 1
+    assert got[("bgpd_bfd_session_state", (*up, ("state", "Down")))] == 0
+    assert got[("bgpd_bfd_session_transitions_total", (("direction", "down"), *up))] == 1
+    assert got[("bgpd_bfd_detection_time_seconds", up)] == 0.3
+    assert got[("bgpd_bfd_holds_bgp", up)] == 0
+    assert got[("bgpd_bfd_packets_dropped_total", (("reason", "bad-ttl"),))] == 4
+    assert not any(
+        name.startswith("bgpd_bfd") and ("peer", "Mesh_10_0_0_3") in labels for name, labels in got
+    )

@@ -89,4 +89,4 @@ def test_show_peers_info_names_a_peers_datastore_problem_first() -> None:
     lines = peers_table(rows, now=10.0).splitlines()
     assert lines[1].rstrip().endswith(problem)
     assert lines[2].rstrip().endswith("refused")
-    assert lines[3].rstrip().endswith("0")
+    assert lines[3].rstrip().endswith(" -")  # Established: no INFO; no BFD

@@ -212,3 +212,20 @@ def test_a_healthy_pair_stays_up() -> None:
     assert pair.a.state is S.UP and pair.b.state is S.UP
     assert pair.a.down_count == 0 and pair.b.down_count == 0
     assert not [c for c in pair.changes if c[2] is S.DOWN]
+
+
+def test_a_shorter_interval_from_the_peer_brings_the_next_packet_forward() -> None:
+    """FRR's bfdd advertises 1 s while Init and polls with 100 ms once Up: our next packet,
+    scheduled at the slow rate, must come within the new interval or FRR's 300 ms detection
+    expires (rule 3)."""
+    session = BfdSession(1, FAST, no_jitter)
+    session.start(0.0)
+    slow = ControlPacket(S.INIT, 7, 1, 3, 1_000_000, 1_000_000)
+    session.receive(slow, 0.0)
+    assert session.state is S.UP and session.next_deadline() == pytest.approx(1.0)
+    poll = ControlPacket(S.UP, 7, 1, 3, 100_000, 100_000, poll=True)
+    (final,) = _sent(session.receive(poll, 0.01))
+    assert final.final
+    assert session.next_deadline() == pytest.approx(0.11)
+    (packet,) = _sent(session.timer(0.11))
+    assert packet.state is S.UP

@@ -36,6 +36,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,7 @@ class Soak:
         self.datastore_writes = 0
         self.client_calls = 0
         self.client_failures = 0
+        self.failure_reasons: Counter[str] = Counter()  # "what: exit code: last stderr line"
 
     def metrics(self) -> dict[str, float]:
         url = f"http://{self.address}:{METRICS_PORT}/metrics"
@@ -190,7 +192,11 @@ class Soak:
                 sh, "ip", "netns", "exec", self.server.name, "curl", "-sf", url, check=False
             )
             self.client_calls += 2
-            self.client_failures += (show.returncode != 0) + (metrics.returncode != 0)
+            for what, done in (("show peers", show), ("curl /metrics", metrics)):
+                if done.returncode != 0:
+                    self.client_failures += 1
+                    last = (done.stderr.strip().splitlines() or [""])[-1][:160]
+                    self.failure_reasons[f"{what}: exit {done.returncode}: {last}"] += 1
 
     async def run(self, minutes: int, rate: int) -> None:
         loop = asyncio.get_running_loop()
@@ -293,6 +299,8 @@ def main() -> None:
             node.stop()
         print(f"# {time.monotonic() - began:.0f} s, load average: {benchlib.loadavg()}")
         print(f"# client calls {soak.client_calls}, failed {soak.client_failures}")
+        for reason, count in soak.failure_reasons.most_common():
+            print(f"#   {count} x {reason}")
         problems = verdict(soak.samples, args.warmup)
         if soak.client_failures:
             problems.append(f"{soak.client_failures} control or metrics calls failed")

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bgpd.metrics import Metrics
-from bgpd.status import DaemonStatus, FixedStatus, PeerStatus
+from bgpd.status import BfdStatus, DaemonStatus, FixedStatus, PeerStatus
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "bgpd-dashboard.json"
 METRIC_NAME = re.compile(r"\bbgpd_[a-zA-Z0-9_]+")
@@ -21,8 +21,10 @@ METRIC_NAME = re.compile(r"\bbgpd_[a-zA-Z0-9_]+")
 
 def exported_names() -> set[str]:
     status = DaemonStatus("0.1.0", "10.0.0.1", "node-a", 0.0, 0.0, unroutable_pools=("p",))
-    peer = PeerStatus("Mesh_10_0_0_2", "10.0.0.2", 64512, 64512, "Established", 0.0)
+    bfd = BfdStatus("10.0.0.2", "10.0.0.1", "eth0", "Up", 0.0, 100.0, 300.0, 100.0, 100.0, 3)
+    peer = PeerStatus("Mesh_10_0_0_2", "10.0.0.2", 64512, 64512, "Established", 0.0, bfd=bfd)
     metrics = Metrics(FixedStatus(status, [peer]), clock=lambda: 1.0)
+    metrics.bfd_drops = lambda: {"bad-ttl": 1}
     metrics.fsm_transition("Mesh_10_0_0_2", "Established", "established")
     metrics.netlink_error("add")
     metrics.kernel_route_change("add")
@@ -69,6 +71,8 @@ def test_the_dashboard_covers_the_issue_topics() -> None:
         "bgpd_bgp_fsm_transitions_total",  # FSM transitions by reason
         "bgpd_kernel_netlink_errors_total",  # kernel route errors
         "bgpd_datastore_in_sync",  # datastore sync
+        "bgpd_bfd_session_state",  # BFD
+        "bgpd_bfd_session_transitions_total",
     ):
         assert metric in text
     panel_ids = [p["id"] for p in json.loads(text)["panels"]]

@@ -48,7 +48,7 @@ import structlog
 
 from bgpd import __version__
 from bgpd.bfd.client import BfdReport, BfdSpec
-from bgpd.calico.bfd import HostFacts
+from bgpd.calico.bfd import HostFacts, host_facts_of
 from bgpd.calico.node import NodePlanner
 from bgpd.config import ConfigError, DaemonConfig
 from bgpd.control.presence import bird_placeholders
@@ -63,7 +63,6 @@ from bgpd.log import set_level
 from bgpd.metrics import Metrics, serve_http
 from bgpd.net.bfd import BfdEdge
 from bgpd.net.heap import heap_trimmer
-from bgpd.net.interfaces import host_facts
 from bgpd.net.mailbox import Latest
 from bgpd.net.supervisor import Supervisor
 from bgpd.net.transport import PeerEvent
@@ -96,7 +95,6 @@ LISTEN_RETRY = 5.0  # seconds between tries of a listen address that does not bi
 @dataclass(frozen=True, slots=True)
 class _NewSnapshot:
     snapshot: Snapshot | None  # None: re-apply the last one (a reload of etcd)
-    host: HostFacts | None = None  # None: the last ones read
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,19 +253,27 @@ class Daemon:
             self._wake_kernel()
         elif isinstance(item, _KernelView):
             self.router.kernel_view(item.view, now)
+            host = host_facts_of(item.view)
+            if host != self._host:  # BFD planning reads them (calico.bfd rule 7)
+                self._host = host
+                self._plan(now)
         elif isinstance(item, _BfdLevels):
             for address, report in item.reports.items():
                 self.router.bfd_report(address, report, now)
         else:
             self._snapshot = item.snapshot or self._snapshot  # None: a reload of etcd
-            if item.host is not None:
-                self._host = item.host
-            if self._snapshot is not None:
-                plan = self.planner.plan(self._snapshot, self._host)
-                self.router.apply_plan(plan, now)
-                self._listening.put((plan.listen_addresses, plan.listen_port))
-                self._follow_log_level(plan.log_severity)
-                self.last_reconfigured = time.time()
+            self._plan(now)
+
+    def _plan(self, now: float) -> None:
+        """The last snapshot planned with the last host facts, into the router and the edges
+        that follow the plan (listening sockets, log level)."""
+        if self._snapshot is None:
+            return
+        plan = self.planner.plan(self._snapshot, self._host)
+        self.router.apply_plan(plan, now)
+        self._listening.put((plan.listen_addresses, plan.listen_port))
+        self._follow_log_level(plan.log_severity)
+        self.last_reconfigured = time.time()
 
     def _execute(self, outputs: list[Output]) -> None:
         for output in outputs:
@@ -380,7 +386,7 @@ class Daemon:
 
     async def _follow_datastore(self, snapshots: AsyncIterator[Snapshot]) -> None:
         async for snapshot in snapshots:
-            await self._inbox.put(_NewSnapshot(snapshot, await host_facts()))
+            await self._inbox.put(_NewSnapshot(snapshot))
 
     # -- status (read by the control socket, health and metrics) ----------------------------------
 
@@ -495,7 +501,7 @@ class Daemon:
             try:
                 async with asyncio.TaskGroup() as group:
                     self._group = group
-                    self._inbox.put_nowait(_NewSnapshot(first, await host_facts()))
+                    self._inbox.put_nowait(_NewSnapshot(first))
                     self._start(self._route(), "routing")
                     self._start(self._follow_datastore(snapshots), "datastore")
                     self._start(self._apply_sessions(), "sessions")

@@ -19,6 +19,11 @@ Rules:
 5. The BFD session runs from the session's source address, else the interface's address; only
    IPv4 sessions get BFD (the BFD edge is IPv4).
 6. A selector that does not parse selects nothing and is reported as a problem.
+7. The host facts come from the kernel's view (``host_facts_of``: the interface addresses and
+   the routes that are not bgpd's, as ``bgpd.kernel.routewatch`` follows them), not from a dump
+   of their own: IPv4 unicast routes of the main table with an interface, except routes
+   through workload interfaces (``cali*``: a BFD peer is a node or a router, never a pod), so
+   pods coming and going change no host fact and re-plan nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 
 from bgpd.bfd.client import BfdSpec
 from bgpd.bfd.fsm import Timers
+from bgpd.kernel.learn import MAIN_TABLE, RTN_UNICAST, KernelView
 from peers.model import BFDConfiguration, BFDInterface, Node
 from peers.selectors import SelectorError, parse_selector
 from peers.spec import SessionKind, SessionSpec
@@ -59,6 +65,28 @@ class HostFacts:
 
     addresses: tuple[LocalInterface, ...] = ()
     routes: tuple[HostRoute, ...] = ()
+
+
+WORKLOAD_INTERFACES = "cali*"
+
+
+def host_facts_of(view: KernelView) -> HostFacts:
+    """Rule 7."""
+    addresses = tuple(
+        LocalInterface(a.ifname, ipaddress.ip_interface(f"{a.address}/{a.network.prefixlen}"))
+        for a in view.addresses
+        if a.address is not None
+    )
+    routes = tuple(
+        HostRoute(r.network, r.ifname)
+        for r in view.routes
+        if r.ifname is not None
+        and r.network.version == 4
+        and r.table == MAIN_TABLE
+        and r.type == RTN_UNICAST
+        and not fnmatch.fnmatchcase(r.ifname, WORKLOAD_INTERFACES)
+    )
+    return HostFacts(addresses, routes)
 
 
 def _usec(seconds: float) -> int:

@@ -68,6 +68,7 @@ class ObservedAddress:
     network: IPNetwork
     ifname: str
     scope: int = 0
+    address: IPAddress | None = None  # the interface's own address (IFA_LOCAL, else IFA_ADDRESS)
 
 
 @dataclass(frozen=True, slots=True)

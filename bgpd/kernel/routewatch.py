@@ -101,7 +101,7 @@ class RouteWatch:
         self._sock: socket.socket | None = None
         self._routes: dict[RouteKey, _Route] = {}
         self._links: dict[int, tuple[str, bool]] = {}
-        self._addresses: tuple[tuple[int, IPNetwork, int], ...] = ()
+        self._addresses: tuple[tuple[int, IPNetwork, int, IPAddress], ...] = ()
         self._last: KernelView | None = None
         self._emit: asyncio.TimerHandle | None = None
         self._reread: asyncio.Task[None] | None = None
@@ -220,13 +220,13 @@ class RouteWatch:
             links: dict[int, tuple[str, bool]] = {}
             async for link in await ipr.link("dump"):
                 links[link["index"]] = (link.get("ifname"), bool(link["flags"] & IFF_UP))
-            addresses: list[tuple[int, IPNetwork, int]] = []
+            addresses: list[tuple[int, IPNetwork, int, IPAddress]] = []
             async for addr in await ipr.addr("dump"):
                 text = addr.get("IFA_LOCAL") or addr.get("IFA_ADDRESS")
                 if text is None:
                     continue
-                network = ipaddress.ip_interface(f"{text}/{addr['prefixlen']}").network
-                addresses.append((addr["index"], network, addr["scope"]))
+                interface = ipaddress.ip_interface(f"{text}/{addr['prefixlen']}")
+                addresses.append((addr["index"], interface.network, addr["scope"], interface.ip))
         finally:
             ipr.close()
         routes = await self._dump_routes()
@@ -307,8 +307,8 @@ class RouteWatch:
             )
         )
         addresses = tuple(
-            ObservedAddress(network, links[index][0], scope)
-            for index, network, scope in self._addresses
+            ObservedAddress(network, links[index][0], scope, address)
+            for index, network, scope, address in self._addresses
             if index in links and links[index][1]
         )
         return KernelView(routes, addresses)

@@ -152,3 +152,31 @@ def test_a_mesh_peer_behind_a_router_gets_multihop_bfd_a_bgppeer_none() -> None:
     assert plan.sessions["Global_10_0_0_254"].bfd is None  # BFDIfDirectlyConnected: it is not
     direct = _plan(_snapshot())
     assert not direct.sessions["Mesh_10_0_0_2"].bfd.multihop  # type: ignore[union-attr]
+
+
+def test_host_facts_come_from_the_kernel_view_without_workload_routes() -> None:
+    """Rule 7: addresses with their interface, IPv4 main-table unicast routes with an interface,
+    and nothing through a ``cali*`` workload interface."""
+    from bgpd.calico.bfd import host_facts_of
+    from bgpd.kernel.learn import KernelView, ObservedAddress, ObservedRoute
+
+    net = ipaddress.ip_network
+    view = KernelView(
+        routes=(
+            ObservedRoute(net("10.0.0.0/24"), 2, ifname="eth0"),
+            ObservedRoute(net("10.1.0.0/16"), 3, ifname="eth1", gateway=True),
+            ObservedRoute(net("10.244.1.5/32"), 3, ifname="cali12345"),
+            ObservedRoute(net("fd00::/64"), 2, ifname="eth0"),
+            ObservedRoute(net("10.9.0.0/16"), 3),
+        ),
+        addresses=(
+            ObservedAddress(net("10.0.0.0/24"), "eth0", 0, ipaddress.ip_address("10.0.0.5")),
+            ObservedAddress(net("10.2.0.0/24"), "eth2"),
+        ),
+    )
+    facts = host_facts_of(view)
+    assert [(a.name, str(a.address)) for a in facts.addresses] == [("eth0", "10.0.0.5/24")]
+    assert [(str(r.network), r.interface) for r in facts.routes] == [
+        ("10.0.0.0/24", "eth0"),
+        ("10.1.0.0/16", "eth1"),
+    ]

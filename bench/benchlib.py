@@ -247,8 +247,19 @@ def stop_py_spy(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def hot_functions(collapsed: Path, top: int = 25) -> list[tuple[str, float, float]]:
-    """(function, self share, inclusive share) from a collapsed-stack profile, by self time."""
+def frame_function(frame: str) -> str:
+    """``file:function`` of a py-spy frame ``function (file:line)``."""
+    name, _, where = frame.rpartition(" (")
+    if not name:
+        return frame
+    return f"{where.rstrip(')').rsplit(':', 1)[0]}:{name}"
+
+
+def hot_functions(
+    collapsed: Path, top: int = 25, *, by_line: bool = False
+) -> list[tuple[str, float, float]]:
+    """(function, self share, inclusive share) from a collapsed-stack profile, by self time;
+    frames are merged per ``file:function`` unless ``by_line``."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
@@ -259,11 +270,29 @@ def hot_functions(collapsed: Path, top: int = 25) -> list[tuple[str, float, floa
         count = int(count_text)
         total += count
         frames = stack.split(";")
+        if not by_line:
+            frames = [frame_function(frame) for frame in frames]
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + count
     ranked = sorted(own, key=own.__getitem__, reverse=True)[:top]
     return [(f, own[f] / total, inclusive[f] / total) for f in ranked] if total else []
+
+
+def top_inclusive(collapsed: Path, top: int = 25) -> list[tuple[str, float]]:
+    """(``file:function``, inclusive share) by inclusive time: where the time goes below."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        for frame in {frame_function(frame) for frame in stack.split(";")}:
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    ranked = sorted(inclusive, key=inclusive.__getitem__, reverse=True)[:top]
+    return [(f, inclusive[f] / total) for f in ranked] if total else []
 
 
 def loadavg() -> str:

@@ -530,9 +530,12 @@ def main() -> None:
         f"kernel; load average at the end: {benchlib.loadavg()}"
     )
     if args.profile is not None and args.profile.exists():
-        print(f"\n# py-spy of bgpd, last run ({args.profile}): self %, inclusive %, function")
-        for function, own, inclusive in benchlib.hot_functions(args.profile, 15):
+        print(f"\n# py-spy of bgpd, last run ({args.profile}), by self time: self %, inclusive %")
+        for function, own, inclusive in benchlib.hot_functions(args.profile, 20):
             print(f"{own * 100:6.1f} {inclusive * 100:6.1f}  {function}")
+        print("\n# by inclusive time: inclusive %")
+        for function, inclusive in benchlib.top_inclusive(args.profile, 40):
+            print(f"{inclusive * 100:6.1f}  {function}")
 
 
 if __name__ == "__main__":

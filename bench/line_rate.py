@@ -74,7 +74,7 @@ def say(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
+def read_exactly(sock: socket.socket, size: int) -> bytes:
     chunks: list[bytes] = []
     while size:
         chunk = sock.recv(size)
@@ -104,9 +104,9 @@ class Session:
         """Rule 2."""
         try:
             while True:
-                header = _read_exactly(self.sock, HEADER_LEN)
+                header = read_exactly(self.sock, HEADER_LEN)
                 length, kind = _LENGTH_TYPE.unpack_from(header, 16)
-                body = _read_exactly(self.sock, length - HEADER_LEN)
+                body = read_exactly(self.sock, length - HEADER_LEN)
                 if kind == MessageType.OPEN:
                     self.write(KEEPALIVE)
                 elif kind == MessageType.KEEPALIVE and not self.established.is_set():

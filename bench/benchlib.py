@@ -8,7 +8,9 @@ Rules:
    to RTNLGRP_IPV4_ROUTE first, then dumps, so no route is missed between the two; it keeps one
    bit per prefix of a watched range and length (a bitmap, so 1M routes cost 128 KiB), and
    parses each message only as far as its destination (``bgpd.kernel.netlink``'s framing
-   helpers). If the kernel drops notifications (ENOBUFS), it dumps again.
+   helpers). If the kernel drops notifications (ENOBUFS), it dumps again into a fresh bitmap
+   (notifications meanwhile go to both) that replaces the old one at the dump's end, so a
+   route deleted while notifications were lost does not stay counted.
 3. Times are ``time.monotonic()`` taken when the datagram that completed a wait arrived;
    with ``trace_step`` set, ``trace`` records (time, count) each time the count passes a
    multiple of it.
@@ -44,6 +46,7 @@ from bgpd.kernel.netlink import (  # noqa: E402
     NETLINK_ROUTE,
     NLM_F_DUMP,
     NLM_F_REQUEST,
+    NLMSG_DONE,
     RTA_DST,
     RTM_DELROUTE,
     RTM_GETROUTE,
@@ -78,6 +81,7 @@ class KernelWatch:
         self.size = 1 << (prefixlen - net.prefixlen)
         self.protocols = frozenset(protocols)
         self.bits = bytearray(self.size)
+        self.fresh: bytearray | None = None  # the bitmap a resync's dump fills (rule 2)
         self.count = 0
         self.resyncs = 0
         self.trace: list[tuple[float, int]] = []
@@ -116,7 +120,13 @@ class KernelWatch:
     def _handle(self, data: bytes) -> None:
         view = memoryview(data)
         bits, base, shift, size = self.bits, self.base, self.shift, self.size
+        fresh = self.fresh
         for msg_type, _seq, msg in _messages(view):
+            if msg_type == NLMSG_DONE and fresh is not None:
+                self.bits, self.fresh = fresh, None  # rule 2: the resync's dump is complete
+                self.count = fresh.count(1)
+                bits, fresh = self.bits, None
+                continue
             if msg_type not in (RTM_NEWROUTE, RTM_DELROUTE) or len(msg) < _HEADER:
                 continue
             family, dst_len, _s, _t, _table, protocol, _sc, _ty, _f = _RTMSG.unpack_from(msg, 16)
@@ -131,12 +141,17 @@ class KernelWatch:
             if not 0 <= slot < size:
                 continue
             if msg_type == RTM_NEWROUTE:
+                if fresh is not None:
+                    fresh[slot] = 1
                 if not bits[slot]:
                     bits[slot] = 1
                     self.count += 1
-            elif bits[slot]:
-                bits[slot] = 0
-                self.count -= 1
+            else:
+                if fresh is not None:
+                    fresh[slot] = 0
+                if bits[slot]:
+                    bits[slot] = 0
+                    self.count -= 1
 
     def receive(self) -> None:
         """One datagram (blocking per the socket's timeout); on ENOBUFS dump again (rule 2)."""
@@ -146,6 +161,7 @@ class KernelWatch:
             if error.errno != errno.ENOBUFS:
                 raise
             self.resyncs += 1
+            self.fresh = bytearray(self.size)
             self._dump()
             return
         self._handle(data)

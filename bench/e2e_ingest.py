@@ -313,6 +313,8 @@ def measure(
                 withdraw()
                 gone = watch.wait(lambda w: w.count == 0, 900)
                 withdraw_seconds = gone - started
+            if watch.resyncs and not quiet:
+                print(f"# {kind}: the kernel watch dumped again {watch.resyncs} times", flush=True)
                 withdraw_cpu = benchlib.cpu_seconds(ns.pids()) - cpu
             peak = benchlib.peak_rss_mib(ns.pids())
         finally:

@@ -453,6 +453,37 @@ def ratio_row(label: str, ours: Figures, ref: Figures) -> tuple[str, ...]:
     return tuple(cells)
 
 
+def markdown(rows: list[tuple[int, str, dict[str, Figures]]], kinds: list[str]) -> list[str]:
+    """The README's table: per size and table, bgpd's figures, then each reference's with
+    bgpd / reference beside every figure."""
+    lines = [
+        "| prefixes, table | receiver | into the kernel | peak RSS | CPU | withdrawal | its CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size, shape, results in rows:
+        ours = results["bgpd"]
+        for kind in kinds:
+            figures = results[kind]
+            cells = []
+            for theirs, mine, unit, digits in (
+                (figures.seconds, ours.seconds, "s", 2),
+                (figures.mib, ours.mib, "MiB", 0),
+                (figures.cpu, ours.cpu, "s", 2),
+                (figures.withdraw_seconds, ours.withdraw_seconds, "s", 2),
+                (figures.withdraw_cpu, ours.withdraw_cpu, "s", 2),
+            ):
+                if theirs is None or mine is None:
+                    cells.append("-")
+                elif kind == "bgpd":
+                    cells.append(f"**{theirs:.{digits}f} {unit}**")
+                else:
+                    cells.append(f"{theirs:.{digits}f} {unit} ({benchlib.ratio(mine, theirs)})")
+            label = "bgpd" if kind == "bgpd" else LABELS[kind]
+            first = f"{size:,} {shape}" if kind == kinds[0] else ""
+            lines.append(f"| {first} | {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sender", choices=SENDERS, default="line-rate")
@@ -531,6 +562,9 @@ def main() -> None:
         "# x: bgpd / reference; wd: full withdrawal, from the sender's command to an empty "
         f"kernel; load average at the end: {benchlib.loadavg()}"
     )
+    print()
+    for line in markdown(rows, kinds):
+        print(line)
     if args.profile is not None and args.profile.exists():
         print(f"\n# py-spy of bgpd, last run ({args.profile}), by self time: self %, inclusive %")
         for function, own, inclusive in benchlib.hot_functions(args.profile, 20):

@@ -31,7 +31,8 @@ Rules:
    ``--profile FILE`` records bgpd with py-spy (collapsed stacks) during each run; the last run
    (last size, last table) stays in FILE and its top functions are printed.
 4. One table: per size, table and reference, the reference's figures, bgpd's, and the ratios
-   bgpd / reference (below 1 means bgpd is faster, smaller or cheaper).
+   bgpd / reference (below 1 means bgpd is faster, smaller or cheaper); then the same as the
+   README's Markdown table, bgpd / reference in brackets beside each reference's figure.
 
 Usage: python3 bench/e2e_ingest.py [--sender line-rate|gobgp] [--table single,full]
                                    [--sizes 100000,1000000] [--receivers bgpd,bird2,bird,frr]

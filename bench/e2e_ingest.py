@@ -314,9 +314,9 @@ def measure(
                 withdraw()
                 gone = watch.wait(lambda w: w.count == 0, 900)
                 withdraw_seconds = gone - started
+                withdraw_cpu = benchlib.cpu_seconds(ns.pids()) - cpu
             if watch.resyncs and not quiet:
                 print(f"# {kind}: the kernel watch dumped again {watch.resyncs} times", flush=True)
-                withdraw_cpu = benchlib.cpu_seconds(ns.pids()) - cpu
             peak = benchlib.peak_rss_mib(ns.pids())
         finally:
             if spy is not None:

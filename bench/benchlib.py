@@ -8,7 +8,9 @@ Rules:
    to RTNLGRP_IPV4_ROUTE first, then dumps, so no route is missed between the two; it keeps one
    bit per prefix of a watched range and length (a bitmap, so 1M routes cost 128 KiB), and
    parses each message only as far as its destination (``bgpd.kernel.netlink``'s framing
-   helpers). If the kernel drops notifications (ENOBUFS), it dumps again.
+   helpers). If the kernel drops notifications (ENOBUFS), it dumps again into a fresh bitmap
+   (notifications meanwhile go to both) that replaces the old one at the dump's end, so a
+   route deleted while notifications were lost does not stay counted.
 3. Times are ``time.monotonic()`` taken when the datagram that completed a wait arrived;
    with ``trace_step`` set, ``trace`` records (time, count) each time the count passes a
    multiple of it.
@@ -49,6 +51,7 @@ from bgpd.kernel.netlink import (  # noqa: E402
     NETLINK_ROUTE,
     NLM_F_DUMP,
     NLM_F_REQUEST,
+    NLMSG_DONE,
     RTA_DST,
     RTM_DELROUTE,
     RTM_GETROUTE,
@@ -83,6 +86,7 @@ class KernelWatch:
         self.size = 1 << (prefixlen - net.prefixlen)
         self.protocols = frozenset(protocols)
         self.bits = bytearray(self.size)
+        self.fresh: bytearray | None = None  # the bitmap a resync's dump fills (rule 2)
         self.count = 0
         self.resyncs = 0
         self.trace: list[tuple[float, int]] = []
@@ -121,7 +125,13 @@ class KernelWatch:
     def _handle(self, data: bytes) -> None:
         view = memoryview(data)
         bits, base, shift, size = self.bits, self.base, self.shift, self.size
+        fresh = self.fresh
         for msg_type, _seq, msg in _messages(view):
+            if msg_type == NLMSG_DONE and fresh is not None:
+                self.bits, self.fresh = fresh, None  # rule 2: the resync's dump is complete
+                self.count = fresh.count(1)
+                bits, fresh = self.bits, None
+                continue
             if msg_type not in (RTM_NEWROUTE, RTM_DELROUTE) or len(msg) < _HEADER:
                 continue
             family, dst_len, _s, _t, _table, protocol, _sc, _ty, _f = _RTMSG.unpack_from(msg, 16)
@@ -136,12 +146,17 @@ class KernelWatch:
             if not 0 <= slot < size:
                 continue
             if msg_type == RTM_NEWROUTE:
+                if fresh is not None:
+                    fresh[slot] = 1
                 if not bits[slot]:
                     bits[slot] = 1
                     self.count += 1
-            elif bits[slot]:
-                bits[slot] = 0
-                self.count -= 1
+            else:
+                if fresh is not None:
+                    fresh[slot] = 0
+                if bits[slot]:
+                    bits[slot] = 0
+                    self.count -= 1
 
     def receive(self) -> None:
         """One datagram (blocking per the socket's timeout); on ENOBUFS dump again (rule 2)."""
@@ -151,6 +166,7 @@ class KernelWatch:
             if error.errno != errno.ENOBUFS:
                 raise
             self.resyncs += 1
+            self.fresh = bytearray(self.size)
             self._dump()
             return
         self._handle(data)
@@ -252,8 +268,19 @@ def stop_py_spy(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def hot_functions(collapsed: Path, top: int = 25) -> list[tuple[str, float, float]]:
-    """(function, self share, inclusive share) from a collapsed-stack profile, by self time."""
+def frame_function(frame: str) -> str:
+    """``file:function`` of a py-spy frame ``function (file:line)``."""
+    name, _, where = frame.rpartition(" (")
+    if not name:
+        return frame
+    return f"{where.rstrip(')').rsplit(':', 1)[0]}:{name}"
+
+
+def hot_functions(
+    collapsed: Path, top: int = 25, *, by_line: bool = False
+) -> list[tuple[str, float, float]]:
+    """(function, self share, inclusive share) from a collapsed-stack profile, by self time;
+    frames are merged per ``file:function`` unless ``by_line``."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
@@ -264,11 +291,29 @@ def hot_functions(collapsed: Path, top: int = 25) -> list[tuple[str, float, floa
         count = int(count_text)
         total += count
         frames = stack.split(";")
+        if not by_line:
+            frames = [frame_function(frame) for frame in frames]
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + count
     ranked = sorted(own, key=own.__getitem__, reverse=True)[:top]
     return [(f, own[f] / total, inclusive[f] / total) for f in ranked] if total else []
+
+
+def top_inclusive(collapsed: Path, top: int = 25) -> list[tuple[str, float]]:
+    """(``file:function``, inclusive share) by inclusive time: where the time goes below."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        for frame in {frame_function(frame) for frame in stack.split(";")}:
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    ranked = sorted(inclusive, key=inclusive.__getitem__, reverse=True)[:top]
+    return [(f, inclusive[f] / total) for f in ranked] if total else []
 
 
 def loadavg() -> str:

@@ -1,37 +1,47 @@
-"""Benchmark: GoBGP feeds N IPv4 /24s into a receiver's kernel; bgpd beside BIRD 1.6, BIRD 2, FRR.
+"""Benchmark: a table into a receiver's kernel and out again; bgpd beside BIRD 2, BIRD 1.6, FRR.
 
 Rules:
-1. Per size, one sender namespace runs GoBGP on a bridge (``lan``) that every receiver's
-   namespace joins; GoBGP is preloaded before any receiver starts, by ``gobgp mrt inject`` of a
-   TABLE_DUMP_V2 file (RFC 6396 §4.3) holding the N /24s from 16.0.0.0 and then ``PAD`` /24s
-   from 100.64.0.0: the CLI drops the tail of a large file (real-peers.md), so the pad absorbs
-   the loss and an export policy keeps it from the receivers. The load counts as done when the
-   RIB holds more than N prefixes (only the tail is ever lost) and GoBGP has gone idle. GoBGP's
-   first session after the load starts sending about a second later than any later one, so a
-   throwaway BIRD 2 (``WARM_UP``, in its own namespace) takes the table first, unreported. After
-   it and after every receiver GoBGP is left to go idle again: dropping a full-table session
-   keeps it busy (and its API unanswered) for seconds at 1M.
+1. Senders. ``--sender line-rate`` (the default): ``line_rate.py serve`` in a sender namespace on
+   a bridge (``lan``) that every receiver's namespace joins, one sender process per receiver,
+   writing a table pre-encoded by ``tables.py`` (``--table single,full``: one attribute set, or
+   a DFZ-shaped table of size / 5 attribute sets) in one ``sendall``, so the receiver alone is
+   measured; before the receivers, ``line_rate.check`` times the same sender into a socket that
+   only reads, and the line says how far above any receiver it runs. ``--sender gobgp``: GoBGP
+   preloaded by ``gobgp mrt inject`` of a TABLE_DUMP_V2 file (RFC 6396 §4.3) holding the N /24s
+   from 16.0.0.0 and then ``PAD`` /24s from 100.64.0.0: the CLI drops the tail of a large file
+   (real-peers.md), so the pad absorbs the loss and an export policy keeps it from the receivers.
+   The load counts as done when the RIB holds more than N prefixes and GoBGP has gone idle.
+   GoBGP's first session after the load starts sending about a second later than any later one,
+   so a throwaway BIRD 2 (``WARM_UP``) takes the table first, unreported; after it and after
+   every receiver GoBGP is left to go idle again.
 2. Receivers run one at a time, each in its own namespace (deleted after it): bgpd (``python -m
-   bgpd run`` with a file datastore, eBGP peer by peerIP), BIRD 1.6 with Calico's kernel and
-   device settings (calico-bgp.md §2.4–2.5: ``learn; persist; scan time 2; graceful restart;
-   merge paths on``), BIRD 2 with the same kernel protocol but BIRD 2's default scan time, FRR
-   (zebra with a 128 MiB netlink buffer, real-peers.md).
+   bgpd run`` with a file datastore, eBGP peer by peerIP, log level Info as Calico's default
+   ``logSeverityScreen``), BIRD 1.6 with Calico's kernel and device settings (calico-bgp.md
+   §2.4–2.5: ``learn; persist; scan time 2; graceful restart; merge paths on``), BIRD 2 with the
+   same kernel protocol but BIRD 2's default scan time, FRR (zebra with a 128 MiB netlink
+   buffer, real-peers.md).
 3. Timing starts when the receiver's BGP connection is up (TCP ESTABLISHED on port 179 in its
    namespace, polled every 10 ms; the OPEN exchange follows within milliseconds) and ends when
    the receiver's kernel holds all N /24s, seen through ``KernelWatch`` (subscribed before the
-   receiver starts). Peak RSS is the sum of ``VmHWM`` of every process in the receiver's
-   namespace (FRR: zebra + bgpd), read at the end; CPU is their ``utime + stime`` since they
-   started. A progress line gives the kernel's count at each tenth of N. ``--profile FILE``
-   records bgpd with py-spy (collapsed stacks) during the run.
-4. One table: per size and reference, the reference's figures, bgpd's, and the ratios
-   bgpd / reference (time and memory; below 1 means bgpd is faster or smaller).
+   receiver starts). With the line-rate sender the sender then writes the withdrawal of every
+   prefix, and a second clock runs from that command until the kernel holds none of them. Peak
+   RSS is the sum of ``VmHWM`` of every process in the receiver's namespace (FRR: zebra +
+   bgpd), read at the end; CPU is their ``utime + stime`` since they started, and for the
+   withdrawal the CPU it added. A progress line gives the kernel's count at each tenth of N.
+   ``--profile FILE`` records bgpd with py-spy (collapsed stacks) during each run; the last run
+   (last size, last table) stays in FILE and its top functions are printed.
+4. One table: per size, table and reference, the reference's figures, bgpd's, and the ratios
+   bgpd / reference (below 1 means bgpd is faster, smaller or cheaper); then the same as the
+   README's Markdown table, bgpd / reference in brackets beside each reference's figure.
 
-Usage: python3 bench/e2e_ingest.py [--sizes 100000,1000000] [--receivers bgpd,bird,bird2,frr]
+Usage: python3 bench/e2e_ingest.py [--sender line-rate|gobgp] [--table single,full]
+                                   [--sizes 100000,1000000] [--receivers bgpd,bird2,bird,frr]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import os
@@ -42,10 +52,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import benchlib
+import line_rate
+import tables
 from bgpd_driver import BgpdNode, ExternalPeer, OurNode, lan
 from netns import Namespace
 from peer_drivers import Bird, Bird2, Frr, GoBgp, PeerDaemon, PeerSpec, wait_for
@@ -64,7 +77,8 @@ PREFIX = "hC-e2e-"
 MRT_TABLE_DUMP_V2 = 13
 MRT_PEER_INDEX_TABLE = 1
 MRT_RIB_IPV4_UNICAST = 2
-RECEIVERS = ("bgpd", "bird", "bird2", "frr")
+RECEIVERS = ("bgpd", "bird2", "bird", "frr")
+SENDERS = ("line-rate", "gobgp")
 LABELS = {"bird": "BIRD 1.6", "bird2": "BIRD 2", "frr": "FRR"}
 WARM_UP = "bird2"  # the receiver that takes GoBGP's first, slower, session (rule 1)
 
@@ -222,11 +236,22 @@ class Receiver(Protocol):
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One receiver's run (rule 3); the withdrawal's figures only with the line-rate sender."""
+
+    seconds: float
+    mib: float
+    cpu: float
+    withdraw_seconds: float | None = None
+    withdraw_cpu: float | None = None
+
+
 def make_receiver(kind: str, ns: Namespace, address: str, sender: str, work: Path) -> Receiver:
     if kind == "bgpd":
         node = OurNode(name="receiver", address=f"{address}/24", asn=RECEIVER_AS)
         peer = ExternalPeer(address=sender, asn=SENDER_AS, keepalive_time=None)
-        return BgpdNode(ns, node, (peer,), work / "bgpd")
+        return BgpdNode(ns, node, (peer,), work / "bgpd", log_level="info")
     spec = PeerSpec(
         local_as=RECEIVER_AS,
         peer_as=SENDER_AS,
@@ -247,7 +272,7 @@ def make_receiver(kind: str, ns: Namespace, address: str, sender: str, work: Pat
 
 def bgp_connected(ns: Namespace) -> bool:
     """Rule 3: the receiver's BGP connection is up (TCP ESTABLISHED on port 179). Read from the
-    receiver's namespace, not GoBGP's API: after a session with a full table goes down GoBGP
+    receiver's namespace, not the sender: after a session with a full table goes down GoBGP
     can leave its API unanswered for over 20 s, which would start the clock late."""
     out = ns.run("ss", "-Htn", "state", "established", "( sport = :179 or dport = :179 )")
     return bool(out.stdout.strip())
@@ -257,16 +282,19 @@ def measure(
     kind: str,
     ns: Namespace,
     address: str,
-    sender: Sender,
+    sender_address: str,
     size: int,
     work: Path,
     profile: Path | None = None,
+    withdraw: Callable[[], None] | None = None,
     *,
     quiet: bool = False,
-) -> tuple[float, float, float]:
-    """(seconds from connected to all ``size`` routes in the kernel, peak RSS MiB, CPU
-    seconds the receiver used since it started)."""
-    receiver = make_receiver(kind, ns, address, sender.spec.address, work)
+) -> Figures:
+    """Rule 3: seconds from connected to all ``size`` routes in the kernel, peak RSS MiB, CPU
+    seconds the receiver used since it started; with ``withdraw`` (which makes the sender
+    withdraw every route), the seconds until the kernel holds none and the CPU that took."""
+    receiver = make_receiver(kind, ns, address, sender_address, work)
+    withdraw_seconds = withdraw_cpu = None
     with benchlib.KernelWatch(ns.name, WATCHED, 24) as watch:
         receiver.start()
         spy = None
@@ -280,26 +308,47 @@ def measure(
             marks = " ".join(f"{count // 1000}k@{at - connected:.2f}" for at, count in watch.trace)
             if not quiet:
                 print(f"# {kind} kernel count by time since connected: {marks}", flush=True)
-            peak = benchlib.peak_rss_mib(ns.pids())
             cpu = benchlib.cpu_seconds(ns.pids())
+            if withdraw is not None:
+                started = time.monotonic()
+                withdraw()
+                gone = watch.wait(lambda w: w.count == 0, 900)
+                withdraw_seconds = gone - started
+                withdraw_cpu = benchlib.cpu_seconds(ns.pids()) - cpu
+            if watch.resyncs and not quiet:
+                print(f"# {kind}: the kernel watch dumped again {watch.resyncs} times", flush=True)
+            peak = benchlib.peak_rss_mib(ns.pids())
         finally:
             if spy is not None:
                 benchlib.stop_py_spy(spy)
             receiver.stop()
-    return done - connected, peak, cpu
+    return Figures(done - connected, peak, cpu, withdraw_seconds, withdraw_cpu)
 
 
-def run_size(
+def report(kind: str, figures: Figures, say: Callable[[str], None]) -> None:
+    withdrawal = ""
+    if figures.withdraw_seconds is not None:
+        withdrawal = (
+            f"; withdrawal {figures.withdraw_seconds:.2f} s, {figures.withdraw_cpu:.2f} CPU s"
+        )
+    say(
+        f"# {kind}: {figures.seconds:.2f} s, {figures.mib:.0f} MiB, {figures.cpu:.2f} CPU s"
+        f"{withdrawal} (load {benchlib.loadavg()})"
+    )
+
+
+def run_gobgp(
     size: int,
     kinds: list[str],
     work: Path,
     say: Callable[[str], None],
     profile: Path | None,
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, Figures]:
+    """Rule 1, ``--sender gobgp``."""
     sender_ns = Namespace.create(PREFIX + "s")
     warm_ns = Namespace.create(PREFIX + "warm")
     receivers = {kind: Namespace.create(PREFIX + kind[:4]) for kind in kinds}
-    results: dict[str, tuple[float, float, float]] = {}
+    results: dict[str, Figures] = {}
     try:
         members = lan(sender_ns, [warm_ns, *receivers.values()], SUBNET)
         sender_address, warm_address = members[0].address, members[1].address
@@ -325,26 +374,22 @@ def run_size(
             mrt.unlink()
             # Rule 1: GoBGP's first session after the load starts sending about a second later
             # than every later one, whoever the peer is; a throwaway BIRD 2 takes it.
-            seconds, _mib, _cpu = measure(
-                WARM_UP, warm_ns, warm_address, sender, size, work / "warm-up", None, quiet=True
+            warm = measure(
+                WARM_UP, warm_ns, warm_address, sender_address, size, work / "warm-up", quiet=True
             )
             warm_ns.delete()
             sender.settle()
-            say(f"# warm-up: a throwaway {LABELS[WARM_UP]} took the table in {seconds:.1f} s")
+            say(f"# warm-up: a throwaway {LABELS[WARM_UP]} took the table in {warm.seconds:.1f} s")
             for kind in kinds:
                 ns = receivers.pop(kind)
                 try:
                     results[kind] = measure(
-                        kind, ns, addresses[kind], sender, size, work / kind, profile
+                        kind, ns, addresses[kind], sender_address, size, work / kind, profile
                     )
                 finally:
                     ns.delete()
                 sender.settle()  # GoBGP digests the session that just went down (rule 1)
-                seconds, mib, cpu = results[kind]
-                say(
-                    f"# {kind}: {seconds:.2f} s, {mib:.0f} MiB, {cpu:.2f} CPU s "
-                    f"(load {benchlib.loadavg()})"
-                )
+                report(kind, results[kind], say)
         finally:
             sender.stop()
     finally:
@@ -353,8 +398,97 @@ def run_size(
     return results
 
 
+def run_line_rate(
+    size: int,
+    shape: str,
+    kinds: list[str],
+    work: Path,
+    say: Callable[[str], None],
+    profile: Path | None,
+) -> dict[str, Figures]:
+    """Rule 1, ``--sender line-rate``: the table, the sender's check, then each receiver."""
+    sender_address = str(next(ipaddress.IPv4Network(SUBNET).hosts()))
+    spec = tables.TableSpec(shape, "ipv4", size, next_hop=sender_address, sender_as=SENDER_AS)
+    started = time.monotonic()
+    table = tables.load(spec)
+    say(f"# table: {tables.describe(table)} (ready in {time.monotonic() - started:.1f} s)")
+    say(f"# {line_rate.describe_check(spec, line_rate.check(spec))}")
+    results: dict[str, Figures] = {}
+    for kind in kinds:
+        sender_ns = Namespace.create(PREFIX + "s")
+        ns = Namespace.create(PREFIX + kind[:4])
+        sender: line_rate.SenderProcess | None = None
+        try:
+            hub, member = lan(sender_ns, [ns], SUBNET)
+            assert hub.address == sender_address
+            prefix = ("ip", "netns", "exec", sender_ns.name)
+            sender = line_rate.SenderProcess.start(spec, sender_address, 179, prefix=prefix)
+            sender.event("listening")
+            withdraw = functools.partial(sender.command, "withdraw")
+            results[kind] = measure(
+                kind, ns, member.address, sender_address, size, work / kind, profile, withdraw
+            )
+        finally:
+            if sender is not None:
+                sender.stop()
+            ns.delete()
+            sender_ns.delete()
+        report(kind, results[kind], say)
+    return results
+
+
+def ratio_row(label: str, ours: Figures, ref: Figures) -> tuple[str, ...]:
+    cells: list[str] = [label]
+    pairs = [
+        (ref.seconds, ours.seconds, 2),
+        (ref.mib, ours.mib, 0),
+        (ref.cpu, ours.cpu, 2),
+        (ref.withdraw_seconds, ours.withdraw_seconds, 2),
+        (ref.withdraw_cpu, ours.withdraw_cpu, 2),
+    ]
+    for theirs, mine, digits in pairs:
+        if theirs is None or mine is None:
+            cells += ["-", "-", "-"]
+            continue
+        cells += [f"{theirs:.{digits}f}", f"{mine:.{digits}f}", benchlib.ratio(mine, theirs)]
+    return tuple(cells)
+
+
+def markdown(rows: list[tuple[int, str, dict[str, Figures]]], kinds: list[str]) -> list[str]:
+    """The README's table: per size and table, bgpd's figures, then each reference's with
+    bgpd / reference beside every figure."""
+    lines = [
+        "| prefixes, table | receiver | into the kernel | peak RSS | CPU | withdrawal | its CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size, shape, results in rows:
+        ours = results["bgpd"]
+        for kind in kinds:
+            figures = results[kind]
+            cells = []
+            for theirs, mine, unit, digits in (
+                (figures.seconds, ours.seconds, "s", 2),
+                (figures.mib, ours.mib, "MiB", 0),
+                (figures.cpu, ours.cpu, "s", 2),
+                (figures.withdraw_seconds, ours.withdraw_seconds, "s", 2),
+                (figures.withdraw_cpu, ours.withdraw_cpu, "s", 2),
+            ):
+                if theirs is None or mine is None:
+                    cells.append("-")
+                elif kind == "bgpd":
+                    cells.append(f"**{theirs:.{digits}f} {unit}**")
+                else:
+                    cells.append(f"{theirs:.{digits}f} {unit} ({benchlib.ratio(mine, theirs)})")
+            label = "bgpd" if kind == "bgpd" else LABELS[kind]
+            first = f"{size:,} {shape}" if kind == kinds[0] else ""
+            lines.append(f"| {first} | {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sender", choices=SENDERS, default="line-rate")
+    parser.add_argument("--table", default="single,full", help="line-rate: single, full or both")
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--receivers", default=",".join(RECEIVERS))
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -367,17 +501,32 @@ def main() -> None:
     kinds = [k for k in args.receivers.split(",") if k]
     if "bgpd" not in kinds:
         raise SystemExit("bgpd must be among the receivers")
+    shapes = [t for t in args.table.split(",") if t]
+    if args.sender == "gobgp":
+        shapes = ["single"]  # GoBGP's MRT injection carries one attribute set
+    unknown = sorted(set(shapes) - set(tables.SHAPES))
+    if unknown:
+        raise SystemExit(f"unknown table {', '.join(unknown)}: choose from {tables.SHAPES}")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    print(f"# machine: {benchlib.machine()}", flush=True)
-    rows: list[tuple[int, dict[str, tuple[float, float, float]]]] = []
+    print(f"# machine: {benchlib.machine()}; load {benchlib.loadavg()}", flush=True)
+    print(f"# sender: {args.sender}", flush=True)
+    rows: list[tuple[int, str, dict[str, Figures]]] = []
 
     def say(text: str) -> None:
         print(text, flush=True)
 
     try:
         for size in sizes:
-            rows.append((size, run_size(size, kinds, work, say, args.profile)))
+            for shape in shapes:
+                say(f"# {size:,} prefixes, {shape} table")
+                if args.sender == "gobgp":
+                    results = run_gobgp(size, kinds, work / f"{size}", say, args.profile)
+                else:
+                    results = run_line_rate(
+                        size, shape, kinds, work / f"{size}-{shape}", say, args.profile
+                    )
+                rows.append((size, shape, results))
             print(f"# load average after {size:,}: {benchlib.loadavg()}", flush=True)
     finally:
         if not args.keep:
@@ -386,40 +535,44 @@ def main() -> None:
     table = benchlib.Table(
         [
             ("prefixes", 9),
+            ("table", 6),
             ("reference", 9),
-            ("ref s", 8),
-            ("bgpd s", 8),
-            ("time ratio", 10),
-            ("ref MiB", 8),
+            ("ref s", 7),
+            ("bgpd s", 7),
+            ("x", 6),
+            ("ref MiB", 7),
             ("bgpd MiB", 8),
-            ("mem ratio", 9),
-            ("ref CPU s", 9),
-            ("bgpd CPU s", 10),
+            ("x", 6),
+            ("ref CPU", 7),
+            ("bgpd CPU", 8),
+            ("x", 6),
+            ("ref wd s", 8),
+            ("bgpd wd s", 9),
+            ("x", 6),
+            ("ref wd CPU", 10),
+            ("bgpd wd CPU", 11),
+            ("x", 6),
         ]
     )
-    for size, results in rows:
-        ours_s, ours_mib, ours_cpu = results["bgpd"]
+    for size, shape, results in rows:
+        ours = results["bgpd"]
         for kind in kinds:
-            if kind == "bgpd":
-                continue
-            ref_s, ref_mib, ref_cpu = results[kind]
-            table.row(
-                f"{size:,}",
-                LABELS[kind],
-                f"{ref_s:.2f}",
-                f"{ours_s:.2f}",
-                benchlib.ratio(ours_s, ref_s),
-                f"{ref_mib:.0f}",
-                f"{ours_mib:.0f}",
-                benchlib.ratio(ours_mib, ref_mib),
-                f"{ref_cpu:.2f}",
-                f"{ours_cpu:.2f}",
-            )
-    print(f"# ratios are bgpd / reference; load average at the end: {benchlib.loadavg()}")
+            if kind != "bgpd":
+                table.row(f"{size:,}", shape, *ratio_row(LABELS[kind], ours, results[kind]))
+    print(
+        "# x: bgpd / reference; wd: full withdrawal, from the sender's command to an empty "
+        f"kernel; load average at the end: {benchlib.loadavg()}"
+    )
+    print()
+    for line in markdown(rows, kinds):
+        print(line)
     if args.profile is not None and args.profile.exists():
-        print(f"\n# py-spy of bgpd, last size ({args.profile}): self %, inclusive %, function")
-        for function, own, inclusive in benchlib.hot_functions(args.profile, 15):
+        print(f"\n# py-spy of bgpd, last run ({args.profile}), by self time: self %, inclusive %")
+        for function, own, inclusive in benchlib.hot_functions(args.profile, 20):
             print(f"{own * 100:6.1f} {inclusive * 100:6.1f}  {function}")
+        print("\n# by inclusive time: inclusive %")
+        for function, inclusive in benchlib.top_inclusive(args.profile, 40):
+            print(f"{inclusive * 100:6.1f}  {function}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ from __future__ import annotations
 import struct
 
 from bgpd.wire.attributes import (
+    EXTENDED_LENGTH,
     OPTIONAL,
+    OPTIONAL_TRANSITIVE,
     AttributeCache,
     DecodeContext,
     encode_attribute,
@@ -35,7 +37,6 @@ from bgpd.wire.attributes import (
 from bgpd.wire.constants import (
     HEADER_LEN,
     Afi,
-    AttrFlag,
     AttrType,
     ErrorCode,
     MessageType,
@@ -128,7 +129,7 @@ def decode_update(body: bytes, negotiated: Negotiated, cache: AttributeCache) ->
             framing_broken = True
             break
         flags, code = body[i], body[i + 1]
-        if flags & AttrFlag.EXTENDED_LENGTH:
+        if flags & EXTENDED_LENGTH:
             if i + 4 > aend:
                 framing_broken = True
                 break
@@ -153,7 +154,7 @@ def decode_update(body: bytes, negotiated: Negotiated, cache: AttributeCache) ->
         value = body[vstart:vend]
         if code == AttrType.MP_REACH_NLRI:
             raw = body[i:vend]
-            if flags & (AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE) != OPTIONAL:
+            if flags & OPTIONAL_TRANSITIVE != OPTIONAL:
                 raise _reset(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, "MP_REACH_NLRI flags", raw)
             family = _mp_family(value, code, raw)
             if family is not None:
@@ -171,7 +172,7 @@ def decode_update(body: bytes, negotiated: Negotiated, cache: AttributeCache) ->
                 )
         elif code == AttrType.MP_UNREACH_NLRI:
             raw = body[i:vend]
-            if flags & (AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE) != OPTIONAL:
+            if flags & OPTIONAL_TRANSITIVE != OPTIONAL:
                 raise _reset(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, "MP_UNREACH_NLRI flags", raw)
             family = _mp_family(value, code, raw)
             if family is not None:

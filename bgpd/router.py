@@ -325,8 +325,9 @@ class Router:
         self._planner = plan.kernel if view is None else plan.kernel.resolving(view)
         self._learn(now)
         established = set(speaker.peers())
-        for name in established - plan.sessions.keys():
-            speaker.peer_down(name, graceful=False, now=now)
+        held = established | speaker.adj_ribs_in.keys()  # a peer down in graceful restart too
+        for name in held - plan.sessions.keys():
+            speaker.peer_removed(name, now)
         for name, session in plan.sessions.items():
             if name in established:
                 speaker.set_policy(name, session.import_policy, session.export_policy, now)

@@ -3,9 +3,9 @@ policy, Adj-RIBs-Out, graceful restart and route refresh, composed for every pee
 §3.2, §9). Sessions live elsewhere; a supervisor calls the input methods and runs the outputs.
 
 Rules:
-1. Inputs are methods taking ``now``: ``peer_up``, ``peer_down``, ``update_received``,
-   ``route_refresh_received``, ``set_local_routes``, ``set_learned_routes``, ``set_policy``,
-   ``timer``. After calling
+1. Inputs are methods taking ``now``: ``peer_up``, ``peer_down``, ``peer_removed``,
+   ``update_received``, ``route_refresh_received``, ``set_local_routes``,
+   ``set_learned_routes``, ``set_policy``, ``timer``. After calling
    any of them, call ``drain()`` and run the returned outputs, then re-arm one timer at
    ``next_deadline()``.
 2. Outputs are values: ``BestChanged`` (the kernel's view of a prefix), ``PeerHasOutput`` (a
@@ -428,6 +428,18 @@ class Speaker:
                 self._flush_family(peer_id, family)
         if not tables:
             self.adj_ribs_in.pop(peer_id, None)
+
+    def peer_removed(self, peer_id: str, now: float) -> None:
+        """The peer is no longer configured: everything held from it goes now, including the
+        stale routes of a graceful restart it will never come back to refresh (RFC 4724 covers a
+        restarting peer, not a deconfigured one; BIRD drops a removed protocol's routes at once).
+        Then call ``drain``."""
+        if peer_id in self._peers:
+            self.peer_down(peer_id, graceful=False, now=now)
+        self.graceful_restart.forget(peer_id)
+        for family in list(self.adj_ribs_in.get(peer_id, {})):
+            self._flush_family(peer_id, family)
+        self.adj_ribs_in.pop(peer_id, None)
 
     def update_received(self, peer_id: str, update: Update, now: float) -> None:
         """An UPDATE from an established peer (already RFC 7606-processed by the codec)."""

@@ -26,6 +26,7 @@ from bgpd.router import (
 from bgpd.session.config import PeerKey
 from bgpd.session.events import Down, DownReason, Established, UpdateReceived
 from bgpd.wire.attributes import AttributeCache
+from bgpd.wire.capabilities import GracefulRestart
 from bgpd.wire.codec import decode_message
 from bgpd.wire.constants import MessageType
 from bgpd.wire.framer import Framer
@@ -155,6 +156,34 @@ def test_messages_are_pulled_a_budget_at_a_time_end_of_rib_last(snapshot: Snapsh
     assert sum(len(a.prefixes) for u in rest for a in u.announced) == 151  # + our own block
     assert rest[-1].end_of_rib == IPV4_UNICAST
     assert not router.has_messages(NODE2)
+
+
+def test_a_peer_deconfigured_while_down_in_graceful_restart_takes_its_stale_routes(
+    snapshot: Snapshot,
+) -> None:
+    """A peer whose session was lost (graceful restart negotiated: its routes kept as stale)
+    and which is then removed from the datastore loses its routes at once, not when its restart
+    timer runs out: nothing will come back to refresh them (a node killed and deleted)."""
+    router = Router()
+    router.apply_plan(_planner().plan(snapshot), 0.0)
+    router.drain()
+    capability = GracefulRestart(restart_time=120, families=((IPV4_UNICAST, 0x80),))
+    negotiated = replace(_negotiated(), peer_graceful_restart=capability)
+    router.session_event(NODE2, Established(negotiated), 1.0)
+    router.session_event(NODE2, UpdateReceived(_node2_block_update()), 2.0)
+    router.drain()
+    router.kernel_batch(1000)
+    lost = Down(DownReason.CONNECTION_LOST, was_established=True)
+    router.session_event(NODE2, lost, 3.0)
+    router.drain()
+    assert not router.kernel_batch(1000).removals  # kept as stale (RFC 4724 §4.2)
+    without_node2 = replace(
+        snapshot, nodes={n: v for n, v in snapshot.nodes.items() if n != "node2"}
+    )
+    router.apply_plan(_planner().plan(without_node2), 4.0)
+    router.drain()
+    batch = router.kernel_batch(1000)
+    assert [str(ipaddress.ip_network((r[2], r[3]))) for r in batch.removals] == [NODE2_BLOCK]
 
 
 def test_an_unrelated_datastore_change_resets_and_refreshes_nothing(snapshot: Snapshot) -> None:

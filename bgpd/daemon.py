@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
@@ -48,7 +49,7 @@ import structlog
 
 from bgpd import __version__
 from bgpd.bfd.client import BfdReport, BfdSpec
-from bgpd.calico.bfd import HostFacts, host_facts_of
+from bgpd.calico.bfd import HostFacts, host_facts_of, interface_towards, route_towards
 from bgpd.calico.node import NodePlanner
 from bgpd.config import ConfigError, DaemonConfig
 from bgpd.control.presence import bird_placeholders
@@ -416,16 +417,30 @@ class Daemon:
         )
 
     def route_statuses(self, prefix: str | None = None) -> list[RouteStatus]:
-        routes = self.router.route_statuses(prefix)
-        interfaces = self.kernel.interfaces if self.kernel is not None else {}
-        if not interfaces:
-            return routes
-        return [
-            replace(r, interface=interfaces[r.next_hop])
-            if not r.interface and r.next_hop in interfaces
-            else r
-            for r in routes
-        ]
+        """The router's routes, each BGP next hop with the interface the host reaches it by
+        (BIRD's ``via NH on IFACE``), from the host facts BFD planning reads too; one lookup per
+        next hop, however many routes share it."""
+        interfaces: dict[str, str] = {}
+        out = []
+        for route in self.router.route_statuses(prefix):
+            if not route.interface and route.next_hop:
+                name = interfaces.get(route.next_hop)
+                if name is None:
+                    name = interfaces[route.next_hop] = self._interface(route.next_hop)
+                route = replace(route, interface=name)
+            out.append(route)
+        return out
+
+    def _interface(self, next_hop: str) -> str:
+        try:
+            address = ipaddress.ip_address(next_hop.split()[0])
+        except ValueError:
+            return ""
+        connected = interface_towards(address, self._host.addresses)
+        if connected is not None:
+            return connected.name
+        route = route_towards(address, self._host.routes)
+        return route.interface if route is not None else ""
 
     def explain(self, prefix: str) -> dict[str, Any]:
         return explanation_json(self.router.explain(prefix))

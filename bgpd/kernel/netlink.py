@@ -31,9 +31,6 @@ Rules:
    the routing loop's Python instead of stalling it. The loop runs while a hand-over is in
    flight, and packs the next group meanwhile; one hand-over at a time, and operations are
    serialised by a lock, so the socket has one user at a time.
-8. ``interfaces_towards`` asks the kernel's routing which interface each address leaves by
-   (``ip route get``, through ``AsyncIPRoute``): what BIRD shows as ``via NH on IFACE``. An
-   address with no route is left out.
 """
 
 from __future__ import annotations
@@ -50,7 +47,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from dataclasses import dataclass
 
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netns import create_socket
 
 from bgpd.kernel.plan import (
@@ -528,24 +524,6 @@ class KernelProgrammer:
         async with self._lock:
             await self._require_links().refresh()
             return await self._dump()
-
-    async def interfaces_towards(self, addresses: Iterable[IPAddress]) -> dict[IPAddress, str]:
-        """Rule 8."""
-        if self._ipr is None:
-            raise RuntimeError("KernelProgrammer.start() was not awaited")
-        links = self._require_links()
-        found: dict[IPAddress, str] = {}
-        async with self._lock:
-            await links.refresh()
-            for address in addresses:
-                try:
-                    reply = await self._ipr.route("get", dst=str(address))
-                except NetlinkError:
-                    continue  # no route (ENETUNREACH): nothing to show
-                index = reply[0].get("oif") if reply else None
-                if index:
-                    found[address] = links.name_of(index)
-        return found
 
     async def _converge(
         self, have: dict[RouteIdentity, KernelRoute], wanted: dict[RouteIdentity, KernelRoute]

@@ -18,25 +18,19 @@ Rules:
 4. A batch carrying ``sweep_stale`` (the RIB converged after our restart, RFC 4724 §4.1) deletes
    the routes a previous run installed that nobody asked for since.
 5. Kernel errors are counted and logged per route; they never stop the task.
-6. ``interfaces`` maps each next hop written to the interface the kernel reaches it by
-   (``KernelProgrammer.interfaces_towards``), for ``show route``: new next hops are looked up
-   after the round that wrote them, and all of them again after a link change.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import structlog
 
 from bgpd.kernel.desired import KernelBatch
 from bgpd.kernel.linkwatch import LinkWatch
 from bgpd.kernel.netlink import ApplyResult, KernelProgrammer
-from bgpd.kernel.plan import KernelRoute, NextHop
 from bgpd.metrics import Metrics
-from encap.model import IPAddress
 
 RECONCILE_INTERVAL = 30.0
 LINK_SETTLE_DELAY = 1.0
@@ -67,7 +61,6 @@ class KernelSync:
         self._link_reconcile = False
         self._wake = asyncio.Event()
         self._work = asyncio.Event()
-        self.interfaces: dict[str, str] = {}  # rule 6: next hop -> interface
 
     def deliver(self, batch: KernelBatch) -> None:
         """The answer to ``request(True)`` (rule 1); one at a time."""
@@ -118,7 +111,6 @@ class KernelSync:
                 self._metrics.kernel_route_change("deleted", result.deleted)
                 if batch.sweep_stale:
                     result = result + await programmer.sweep_stale()
-                await self._learn_interfaces(batch.upserts)
             now = self._loop.time()
             since = now - last_reconcile
             streaming = backlog or now < table_until
@@ -132,30 +124,9 @@ class KernelSync:
             if periodic or linked:
                 self._link_reconcile = False
                 result = result + await programmer.reconcile()
-                if linked:
-                    known = [ipaddress.ip_address(gateway) for gateway in self.interfaces]
-                    found = await programmer.interfaces_towards(known)
-                    self.interfaces = {str(a): name for a, name in found.items()}
                 last_reconcile = self._loop.time()
                 next_link_reconcile = last_reconcile + 4 * (last_reconcile - now)
             self._report(result)
-
-    async def _learn_interfaces(self, routes: Sequence[KernelRoute]) -> None:
-        """Rule 6: the next hops of ``routes`` not looked up yet (next-hop tuples are shared
-        between routes, so most routes are skipped by identity)."""
-        new: set[IPAddress] = set()
-        last: tuple[NextHop, ...] | None = None
-        for route in routes:
-            hops = route.nexthops
-            if hops is last:
-                continue
-            last = hops
-            for hop in hops:
-                if hop.gateway is not None and str(hop.gateway) not in self.interfaces:
-                    new.add(hop.gateway)
-        if new:
-            found = await self.programmer.interfaces_towards(new)
-            self.interfaces.update((str(a), name) for a, name in found.items())
 
     async def _work_after_idle(self, timeout: float) -> bool:
         """Rule 1's idle wait: True once there is work and ``BATCH_DELAY`` has passed, False

@@ -17,7 +17,10 @@ Rules:
      ask every ``CLIENT_EVERY`` seconds.
 3. Once a minute, at a fixed point of the flap cycle (every flapping speaker connected), the
    script samples bgpd's RSS (``VmRSS``), its open file descriptors (``/proc/PID/fd``) and its
-   asyncio tasks (``bgpd_asyncio_tasks`` from its own metrics).
+   asyncio tasks (``bgpd_asyncio_tasks`` from its own metrics), and, to tell live data from
+   allocator retention, the RSS of its ``[heap]`` and anonymous mappings (``/proc/PID/smaps``),
+   glibc's bytes in use and held free and CPython's allocated blocks (``bgpd_heap_bytes``,
+   ``bgpd_python_allocated_blocks``).
 4. Verdict, after the first ``--warmup`` minutes (default 5): RSS grows under 5 % from the
    first sample after the warm-up to the largest later one, and file descriptors and tasks are
    flat: the largest of the last ``FLAT_WINDOW`` samples is no larger than the largest of the
@@ -65,6 +68,7 @@ DATASTORE_EVERY = 10.0
 CLIENT_EVERY = 2.0
 FLAT_WINDOW = 5
 RSS_GROWTH_LIMIT = 0.05
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,27 @@ class Sample:
     fds: int
     tasks: int
     kernel_routes: int
+    heap_rss_mib: float  # rule 3: RSS of the [heap] mapping (glibc's main arena)
+    anon_rss_mib: float  # of anonymous mappings (pymalloc arenas, glibc thread arenas, mmaps)
+    malloc_in_use_mib: float
+    malloc_free_mib: float
+    python_blocks: int
+
+
+def mapped_rss_mib(pid: int) -> tuple[float, float]:
+    """RSS of the ``[heap]`` mapping and of the anonymous mappings, from ``/proc/PID/smaps``."""
+    heap = anon = 0
+    name = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 else ""
+        elif fields[:1] == ["Rss:"]:
+            if name == "[heap]":
+                heap += int(fields[1])
+            elif name == "":
+                anon += int(fields[1])
+    return heap / 1024, anon / 1024
 
 
 def sim_address(index: int) -> str:
@@ -115,7 +140,14 @@ class Soak:
         text = sh("ip", "netns", "exec", self.server.name, "curl", "-sf", url).stdout
         values: dict[str, float] = {}
         for line in text.splitlines():
-            if line.startswith(("bgpd_asyncio_tasks ", "bgpd_kernel_routes ")):
+            if line.startswith(
+                (
+                    "bgpd_asyncio_tasks ",
+                    "bgpd_kernel_routes ",
+                    "bgpd_heap_bytes{",
+                    "bgpd_python_allocated_blocks ",
+                )
+            ):
                 name, value = line.split()
                 values[name] = float(value)
         return values
@@ -123,12 +155,18 @@ class Soak:
     def sample(self, minute: int) -> Sample:
         pid = self.node.proc.pid if self.node.proc else 0
         metrics = self.metrics()
+        heap_rss, anon_rss = mapped_rss_mib(pid)
         return Sample(
             minute,
             benchlib.rss_mib([pid]),
             len(os.listdir(f"/proc/{pid}/fd")),
             int(metrics.get("bgpd_asyncio_tasks", -1)),
             int(metrics.get("bgpd_kernel_routes", -1)),
+            heap_rss,
+            anon_rss,
+            metrics.get('bgpd_heap_bytes{kind="in_use"}', -1) / MIB,
+            metrics.get('bgpd_heap_bytes{kind="free"}', -1) / MIB,
+            int(metrics.get("bgpd_python_allocated_blocks", -1)),
         )
 
     async def churn(self, speaker: SimPeer, rate: int, until: float) -> None:
@@ -231,6 +269,9 @@ class Soak:
                 print(
                     f"minute {minute:3d}  RSS {sample.rss_mib:7.1f} MiB  fds {sample.fds:4d}  "
                     f"tasks {sample.tasks:4d}  kernel routes {sample.kernel_routes:6d}  "
+                    f"[heap] {sample.heap_rss_mib:5.1f}  anon {sample.anon_rss_mib:5.1f}  "
+                    f"malloc {sample.malloc_in_use_mib:5.1f} used {sample.malloc_free_mib:5.1f} "
+                    f"free  pyblocks {sample.python_blocks:,}  "
                     f"changes {self.changes:,}  flaps {self.flaps}  "
                     f"datastore writes {self.datastore_writes}  client calls {self.client_calls}",
                     flush=True,

@@ -28,6 +28,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from bgpd.health import HealthResult
+from bgpd.net.heap import heap_usage
 from bgpd.session.events import State
 from bgpd.status import BFD_STATES, StatusProvider
 
@@ -99,6 +100,7 @@ class _StatusCollector(Collector):
                 "asyncio tasks alive in the daemon (flat when idle)",
                 value=tasks,
             )
+        yield from self._heap()
         unroutable = GaugeMetricFamily(
             "bgpd_encap_unsupported_pool",
             "1 for each IP pool whose tunnel encapsulation this kernel cannot build",
@@ -117,6 +119,24 @@ class _StatusCollector(Collector):
         for reason, count in sorted(self._metrics.bfd_drops().items()):
             drops.add_metric([reason], count)
         yield drops
+
+    @staticmethod
+    def _heap() -> Iterator[Metric]:
+        usage = heap_usage()
+        heap = GaugeMetricFamily(
+            "bgpd_heap_bytes",
+            "glibc malloc: bytes handed out (in_use) and held free (free)",
+            labels=["kind"],
+        )
+        if usage.malloc_in_use is not None and usage.malloc_free is not None:
+            heap.add_metric(["in_use"], usage.malloc_in_use)
+            heap.add_metric(["free"], usage.malloc_free)
+        yield heap
+        yield GaugeMetricFamily(
+            "bgpd_python_allocated_blocks",
+            "Blocks in use in CPython's small-object allocator (objects alive)",
+            value=usage.python_blocks,
+        )
 
     def _bfd(self, provider: StatusProvider) -> Iterator[Metric]:
         labels = ["peer", "peer_ip"]

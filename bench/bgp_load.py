@@ -14,19 +14,22 @@ Rules:
    capabilities, hold time ``hold``; a KEEPALIVE goes out every ``hold / 3`` seconds (RFC 4271
    §4.4) so long runs keep their sessions.
 3. A NOTIFICATION or a closed connection ends the peer's session (``error`` says why); nothing
-   reconnects, so a benchmark sees every failure.
+   reconnects, so a benchmark sees every failure; except that with ``connect_retry`` a
+   connection that fails or closes before Established is opened again after that many seconds
+   (the ConnectRetry timer, RFC 4271 §8.2.2; a Calico node's BIRD has ``connect retry time
+   5``), counted in ``retries``.
 4. The caller makes the sockets' namespace current (``netns.inside``) while the peers connect.
 5. With ``graceful_restart``, OPEN also carries the Graceful Restart capability with forwarding
    state kept for IPv4 unicast (RFC 4724 §3), and the first announcement ends with End-of-RIB
    (RFC 4724 §2). ``announce`` and ``withdraw`` change the peer's routes later; ``drop`` ends the
    connection without a NOTIFICATION, as a crashed speaker does.
 6. With ``keep=False`` a peer keeps no prefixes, only ``count`` (kept in both modes): NLRI
-   announced less withdrawn routes sent to it. When every entry of a section is a 5-octet /25 to /32 (a Calico block or
-   address), the count is the section's length / 5, found without a loop in Python; otherwise
-   the section is decoded. An NLRI section equal to one already counted (a hash of it is kept)
-   does not count again; a withdrawal forgets those hashes. A route sent again in another
-   packing counts again, so a caller that counts checks exact sets on a few peers that keep
-   theirs.
+   announced less withdrawn routes sent to it. When every entry of a section is a 5-octet /25
+   to /32 (a Calico block or address), the count is the section's length / 5, found without a
+   loop in Python; otherwise the section is decoded. An NLRI section equal to one already
+   counted (a hash of it is kept) does not count again; a withdrawal forgets those hashes. A
+   route sent again in another packing counts again, so a caller that counts checks exact sets
+   on a few peers that keep theirs.
 7. Messages are read by an ``asyncio.Protocol`` straight from the transport's buffer (no
    ``StreamReader`` coroutine per message), so the generator's cost per UPDATE is a slice and a
    length.
@@ -39,6 +42,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import multiprocessing
 import resource
@@ -76,6 +80,7 @@ class SimPeer:
         port: int = 179,
         graceful_restart: bool = False,
         keep: bool = True,
+        connect_retry: float | None = None,
     ) -> None:
         self.address = address
         self.target = target
@@ -84,6 +89,8 @@ class SimPeer:
         self.hold = hold
         self.graceful_restart = graceful_restart
         self.keep = keep
+        self.connect_retry = connect_retry
+        self.retries = 0
         self.prefixes: list[Prefix] = [prefix_from_str(p) for p in prefixes]
         self.received: set[Prefix] = set()
         self.count = 0  # rule 6
@@ -112,9 +119,23 @@ class SimPeer:
             await loop.sock_connect(sock, (self.target, self.port))
         except OSError as error:
             sock.close()
-            self.error = f"connect: {error}"
+            self._failed(f"connect: {error}")
             return
         await loop.create_connection(lambda: _Wire(self), sock=sock)
+
+    def _failed(self, why: str) -> None:
+        """Rule 3: retry a connection that never reached Established, or fail."""
+        if self.connect_retry is None or self.established.is_set() or self._closing:
+            self.error = why
+            return
+        self.retries += 1
+        self._transport = None
+        self._buffer.clear()
+        self._tasks.append(asyncio.create_task(self._reconnect(self.connect_retry)))
+
+    async def _reconnect(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.start()
 
     def _connected(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -162,7 +183,7 @@ class SimPeer:
 
     def _lost(self, error: Exception | None) -> None:
         if not self.error and not self._closing:
-            self.error = f"connection closed: {error!r}"
+            self._failed(f"connection closed: {error!r}")
 
     def announce(self, prefixes: list[Prefix]) -> None:
         """Announce ``prefixes`` with this speaker as next hop (rule 5)."""
@@ -297,7 +318,21 @@ class FleetResult:
     finished: float  # the last peer that satisfied the condition
     sessions: int  # Established
     over: int  # counting peers sent more routes than expected (rule 6: a route sent again)
+    retries: int  # connections opened again (rule 3)
     witness_errors: tuple[str, ...]  # keeping peers whose set is not the expected one
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every worker of a ``Fleet`` is given besides its share of the peers."""
+
+    target: str
+    asn: int
+    expected: int | None
+    want: frozenset[str]
+    witnesses: int
+    connect_retry: float | None
+    window: int  # sessions opening at once in this worker, 0 for all
 
 
 class Fleet:
@@ -306,6 +341,8 @@ class Fleet:
     The condition: each peer was sent ``expected`` routes (rule 6); the first ``witnesses``
     peers of each worker keep their prefixes and must hold exactly ``want`` less their own.
     With ``expected`` None the condition is only that every peer's TCP connection is up.
+    ``connect_retry`` is every peer's (rule 3). ``window`` > 0 paces the connects: at most that
+    many sessions (split between the workers) are opening, not yet Established, at a time.
     """
 
     def __init__(
@@ -317,14 +354,17 @@ class Fleet:
         want: frozenset[str] = frozenset(),
         processes: int = 2,
         witnesses: int = 2,
+        connect_retry: float | None = None,
+        window: int = 0,
     ) -> None:
         context = multiprocessing.get_context("fork")
+        share = -(-window // processes) if window else 0
+        job = _Job(target, asn, expected, want, witnesses, connect_retry, share)
         self.conns: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
         for index in range(processes):
-            share = list(plans[index::processes])
             ours, theirs = context.Pipe()
-            args = (theirs, share, target, asn, expected, want, witnesses)
+            args = (theirs, list(plans[index::processes]), job)
             proc = context.Process(target=_worker, args=args, daemon=True)
             proc.start()
             theirs.close()
@@ -349,19 +389,19 @@ class Fleet:
             finished=max(r[3] for r in reports),
             sessions=sum(r[4] for r in reports),
             over=sum(r[5] for r in reports),
-            witness_errors=tuple(e for r in reports for e in r[6]),
+            retries=sum(r[6] for r in reports),
+            witness_errors=tuple(e for r in reports for e in r[7]),
         )
 
     def stop(self) -> float:
         """Close every session; the CPU seconds the workers used."""
         cpu = 0.0
         for conn in self.conns:
-            conn.send("stop")
+            with contextlib.suppress(BrokenPipeError):  # a worker that failed has ended
+                conn.send("stop")
         for conn in self.conns:
-            try:
+            with contextlib.suppress(RuntimeError, TimeoutError, EOFError):
                 cpu += self._expect(conn, "closed", 30)[1]
-            except (RuntimeError, TimeoutError, EOFError):
-                pass
         for proc in self.procs:
             proc.join(5)
             if proc.is_alive():
@@ -378,62 +418,68 @@ class Fleet:
         return tuple(message)
 
 
-def _worker(
-    conn: Connection,
-    plans: list[PeerPlan],
-    target: str,
-    asn: int,
-    expected: int | None,
-    want: frozenset[str],
-    witnesses: int,
-) -> None:
+def _worker(conn: Connection, plans: list[PeerPlan], job: _Job) -> None:
     """One worker of a ``Fleet`` (rule 8)."""
     try:
-        asyncio.run(_work(conn, plans, target, asn, expected, want, witnesses))
+        asyncio.run(_work(conn, plans, job))
     except Exception as error:  # noqa: BLE001 - reported to the parent
         conn.send(("error", repr(error)))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     conn.send(("closed", usage.ru_utime + usage.ru_stime))
 
 
-async def _work(
-    conn: Connection,
-    plans: list[PeerPlan],
-    target: str,
-    asn: int,
-    expected: int | None,
-    want: frozenset[str],
-    witnesses: int,
-) -> None:
-    wanted = {prefix_from_str(p) for p in want}
+async def _work(conn: Connection, plans: list[PeerPlan], job: _Job) -> None:
+    wanted = {prefix_from_str(p) for p in job.want}
     peers = [
-        SimPeer(plan.address, target, asn, list(plan.prefixes), keep=index < witnesses)
+        SimPeer(
+            plan.address,
+            job.target,
+            job.asn,
+            list(plan.prefixes),
+            keep=index < job.witnesses,
+            connect_retry=job.connect_retry,
+        )
         for index, plan in enumerate(plans)
     ]
     conn.send(("ready",))
     if conn.recv() != "go":
         return
+    expected = job.expected
     try:
-        await asyncio.gather(*(p.start() for p in peers))
+        if job.window:
+            gate = asyncio.Semaphore(job.window)
+            await asyncio.gather(*(_paced(p, gate) for p in peers))
+        else:
+            await asyncio.gather(*(p.start() for p in peers))
         connected = time.monotonic()
         finished = connected
+        errors: list[str] = []
         if expected is not None:
             finished = await _wait_pending(peers, expected, wanted, 600)
-        errors = [
-            f"{p.address}: {len(p.received - wanted)} unexpected, "
-            f"{len(wanted - p.received - set(p.prefixes))} missing"
-            for p in peers[:witnesses]
-            if expected is not None and p.received != wanted - set(p.prefixes)
-        ]
+            errors = [
+                f"{p.address}: {len(p.received - wanted)} unexpected, "
+                f"{len(wanted - p.received - set(p.prefixes))} missing"
+                for p in peers[: job.witnesses]
+                if p.received != wanted - set(p.prefixes)
+            ]
         over = sum(1 for p in peers if expected is not None and p.count > expected)
         established = sum(1 for p in peers if p.established.is_set())
         last_up = max(p.established_at for p in peers)
-        conn.send(("done", connected, last_up, finished, established, over, errors))
+        retries = sum(p.retries for p in peers)
+        conn.send(("done", connected, last_up, finished, established, over, retries, errors))
         while not conn.poll():
             await asyncio.sleep(0.05)
         conn.recv()
     finally:
         await asyncio.gather(*(p.close() for p in peers))
+
+
+async def _paced(peer: SimPeer, gate: asyncio.Semaphore) -> None:
+    """Open ``peer``'s session once fewer than the window are opening (``Fleet``)."""
+    async with gate:
+        await peer.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(peer.established.wait(), 30)
 
 
 async def _wait_pending(

@@ -32,7 +32,10 @@ Rules:
 5. Routes: ``--per-client B,A``: each client announces B /26 blocks of its own and A /32s
    borrowed from the blocks of the next client (at most 64 B); the default is one /26 each.
    Every client must be sent every other client's routes; the clock starts when the clients
-   start connecting and stops when the last one was sent all of them. Clients count what they
+   start connecting and stops when the last one was sent all of them. A client whose
+   connection fails or is reset before Established connects again ``RETRY`` seconds later, as
+   a Calico node's BIRD does (a listener with a short accept queue resets some of a thousand
+   connections arriving at once). Clients count what they
    are sent (``SimPeer(keep=False)``); while the clients are sent no more than
    ``EXACT_LIMIT`` routes in all, every client keeps its set and must hold exactly the routes
    announced; above it two clients per worker do. A client sent more than it should have (a
@@ -44,12 +47,17 @@ Rules:
    namespace), and the load generator's CPU seconds. bgpd's figures are printed beside each
    BIRD's with ratios, and the issue's target checked: bgpd no slower than BIRD 2 and at most
    twice its peak memory.
-7. ``--accept-only`` first times the load generator's connects against a listener that only
+7. ``--connect-window N`` paces the clients: at most N sessions opening (connected, not yet
+   Established) at a time, so a listener with a short accept queue is not overflowed and the
+   figures are the reflection work; without it every client connects at once (a storm).
+8. ``--profile FILE`` records bgpd's runs with py-spy (the last run's stacks stay in FILE).
+9. ``--accept-only`` first times the load generator's connects against a listener that only
    accepts (accept queue ``net.core.somaxconn``), to show whether the clients are what limits a
    connection storm.
 
-Usage: python3 bench/rr_scale.py [--clients 1000] [--per-client 20,100] [--mesh-nodes 500]
-    [--reflectors bgpd,bird2,bird] [--mesh-peers bgpd,bird] [--load-processes 2]
+Usage: python3 bench/rr_scale.py [--clients 1000] [--per-client 20,100]
+    [--per-client-clients N] [--mesh-nodes 500] [--reflectors bgpd,bird2,bird]
+    [--mesh-peers bgpd,bird] [--load-processes 2] [--connect-window N] [--accept-only]
 """
 
 from __future__ import annotations
@@ -80,6 +88,7 @@ POOL = "10.128.0.0/10"
 CLUSTER_ID = "224.0.0.1"
 PREFIX = "hC-rrs-"
 TIMEOUT = 600.0
+RETRY = 5.0  # calico-bgp.md §2.7: a client's BIRD has connect retry time 5
 EXACT_LIMIT = 3_000_000  # rule 5: up to this many routes in all, every client keeps its set
 BIRDS = {"bird": Bird, "bird2": Bird2}
 
@@ -163,7 +172,7 @@ def bird_config(version: int, scenario: str, count: int, address: str, work: Pat
     )
     lines = [
         f"router id {address};",
-        f'log "{work}/bird-proto.log" {{ warning, error, fatal }};',
+        f'log "{work}/bird-proto.log" all;',
         "filter calico_kernel_programming { accept; }",
         f"function calico_aggr() {{\n  {aggr if mesh else ''}\n}}",
         "function calico_export_to_bgp_peers(bool internal_peer) {",
@@ -200,6 +209,7 @@ def bird_config(version: int, scenario: str, count: int, address: str, work: Pat
         "template bgp bgp_template {",
         template,
         "  graceful restart;",
+        "  debug { states };",  # sessions only: bgpd logs no route at Info either
         "  connect delay time 2;\n  connect retry time 5;\n  error wait time 5,30;",
         "}",
     ]
@@ -270,7 +280,7 @@ class Daemon:
 
     def describe(self, work: Path) -> str:
         logs = sorted(work.glob("*.log"))
-        return "\n".join(f"{log}:\n{log.read_text(errors='replace')[-1500:]}" for log in logs)
+        return "\n".join(f"{log}:\n{log.read_text(errors='replace')[-6000:]}" for log in logs)
 
     def stop(self) -> None:
         if self.node is not None:
@@ -324,10 +334,19 @@ class Figures:
     backlog: int
     overflows: int
     load_cpu: float
+    retries: int
     checks: str
 
 
-def run(kind: str, scenario: str, load: Load, processes: int, work: Path) -> Figures:
+def run(
+    kind: str,
+    scenario: str,
+    load: Load,
+    processes: int,
+    window: int,
+    work: Path,
+    profile: Path | None = None,
+) -> Figures:
     """One daemon, one scenario, in fresh namespaces (rule 1)."""
     server_ns = Namespace.create(PREFIX + "d")
     clients_ns = Namespace.create(PREFIX + "c")
@@ -345,7 +364,7 @@ def run(kind: str, scenario: str, load: Load, processes: int, work: Path) -> Fig
             want, expected = frozenset({block(0)}), 1
         with inside(clients_ns):
             witnesses = len(plans) if len(plans) * len(want) <= EXACT_LIMIT else 2
-            fleet = Fleet(plans, address, ASN, expected, want, processes, witnesses)
+            fleet = Fleet(plans, address, ASN, expected, want, processes, witnesses, RETRY, window)
         try:
             pid = daemon.start(work)
             time.sleep(1.0)
@@ -354,6 +373,7 @@ def run(kind: str, scenario: str, load: Load, processes: int, work: Path) -> Fig
             cpu_before = benchlib.cpu_seconds([pid])
             overflows_before = listen_overflows(server_ns)
             watch = benchlib.KernelWatch(server_ns.name, POOL, 26) if scenario == "mesh" else None
+            spy = benchlib.py_spy(pid, profile) if profile and kind == "bgpd" else None
             started = fleet.go()
             kernel_done = started
             if watch is not None:  # read as the routes come; the workers' reports wait
@@ -361,8 +381,14 @@ def run(kind: str, scenario: str, load: Load, processes: int, work: Path) -> Fig
                     kernel_done = watch.wait(lambda w: w.count >= load.clients + 1, TIMEOUT)
                 finally:
                     watch.close()
-            result = fleet.done(TIMEOUT)
+            try:
+                result = fleet.done(TIMEOUT)
+            except (RuntimeError, TimeoutError):
+                print(daemon.describe(work), file=sys.stderr)
+                raise
             finished = max(result.finished, kernel_done)
+            if spy is not None:
+                benchlib.stop_py_spy(spy)
             cpu = benchlib.cpu_seconds([pid]) - cpu_before
             rss = benchlib.rss_mib([pid])
             peak = benchlib.peak_rss_mib([pid])
@@ -387,12 +413,13 @@ def run(kind: str, scenario: str, load: Load, processes: int, work: Path) -> Fig
         backlog=backlog,
         overflows=overflows,
         load_cpu=load_cpu,
+        retries=result.retries,
         checks=checks,
     )
 
 
 def accept_only(count: int, processes: int, work: Path) -> tuple[float, int, int]:
-    """Rule 7: (seconds for ``count`` connects, accept queue, overflows) against a listener
+    """Rule 9: (seconds for ``count`` connects, accept queue, overflows) against a listener
     that only accepts."""
     server_ns = Namespace.create(PREFIX + "d")
     clients_ns = Namespace.create(PREFIX + "c")
@@ -449,6 +476,10 @@ def main() -> None:
     parser.add_argument("--mesh-peers", default="bgpd,bird")
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument("--accept-only", action="store_true")
+    parser.add_argument("--connect-window", type=int, default=0, help="0: all clients at once")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy bgpd's last run into this file (collapsed stacks)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
@@ -477,14 +508,22 @@ def main() -> None:
         table = benchlib.Table(
             [("scenario", 9), ("routes/client", 13), ("daemon", 6), ("sessions", 8)]
             + [("up s", 6), ("seconds", 7), ("CPU s", 6), ("peak MiB", 8), ("RSS MiB", 7)]
-            + [("KiB/sess", 8), ("acceptq", 7), ("overflow", 8), ("load CPU", 8)]
+            + [("KiB/sess", 8), ("acceptq", 7), ("overflow", 8), ("retries", 7), ("load CPU", 8)]
             + [("check", 5)]
         )
         results: list[tuple[str, Load, dict[str, Figures]]] = []
         for scenario, load, kinds in scenarios:
             figures: dict[str, Figures] = {}
             for kind in kinds:
-                f = run(kind, scenario, load, args.load_processes, work)
+                f = run(
+                    kind,
+                    scenario,
+                    load,
+                    args.load_processes,
+                    args.connect_window,
+                    work,
+                    args.profile,
+                )
                 figures[kind] = f
                 table.row(
                     scenario,
@@ -499,6 +538,7 @@ def main() -> None:
                     f"{f.per_session_kib:.0f}",
                     f.backlog,
                     f.overflows,
+                    f.retries,
                     f"{f.load_cpu:.1f}",
                     f.checks,
                 )
@@ -524,6 +564,13 @@ def main() -> None:
                 line += f"; target (no slower, <= 2x memory): {'met' if met else 'MISSED'}"
             print(line)
     print(f"# load average: {benchlib.loadavg()}")
+    if args.profile is not None and args.profile.exists():
+        print(f"\n# py-spy of bgpd, last run ({args.profile}), by self time: self %, inclusive %")
+        for function, own, inclusive in benchlib.hot_functions(args.profile, 20):
+            print(f"{own * 100:6.1f} {inclusive * 100:6.1f}  {function}")
+        print("\n# by inclusive time: inclusive %")
+        for function, inclusive in benchlib.top_inclusive(args.profile, 40):
+            print(f"{inclusive * 100:6.1f}  {function}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ Rules:
    §4.4) so long runs keep their sessions.
 3. A NOTIFICATION or a closed connection ends the peer's session (``error`` says why); nothing
    reconnects, so a benchmark sees every failure; except that with ``connect_retry`` a
-   connection that fails or closes before Established is opened again after that many seconds
-   (the ConnectRetry timer, RFC 4271 §8.2.2; a Calico node's BIRD has ``connect retry time
-   5``), counted in ``retries``.
+   connection that fails, closes or is sent a NOTIFICATION before Established is opened again
+   after that many seconds (the ConnectRetry timer, RFC 4271 §8.2.2; a Calico node's BIRD has
+   ``connect retry time 5``), counted in ``retries``.
 4. The caller makes the sockets' namespace current (``netns.inside``) while the peers connect.
 5. With ``graceful_restart``, OPEN also carries the Graceful Restart capability with forwarding
    state kept for IPv4 unicast (RFC 4724 §3), and the first announcement ends with End-of-RIB
@@ -159,7 +159,7 @@ class SimPeer:
             body = bytes(buffer[at + HEADER_LEN : at + length])
             at += length
             self._message(kind, body)
-            if self.error:
+            if self.error or self._transport is None:
                 break
         del buffer[:at]
 
@@ -178,10 +178,12 @@ class SimPeer:
         elif kind == MSG_UPDATE:
             self._update(body)
         elif kind == MSG_NOTIFICATION:
-            self.error = f"NOTIFICATION {body[:2].hex()}"
+            self._failed(f"NOTIFICATION {body[:2].hex()}")
             transport.close()
 
-    def _lost(self, error: Exception | None) -> None:
+    def _lost(self, transport: asyncio.BaseTransport, error: Exception | None) -> None:
+        if transport is not self._transport:  # a connection given up on already (rule 3)
+            return
         if not self.error and not self._closing:
             self._failed(f"connection closed: {error!r}")
 
@@ -267,16 +269,19 @@ class _Wire(asyncio.Protocol):
 
     def __init__(self, peer: SimPeer) -> None:
         self.peer = peer
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
         self.peer._connected(transport)
 
     def data_received(self, data: bytes) -> None:
-        self.peer._received(data)
+        if self.transport is self.peer._transport:
+            self.peer._received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.peer._lost(exc)
+        self.peer._lost(self.transport, exc)
 
 
 async def wait_all(peers: list[SimPeer], done: Callable[[SimPeer], bool], timeout: float) -> float:

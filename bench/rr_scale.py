@@ -17,12 +17,13 @@ Rules:
    graceful restart, merge paths, export through ``calico_kernel_programming``, which accepts
    every route of a no-encap pool), ``protocol device``, ``protocol direct`` without cali* and
    kube-ipvs*, and one ``protocol bgp Global_<ip>`` per client from a template with ``gateway
-   recursive``, ``add paths on``, ``graceful restart`` and Calico's connect timers; each session
-   has ``source address``, ``ttl security off; multihop``, ``import all``, an export filter that
-   accepts the pool (``calico_export_to_bgp_peers(true)``), ``passive on`` (the client's address
-   string is the larger, §2.8 item 7) and ``rr client; rr cluster id``. BIRD runs without
-   ``-R``: its graceful-restart wait would hold the kernel export until a timeout, as the
-   simulated clients send no End-of-RIB.
+   recursive``, ``add paths on``, ``graceful restart``, Calico's connect timers and ``debug {
+   states }`` (sessions only: bgpd logs no route at Info either); each session has ``source
+   address``, ``ttl security off; multihop``, ``import all``, an export filter that accepts the
+   pool (``calico_export_to_bgp_peers(true)``), ``passive on`` (the client's address string is
+   the larger, §2.8 item 7) and ``rr client; rr cluster id``. BIRD runs without ``-R``: its
+   graceful-restart wait would hold the kernel export until a timeout, as the simulated clients
+   send no End-of-RIB.
 4. Mesh: the datastore has ``--mesh-nodes`` Nodes with the node-to-node mesh on; the daemon is
    one of them and owns 10.128.0.0/26, the other ones are simulated, so it has one iBGP session
    per other node, as each node of a real full mesh has. BIRD's config is the mesh form of

@@ -32,6 +32,12 @@ Rules:
    when it has none); AUTO ours for locally originated routes and towards external peers,
    unchanged towards internal peers.
 5. Pure: no IO, no clock.
+6. ``export_rewrite`` remembers its results, keyed by everything rules 3 and 4 read: the
+   family, the attributes, the source's kind, router id and (towards an external peer) its
+   MED, the peer's kind and local AS, our cluster id, the next-hop mode and our next hop in
+   the family. So a route reflector rewrites one client's attributes once for all its clients,
+   not once per (route, client), and hands every client the same object. At most
+   ``REWRITE_MEMO`` results are kept; when full the memo is emptied and fills again.
 """
 
 from __future__ import annotations
@@ -172,10 +178,46 @@ def export_check(path: Path, target: ExportTarget) -> ExportReject | None:
     return None
 
 
+REWRITE_MEMO = 1 << 16
+_rewrites: dict[tuple[object, ...], PathAttributes | None] = {}
+
+
 def export_rewrite(
     family: Family, path: Path, attrs: PathAttributes, target: ExportTarget
 ) -> PathAttributes | None:
-    """Rules 3 and 4 on the (policy-processed) ``attrs`` of ``path``; None without a next hop."""
+    """Rules 3, 4 and 6 on the (policy-processed) ``attrs`` of ``path``; None without a next
+    hop."""
+    source = path.source
+    peer = target.peer
+    external = not peer.ibgp
+    key = (
+        family,
+        attrs,
+        source.ibgp,
+        source.local,
+        source.router_id,
+        path.attrs.med if external else None,
+        external,
+        peer.local_as,
+        target.cluster_id,
+        target.next_hop_mode,
+        target.next_hop_self.get(family),
+    )
+    try:
+        return _rewrites[key]
+    except KeyError:
+        pass
+    if len(_rewrites) >= REWRITE_MEMO:
+        _rewrites.clear()
+    rewritten = _rewrite(family, path, attrs, target)
+    _rewrites[key] = rewritten
+    return rewritten
+
+
+def _rewrite(
+    family: Family, path: Path, attrs: PathAttributes, target: ExportTarget
+) -> PathAttributes | None:
+    """Rules 3 and 4."""
     source = path.source
     peer = target.peer
     changes: dict[str, object] = {}

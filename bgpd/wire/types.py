@@ -17,6 +17,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from mypy_extensions import mypyc_attr
+
 from bgpd.wire.constants import Afi, Origin, Safi, SegmentType
 
 Prefix = bytes
@@ -181,6 +183,9 @@ class UnknownAttribute:
     value: bytes
 
 
+# A Python class even where mypyc compiles this module: the interning cache holds it by weak
+# reference, and a mypyc native class cannot have one.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class PathAttributes:
     """The path attributes of a route, decoded once per UPDATE and shared by all its prefixes.

@@ -3,11 +3,14 @@ extension modules with mypyc (issue 18), unless ``BGPD_PURE_PYTHON=1`` asks for 
 
 Rules:
 1. ``[tool.bgpd] compiled`` is the one list of compiled modules (source paths); the build, the
-   Makefile and ``tests/test_compiled.py`` all read it.
+   Makefile and ``tests/test_compiled.py`` read it, and the rules below, through this file
+   (importing it builds nothing: only running it does).
 2. Every build is compiled unless ``BGPD_PURE_PYTHON`` is set to a non-empty value other than
    ``0``; the build then has no C compiler step at all.
-3. The compiled modules are one mypyc group, ``bgpd._compiled``: one shared library inside the
-   package plus a small shim per module, so native calls between listed modules stay native.
+3. The compiled modules are one mypyc group, ``bgpd``: one shared library, the top-level module
+   ``bgpd__mypyc``, plus a small shim per listed module, so calls between listed modules stay
+   native. (Inside the package, mypyc would give the modules one imports natively a wrong
+   ``__file__``.)
 4. Every build first removes the extension modules an earlier in-place build (``pip install -e
    .``) left beside the sources: the import system prefers an extension module to the ``.py`` of
    the same name, so one left from a longer list, or before a pure build, would shadow the source.
@@ -18,11 +21,15 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from setuptools import Extension, setup
+if TYPE_CHECKING:
+    from setuptools import Extension
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES = ("bgpd", "peers", "encap")
+GROUP = "bgpd"
+SHARED_LIBRARY = GROUP + "__mypyc"
 
 
 def compiled_sources() -> list[str]:
@@ -38,6 +45,8 @@ def pure_requested() -> bool:
 
 def remove_in_place_extensions() -> None:
     """Rule 4: our packages hold no extension module but what this build makes."""
+    for path in ROOT.glob(SHARED_LIBRARY + ".*.so"):
+        path.unlink()
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.so"):
             path.unlink()
@@ -49,7 +58,14 @@ def ext_modules() -> list[Extension]:
         return []
     from mypyc.build import mypycify
 
-    return mypycify(compiled_sources(), group_name="bgpd._compiled", opt_level="3")
+    return mypycify(compiled_sources(), group_name=GROUP, opt_level="3")
 
 
-setup(ext_modules=ext_modules())
+def main() -> None:
+    from setuptools import setup
+
+    setup(ext_modules=ext_modules())
+
+
+if __name__ == "__main__":
+    main()

@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIRD2  ?= /opt/bird2
+# gcc and python3-dev: the compiled build (setup.py, mypyc).
 DEBIAN_PACKAGES := bird frr gobgpd etcd-server etcd-client nftables iproute2 iputils-ping procps psmisc \
-                   libssh-gcrypt-4 python3-venv
+                   libssh-gcrypt-4 python3-venv gcc python3-dev
 # kubectl checks the test Kubernetes API server; Debian ships it as kubernetes-client, installed
 # only when no kubectl binary is on PATH already.
 DEBIAN_PACKAGES += $(if $(shell command -v kubectl),,kubernetes-client)

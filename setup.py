@@ -11,14 +11,17 @@ Rules:
    ``bgpd__mypyc``, plus a small shim per listed module, so calls between listed modules stay
    native. (Inside the package, mypyc would give the modules one imports natively a wrong
    ``__file__``.)
-4. Every build first removes the extension modules an earlier in-place build (``pip install -e
-   .``) left beside the sources: the import system prefers an extension module to the ``.py`` of
-   the same name, so one left from a longer list, or before a pure build, would shadow the source.
+4. An in-place build (``pip install -e .``, ``build_ext --inplace``) first removes the extension
+   modules an earlier one left beside the sources: the import system prefers an extension module
+   to the ``.py`` of the same name, so one left from a longer list, or before a pure build, would
+   shadow the source. A wheel (``pip install .``, ``pip wheel .``) builds apart from the sources
+   and leaves them as they are.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +46,11 @@ def pure_requested() -> bool:
     return os.environ.get("BGPD_PURE_PYTHON", "") not in ("", "0")
 
 
+def builds_in_place(argv: list[str]) -> bool:
+    """Rule 4: the setuptools commands that put extension modules beside the sources."""
+    return not {"editable_wheel", "develop", "--inplace", "-i"}.isdisjoint(argv)
+
+
 def remove_in_place_extensions() -> None:
     """Rule 4: our packages hold no extension module but what this build makes."""
     for path in ROOT.glob(SHARED_LIBRARY + ".*.so"):
@@ -53,7 +61,8 @@ def remove_in_place_extensions() -> None:
 
 
 def ext_modules() -> list[Extension]:
-    remove_in_place_extensions()
+    if builds_in_place(sys.argv):
+        remove_in_place_extensions()
     if pure_requested():
         return []
     from mypyc.build import mypycify

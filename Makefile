@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIRD2  ?= /opt/bird2
+# gcc and python3-dev: the compiled build (setup.py, mypyc).
 DEBIAN_PACKAGES := bird frr gobgpd etcd-server etcd-client nftables iproute2 iputils-ping procps psmisc \
-                   libssh-gcrypt-4 python3-venv
+                   libssh-gcrypt-4 python3-venv gcc python3-dev
 # kubectl checks the test Kubernetes API server; Debian ships it as kubernetes-client, installed
 # only when no kubectl binary is on PATH already.
 DEBIAN_PACKAGES += $(if $(shell command -v kubectl),,kubernetes-client)
@@ -32,12 +33,21 @@ deps-debian:
 	  mkdir -p $(BIRD2) && dpkg -x $$tmp/bird2_*.deb $(BIRD2) && rm -rf $$tmp; \
 	fi
 
-deps-python: $(VENV)/.installed
+# The build compiles the modules pyproject.toml lists under [tool.bgpd] with mypyc (setup.py);
+# BGPD_PURE_PYTHON=1 builds pure Python, and the tests check that they run on the build asked
+# for. The stamp names the kind, so switching rebuilds; so does editing a compiled module (its
+# extension module would shadow the edited source). Nothing changed, nothing is rebuilt.
+export BGPD_PURE_PYTHON
+BUILD_KIND := $(if $(filter-out 0,$(BGPD_PURE_PYTHON)),pure,compiled)
+COMPILED   := $(if $(filter compiled,$(BUILD_KIND)),$(shell $(PYTHON) -B -c 'import setup; print(*setup.compiled_sources())'))
 
-$(VENV)/.installed: pyproject.toml
+deps-python: $(VENV)/.installed-$(BUILD_KIND)
+
+$(VENV)/.installed-$(BUILD_KIND): pyproject.toml setup.py $(COMPILED)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed*
 	touch $@
 
 LINT_PATHS := $(wildcard bgpd peers encap tests bench containerlab)
@@ -79,4 +89,5 @@ soak: deps
 	$(PY) bench/soak.py $(SOAK_FLAGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build bgpd__mypyc.*.so
+	find bgpd peers encap -name '*.so' -delete

@@ -33,7 +33,7 @@ import struct
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from bgpd.wire.constants import AS_TRANS, AttrFlag, AttrType, SegmentType, UpdateSubcode
 from bgpd.wire.errors import AttributeIssue, ErrorAction
@@ -42,16 +42,16 @@ from bgpd.wire.types import AsPath, AsPathSegment, PathAttributes, UnknownAttrib
 # The flag bits as plain ints: with an ``AttrFlag`` operand, ``flags & X`` runs IntFlag's
 # operator in Python (about 0.7 us, twice per attribute when decoding: 15 % of decoding the
 # UPDATEs of bench/tables.py's 1M full-shape table).
-OPTIONAL = int(AttrFlag.OPTIONAL)
-TRANSITIVE = int(AttrFlag.TRANSITIVE)
-PARTIAL = int(AttrFlag.PARTIAL)
-EXTENDED_LENGTH = int(AttrFlag.EXTENDED_LENGTH)
-WELL_KNOWN = TRANSITIVE
-OPTIONAL_TRANSITIVE = OPTIONAL | TRANSITIVE
+OPTIONAL: Final = int(AttrFlag.OPTIONAL)
+TRANSITIVE: Final = int(AttrFlag.TRANSITIVE)
+PARTIAL: Final = int(AttrFlag.PARTIAL)
+EXTENDED_LENGTH: Final = int(AttrFlag.EXTENDED_LENGTH)
+WELL_KNOWN: Final = TRANSITIVE
+OPTIONAL_TRANSITIVE: Final = OPTIONAL | TRANSITIVE
 
-TAW = ErrorAction.TREAT_AS_WITHDRAW
-DISCARD = ErrorAction.ATTRIBUTE_DISCARD
-RESET = ErrorAction.SESSION_RESET
+TAW: Final = ErrorAction.TREAT_AS_WITHDRAW
+DISCARD: Final = ErrorAction.ATTRIBUTE_DISCARD
+RESET: Final = ErrorAction.SESSION_RESET
 
 
 class Malformed(Exception):
@@ -124,7 +124,7 @@ def decode_as_path(value: bytes, asn_size: int) -> AsPath:
     return tuple(segments)
 
 
-_CONFED_SEGMENTS = (SegmentType.AS_CONFED_SEQUENCE, SegmentType.AS_CONFED_SET)
+_CONFED_SEGMENTS: Final = (SegmentType.AS_CONFED_SEQUENCE, SegmentType.AS_CONFED_SET)
 
 
 def _check_external_as_path(path: AsPath, ctx: DecodeContext) -> None:
@@ -220,7 +220,7 @@ def _decode_large_communities(value: bytes, ctx: DecodeContext, out: Fields) -> 
 
 
 _US = UpdateSubcode
-ATTRIBUTES: dict[int, AttributeRow] = {
+ATTRIBUTES: Final[dict[int, AttributeRow]] = {
     row.code: row
     for row in (
         AttributeRow(AttrType.ORIGIN, "origin", WELL_KNOWN, _decode_origin, TAW, 6),
@@ -284,7 +284,7 @@ ATTRIBUTES: dict[int, AttributeRow] = {
     )
 }
 
-MP_ATTRIBUTES = (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI)
+MP_ATTRIBUTES: Final = (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI)
 
 
 class DecodedAttributes(NamedTuple):

@@ -10,6 +10,8 @@ Rules:
 
 from __future__ import annotations
 
+from typing import Final
+
 from bgpd.wire.constants import (
     HEADER_LEN,
     MARKER,
@@ -21,14 +23,14 @@ from bgpd.wire.constants import (
 from bgpd.wire.errors import MessageError
 
 # RFC 4271 §4.2-§4.5, RFC 2918 §3: the smallest valid length of each type.
-MIN_LENGTH: dict[int, int] = {
+MIN_LENGTH: Final[dict[int, int]] = {
     MessageType.OPEN: 29,
     MessageType.UPDATE: 23,
     MessageType.NOTIFICATION: 21,
     MessageType.KEEPALIVE: 19,
     MessageType.ROUTE_REFRESH: 23,
 }
-_SMALL_ONLY = (MessageType.OPEN, MessageType.KEEPALIVE)
+_SMALL_ONLY: Final = (MessageType.OPEN, MessageType.KEEPALIVE)
 
 
 class Framer:

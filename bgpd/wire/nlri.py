@@ -12,12 +12,14 @@ Rules:
 
 from __future__ import annotations
 
+from typing import Final
+
 from bgpd.wire.constants import ErrorCode, UpdateSubcode
 from bgpd.wire.errors import MessageError
 from bgpd.wire.types import Prefix, canonical_prefix
 
 # Host bits of the last octet for a prefix length's remainder mod 8 (0 = whole octets).
-_HOST_BITS = (0, 0x7F, 0x3F, 0x1F, 0x0F, 0x07, 0x03, 0x01)
+_HOST_BITS: Final = (0, 0x7F, 0x3F, 0x1F, 0x0F, 0x07, 0x03, 0x01)
 
 
 def _bad_field(why: str) -> MessageError:

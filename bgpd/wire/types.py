@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
+
+from mypy_extensions import mypyc_attr
 
 from bgpd.wire.constants import Afi, Origin, Safi, SegmentType
 
@@ -58,10 +60,10 @@ class Family(NamedTuple):
         return cls(afi, safi)
 
 
-IPV4_UNICAST = Family(Afi.IPV4, Safi.UNICAST)
-IPV6_UNICAST = Family(Afi.IPV6, Safi.UNICAST)
+IPV4_UNICAST: Final = Family(Afi.IPV4, Safi.UNICAST)
+IPV6_UNICAST: Final = Family(Afi.IPV6, Safi.UNICAST)
 
-_TRAILING_MASK = (0xFF, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE)
+_TRAILING_MASK: Final = (0xFF, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE)
 
 
 def canonical_prefix(plen: int, octets: bytes) -> Prefix:
@@ -181,6 +183,9 @@ class UnknownAttribute:
     value: bytes
 
 
+# A Python class even where mypyc compiles this module: the interning cache holds it by weak
+# reference, and a mypyc native class cannot have one.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class PathAttributes:
     """The path attributes of a route, decoded once per UPDATE and shared by all its prefixes.

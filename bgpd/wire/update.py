@@ -24,6 +24,7 @@ Rules:
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from bgpd.wire.attributes import (
     EXTENDED_LENGTH,
@@ -49,12 +50,12 @@ from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.nlri import decode_prefixes, decode_prefixes_add_path, pack_prefixes
 from bgpd.wire.types import IPV4_UNICAST, Family, PathAttributes, Prefix
 
-_KNOWN_AFI = (Afi.IPV4, Afi.IPV6)
-_KNOWN_SAFI = (Safi.UNICAST, Safi.MULTICAST)
-_MALFORMED_LIST = UpdateSubcode.MALFORMED_ATTRIBUTE_LIST
-EOR_IPV4 = frame(MessageType.UPDATE, b"\0\0\0\0")
+_KNOWN_AFI: Final = (Afi.IPV4, Afi.IPV6)
+_KNOWN_SAFI: Final = (Safi.UNICAST, Safi.MULTICAST)
+_MALFORMED_LIST: Final = UpdateSubcode.MALFORMED_ATTRIBUTE_LIST
+EOR_IPV4: Final = frame(MessageType.UPDATE, b"\0\0\0\0")
 # Cache-key prefix: the context flags and the peer AS (0 unless external; attributes.py rule 6).
-_context_key = struct.Struct("!BI").pack
+_context_key: Final = struct.Struct("!BI").pack
 
 
 def _reset(subcode: int, why: str, data: bytes = b"") -> MessageError:

@@ -32,6 +32,11 @@ Rules:
 5. Bad configuration that only shows at start (a datastore file that does not read, a control
    socket another daemon serves, a metrics or BGP address that does not bind) raises one
    ``ConfigError`` naming the setting and its value, never a task-group traceback.
+6. The routing task yields after a slice of ``ROUTING_SLICE`` prefixes (and the drain that
+   plans them), even with the inbox still full: a table streaming in is routed in slices with
+   the kernel task's rounds and the peers' reads between them, so kernel writes start at once
+   and overlap the decoding and routing of the rest. A batch the kernel task asks for is handed
+   out at the end of the slice, not behind the UPDATEs queued before its request.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ from bgpd.router import (
     TunnelsWanted,
 )
 from bgpd.session.config import IPAddress, PeerKey, SessionConfig
-from bgpd.session.events import Down, Established
+from bgpd.session.events import Down, Established, UpdateReceived
 from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
 from bgpd.wire.attributes import AttributeCache
 from encap.devices import TunnelReport, converge
@@ -90,6 +95,7 @@ log = structlog.get_logger("bgpd.daemon")
 _T = TypeVar("_T")
 
 INBOX_SIZE = 256  # items waiting for the routing task (rule 1)
+ROUTING_SLICE = 16384  # prefixes routed between two turns of the other tasks (rule 6)
 LISTEN_RETRY = 5.0  # seconds between tries of a listen address that does not bind yet
 
 
@@ -204,6 +210,7 @@ class Daemon:
         self._kernel_views: Latest[KernelView] = Latest()
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
+        self._kernel_due = False  # the kernel task waits for a batch (rule 6)
         self._snapshot: Snapshot | None = None
         self._host = HostFacts()
         self._group: asyncio.TaskGroup | None = None
@@ -231,13 +238,34 @@ class Daemon:
                 except TimeoutError:
                     item = None
             now = loop.time()
+            room = ROUTING_SLICE
             while item is not None:
-                self._take_in(item, now)
+                room -= self._take_in(item, now)
+                if room <= 0:
+                    break
                 item = inbox.get_nowait() if not inbox.empty() else None
             router.timer(now)
             self._execute(router.drain())
+            if room <= 0:
+                self._deliver_kernel_batch()
+                await asyncio.sleep(0)  # rule 6: the kernel and the peers get their turn
 
-    def _take_in(self, item: _Item, now: float) -> None:
+    def _take_in(self, item: _Item, now: float) -> int:
+        """One inbox item into the router; returns its weight in the routing slice (rule 6):
+        the prefixes of an UPDATE, 1 for anything else."""
+        if isinstance(item, _FromPeer) and isinstance(item.event, UpdateReceived):
+            self.router.session_event(item.peer, item.event, now)
+            update = item.event.update
+            weight = 1
+            for announcement in update.announced:
+                weight += len(announcement.prefixes)
+            for withdrawal in update.withdrawn:
+                weight += len(withdrawal.prefixes)
+            return weight
+        self._take_in_other(item, now)
+        return 1
+
+    def _take_in_other(self, item: _Item, now: float) -> None:
         if isinstance(item, _FromPeer):
             name = self.router.session_event(item.peer, item.event, now)
             if name is not None and isinstance(item.event, Established):
@@ -247,8 +275,7 @@ class Daemon:
         elif isinstance(item, _SenderReady):
             self._senders.ready(item.peer)
         elif isinstance(item, _KernelReady) and item.batch:
-            assert self.kernel is not None
-            self.kernel.deliver(self.router.kernel_batch(BATCH_ROUTES))
+            self._deliver_kernel_batch()
         elif isinstance(item, _KernelReady):
             self._kernel_asked = True
             self._wake_kernel()
@@ -296,6 +323,20 @@ class Daemon:
                 assert self._group is not None
                 stopping = self.supervisor.stop_automatically(output.peer, output.stop)
                 self._group.create_task(stopping, name=f"stop {output.peer}")
+
+    async def _kernel_request(self, batch: bool) -> None:
+        """``KernelSync``'s request (kernel.sync rule 1). A batch is handed out at the end of
+        the routing slice in progress (rule 6), or by the inbox item when the task was idle,
+        whichever comes first."""
+        if batch:
+            self._kernel_due = True
+        await self._inbox.put(_KernelReady(batch))
+
+    def _deliver_kernel_batch(self) -> None:
+        """The batch the kernel task asked for, once per request (rule 6)."""
+        if self._kernel_due and self.kernel is not None:
+            self._kernel_due = False
+            self.kernel.deliver(self.router.kernel_batch(BATCH_ROUTES))
 
     def _wake_kernel(self) -> None:
         """Tell ``KernelSync`` there is work, when it asked to be told (kernel.sync rule 1)."""
@@ -531,7 +572,7 @@ class Daemon:
                         self.kernel = KernelSync(
                             programmer,
                             self.metrics,
-                            lambda batch: self._inbox.put(_KernelReady(batch)),
+                            self._kernel_request,
                         )
                         self._start(self.kernel.run(), "kernel")
                         self._start(self._learn_kernel_routes(), "kernel routes")

@@ -42,9 +42,7 @@ async def test_routes_not_ours_and_addresses_are_watched() -> None:
         ns.ip("addr", "add", "10.99.0.1/24", "dev", "w0")
         ns.ip("route", "add", "10.244.1.0/26", "dev", "w0", "proto", "boot")  # before start
         views: list[KernelView] = []
-        async with RouteWatch(
-            views.append, own_protocol=OURS, netns=ns.name, settle=0.05
-        ) as watch:
+        async with RouteWatch(views.append, own_protocol=OURS, netns=ns.name, settle=0.05) as watch:
             first = await view_where(views, lambda v: route(v, "10.244.1.0/26") is not None)
             found = route(first, "10.244.1.0/26")
             assert found is not None and found.ifname == "w0" and found.metric is None

@@ -57,7 +57,9 @@ from bgpd.kernel.plan import (
     RouteIdentity,
     RouteKind,
     diff_indexed,
+    identity_parts,
     index_routes,
+    route_identity,
     satisfies,
 )
 from encap.model import IPAddress
@@ -205,7 +207,7 @@ class _Packer:
         return packed
 
     def new_route(self, route: KernelRoute, seq: int, flags: int) -> bytes:
-        table, version, address, prefixlen, metric = route.identity
+        table, version, address, prefixlen, metric = identity_parts(route.identity)
         if route.kind is RouteKind.BLACKHOLE:
             rtype, hop_attrs, rtm_flags = RTN_BLACKHOLE, b"", 0
         elif route.kind is RouteKind.UNICAST and route.nexthops:
@@ -251,15 +253,17 @@ class _Packer:
 
     @staticmethod
     def del_route(route: KernelRoute, seq: int, flags: int) -> bytes:
-        _table, version, address, prefixlen, metric = route.identity
+        table, version, address, prefixlen, metric = identity_parts(route.identity)
         raw_dst = address.to_bytes(4 if version == 4 else 16, "big")
         family = socket.AF_INET if version == 4 else socket.AF_INET6
-        table = route.table if route.table < 256 else RT_TABLE_COMPAT
-        rtm = _RTMSG.pack(family, prefixlen, 0, 0, table, route.protocol, RT_SCOPE_NOWHERE, 0, 0)
+        rtm_table = table if table < 256 else RT_TABLE_COMPAT
+        rtm = _RTMSG.pack(
+            family, prefixlen, 0, 0, rtm_table, route.protocol, RT_SCOPE_NOWHERE, 0, 0
+        )
         payload = (
             _attr(RTA_DST, raw_dst)
             + _U32_ATTR.pack(8, RTA_PRIORITY, metric)
-            + _U32_ATTR.pack(8, RTA_TABLE, route.table)
+            + _U32_ATTR.pack(8, RTA_TABLE, table)
         )
         return (
             _NLMSGHDR.pack(_HEADER_LEN + len(payload), RTM_DELROUTE, flags, seq, 0) + rtm + payload
@@ -309,7 +313,8 @@ class _DumpParser:
                     attrs.get(RTA_GATEWAY), attrs.get(RTA_OIF), rtm_flags & RTNH_F_ONLINK
                 )
         version = 4 if family == socket.AF_INET else 6
-        return KernelRoute.keyed((table, version, address, dst_len, metric), kind, hops, protocol)
+        identity = route_identity(table, version, address, dst_len, metric)
+        return KernelRoute.keyed(identity, kind, hops, protocol)
 
     def _single_hop(
         self, gateway: bytes | None, oif: bytes | None, onlink: int

@@ -40,7 +40,8 @@ Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
    and deletes what is no longer wanted. A desired hop without an interface matches any
    interface the kernel resolved for it.
 10. A best route is planned from its packed prefix and next hops (``plan_best``): a full table
-    streams through here, so a learned route builds neither a network nor a ``BestRoute``.
+    streams through here, so a learned route builds neither a network nor a ``BestRoute``, and
+    once its (next hops, LOCAL_PREF, pool) was planned, the same route is made from a memo.
 11. A direct next hop is resolved as BIRD's ``gateway recursive`` does (Calico's BGP template):
     once the kernel's view is known (``resolver``, ``bgpd.kernel.learn`` rule 4), a next hop
     outside every connected network is installed via the gateway of the route towards it, and
@@ -59,6 +60,7 @@ from typing import NamedTuple
 from bgpd.calico.priority import metric_for_local_pref
 from bgpd.kernel.learn import KernelView, Resolver
 from bgpd.rib.route import Path
+from bgpd.wire.constants import Afi
 from bgpd.wire.types import Family, Prefix, prefix_to_network
 from encap.decide import Direct, Ipip, Unresolved, Vxlan, decide
 from encap.model import Encapsulation, IPAddress, IPNetwork, PoolSpec
@@ -274,6 +276,14 @@ class PlanConfig:
     _hops: dict[tuple[int, Hashable, int], tuple[PoolSpec | None, tuple[NextHop, ...]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    # Rule 10: a learned route's metric and hops by (IP version, packed next hops, LOCAL_PREF,
+    # id(pool)), the pool kept in the value as in ``_hops``: without reject CIDRs nothing else
+    # of the destination matters, so a full table is planned from this memo, a hit per route.
+    _learned: dict[
+        tuple[int, tuple[bytes, ...], int | None, int],
+        tuple[PoolSpec | None, int, tuple[NextHop, ...]],
+    ] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_version: dict[int, IPNetwork] = {}
@@ -512,19 +522,40 @@ def plan_best(
     if best.source.local:
         route = best_route(family, prefix, best, ecmp, blackholes, pools, pinned)
         return None if route is None else plan_route(route, config)
-    packed = _next_hop_bytes(best, ecmp)
-    if not packed:
-        return None
-    destination = prefix_destination(prefix, family)
-    return plan_destination(
-        destination,
-        _addresses(packed),
-        packed,
-        best.attrs.local_pref,
-        False,
-        pool_at(destination, pools),
-        config,
+    only = ecmp[0] if len(ecmp) == 1 else None
+    raw = best.attrs.next_hop
+    if only is best and len(raw) in (4, 16):
+        packed: tuple[bytes, ...] = (raw,)  # _next_hop_bytes' common case
+    else:
+        packed = _next_hop_bytes(best, ecmp)
+        if not packed:
+            return None
+    size = 4 if family.afi == Afi.IPV4 else 16  # prefix_destination, inline
+    address = int.from_bytes(prefix[1:], "big") << (8 * (size + 1 - len(prefix)))
+    version, prefixlen = (4 if size == 4 else 6), prefix[0]
+    pool = pool_at((version, address, prefixlen), pools) if pools else None
+    local_pref = best.attrs.local_pref
+    if not config.reject_cidrs:
+        learned = config._learned.get((version, packed, local_pref, id(pool)))
+        if learned is not None and learned[0] is pool:
+            _pool, metric, hops = learned
+            identity = ((((address << 8 | prefixlen) << 32 | metric) << 32 | config.table) << 1) | (
+                version == 6
+            )  # route_identity, inline
+            return KernelRoute.keyed(identity, RouteKind.UNICAST, hops, config.protocol)
+    destination = (version, address, prefixlen)
+    planned = plan_destination(
+        destination, _addresses(packed), packed, local_pref, False, pool, config
     )
+    if isinstance(planned, KernelRoute) and not config.reject_cidrs:
+        if len(config._learned) >= _HOPS_MEMO_LIMIT:
+            config._learned.clear()
+        config._learned[(version, packed, local_pref, id(pool))] = (
+            pool,
+            planned.metric,
+            planned.nexthops,
+        )
+    return planned
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,11 @@ Rules:
    else reaches it through one bounded inbox (GoBGP's mgmtCh, made literal): snapshots, reloads,
    session events (a peer task awaits room, so TCP pushes back on a fast peer), BFD levels (the
    newest per peer address, handed over by one task; ``bgpd.bfd.client`` rule 2), and the readiness
-   of a peer's sender or of the kernel task. The routing task never waits on IO: desired sessions
-   and tunnel plans go to their own tasks (the newest wins), a peer's sender gets messages only
-   once it wrote its last batch (Router rule 6), the kernel task rounds only when it asks.
+   of a peer's sender; the kernel task's readiness is a flag the routing task reads (rule 6),
+   with an inbox item only to wake it when idle. The routing task never waits on IO: desired
+   sessions and tunnel plans go to their own tasks (the newest wins), a peer's sender gets
+   messages only once it wrote its last batch (Router rule 6), the kernel task rounds only when
+   it asks.
 2. Nothing is advertised, withdrawn or programmed before the first complete snapshot; a
    datastore outage keeps the last one (Router rule 2).
 3. SIGHUP reloads the datastore; SIGTERM stops while preserving forwarding (transports close
@@ -35,8 +37,8 @@ Rules:
 6. The routing task yields after a slice of ``ROUTING_SLICE`` prefixes (and the drain that
    plans them), even with the inbox still full: a table streaming in is routed in slices with
    the kernel task's rounds and the peers' reads between them, so kernel writes start at once
-   and overlap the decoding and routing of the rest. A batch the kernel task asks for is handed
-   out at the end of the slice, not behind the UPDATEs queued before its request.
+   and overlap the decoding and routing of the rest. The kernel task's requests do not queue
+   behind UPDATEs: a batch it asks for is handed out at the end of the routing task's turn.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class _SenderReady:
 
 @dataclass(frozen=True, slots=True)
 class _KernelReady:
-    batch: bool  # False: tell the kernel task when there is work; True: hand it the batch
+    """The kernel task waits for a batch and the routing task was idle (rule 6)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +248,8 @@ class Daemon:
                 item = inbox.get_nowait() if not inbox.empty() else None
             router.timer(now)
             self._execute(router.drain())
+            self._deliver_kernel_batch()
             if room <= 0:
-                self._deliver_kernel_batch()
                 await asyncio.sleep(0)  # rule 6: the kernel and the peers get their turn
 
     def _take_in(self, item: _Item, now: float) -> int:
@@ -274,11 +276,8 @@ class Daemon:
                 self.metrics.fsm_transition(name, "Idle", item.event.token)
         elif isinstance(item, _SenderReady):
             self._senders.ready(item.peer)
-        elif isinstance(item, _KernelReady) and item.batch:
-            self._deliver_kernel_batch()
         elif isinstance(item, _KernelReady):
-            self._kernel_asked = True
-            self._wake_kernel()
+            pass  # it woke the task; the batch goes at the end of this turn (rule 6)
         elif isinstance(item, _KernelView):
             self.router.kernel_view(item.view, now)
             host = host_facts_of(item.view)
@@ -325,12 +324,17 @@ class Daemon:
                 self._group.create_task(stopping, name=f"stop {output.peer}")
 
     async def _kernel_request(self, batch: bool) -> None:
-        """``KernelSync``'s request (kernel.sync rule 1). A batch is handed out at the end of
-        the routing slice in progress (rule 6), or by the inbox item when the task was idle,
-        whichever comes first."""
+        """``KernelSync``'s request (kernel.sync rule 1), never queued behind UPDATEs (rule 6):
+        asked to be told of work, it is told at once if there is some (a read of the router),
+        else by the next drain that makes some; a batch is handed out at the end of the routing
+        task's turn, the item in the inbox only waking that task when it is idle."""
         if batch:
             self._kernel_due = True
-        await self._inbox.put(_KernelReady(batch))
+            if self._inbox.empty():
+                self._inbox.put_nowait(_KernelReady())
+        else:
+            self._kernel_asked = True
+            self._wake_kernel()
 
     def _deliver_kernel_batch(self) -> None:
         """The batch the kernel task asked for, once per request (rule 6)."""

@@ -519,7 +519,9 @@ class Daemon:
             )
         programmer = None
         if self.config.program_kernel:
-            programmer = KernelProgrammer(protocol=self.config.kernel_protocol)
+            programmer = KernelProgrammer(
+                protocol=self.config.kernel_protocol, desired=self.router.kernel.routes
+            )
             await programmer.start()
             if programmer.known:
                 self.router.restarting = True

@@ -18,7 +18,7 @@ Rules:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from bgpd.kernel.plan import KernelRoute, RouteIdentity
@@ -63,6 +63,11 @@ class DesiredKernel:
     def is_pending(self, family: Family, prefix: Prefix) -> bool:
         """Whether a change of ``prefix`` waits for the next batch."""
         return prefix in self._pending.get(family, {})
+
+    def routes(self) -> Iterator[KernelRoute]:
+        """Every desired route, pending or handed out (``KernelProgrammer`` rule 8 reads it)."""
+        for routes in self._desired.values():
+            yield from routes.values()
 
     def prefixes(self, family: Family) -> list[Prefix]:
         return list(self._desired.get(family, ()))

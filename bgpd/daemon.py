@@ -17,9 +17,11 @@ Rules:
    else reaches it through one bounded inbox (GoBGP's mgmtCh, made literal): snapshots, reloads,
    session events (a peer task awaits room, so TCP pushes back on a fast peer), BFD levels (the
    newest per peer address, handed over by one task; ``bgpd.bfd.client`` rule 2), and the readiness
-   of a peer's sender or of the kernel task. The routing task never waits on IO: desired sessions
-   and tunnel plans go to their own tasks (the newest wins), a peer's sender gets messages only
-   once it wrote its last batch (Router rule 6), the kernel task rounds only when it asks.
+   of a peer's sender; the kernel task's readiness is a flag the routing task reads (rule 6),
+   with an inbox item only to wake it when idle. The routing task never waits on IO: desired
+   sessions and tunnel plans go to their own tasks (the newest wins), a peer's sender gets
+   messages only once it wrote its last batch (Router rule 6), the kernel task rounds only when
+   it asks.
 2. Nothing is advertised, withdrawn or programmed before the first complete snapshot; a
    datastore outage keeps the last one (Router rule 2).
 3. SIGHUP reloads the datastore; SIGTERM stops while preserving forwarding (transports close
@@ -32,6 +34,11 @@ Rules:
 5. Bad configuration that only shows at start (a datastore file that does not read, a control
    socket another daemon serves, a metrics or BGP address that does not bind) raises one
    ``ConfigError`` naming the setting and its value, never a task-group traceback.
+6. The routing task yields after a slice of ``ROUTING_SLICE`` prefixes (and the drain that
+   plans them), even with the inbox still full: a table streaming in is routed in slices with
+   the kernel task's rounds and the peers' reads between them, so kernel writes start at once
+   and overlap the decoding and routing of the rest. The kernel task's requests do not queue
+   behind UPDATEs: a batch it asks for is handed out at the end of the routing task's turn.
 """
 
 from __future__ import annotations
@@ -79,7 +86,7 @@ from bgpd.router import (
     TunnelsWanted,
 )
 from bgpd.session.config import IPAddress, PeerKey, SessionConfig
-from bgpd.session.events import Down, Established
+from bgpd.session.events import Down, Established, UpdateReceived
 from bgpd.status import DaemonStatus, PeerStatus, RouteStatus
 from bgpd.wire.attributes import AttributeCache
 from encap.devices import TunnelReport, converge
@@ -90,6 +97,7 @@ log = structlog.get_logger("bgpd.daemon")
 _T = TypeVar("_T")
 
 INBOX_SIZE = 256  # items waiting for the routing task (rule 1)
+ROUTING_SLICE = 16384  # prefixes routed between two turns of the other tasks (rule 6)
 LISTEN_RETRY = 5.0  # seconds between tries of a listen address that does not bind yet
 
 
@@ -111,7 +119,7 @@ class _SenderReady:
 
 @dataclass(frozen=True, slots=True)
 class _KernelReady:
-    batch: bool  # False: tell the kernel task when there is work; True: hand it the batch
+    """The kernel task waits for a batch and the routing task was idle (rule 6)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +212,7 @@ class Daemon:
         self._kernel_views: Latest[KernelView] = Latest()
         self._senders = _Senders(self.router, self._inbox, self._start)
         self._kernel_asked = False
+        self._kernel_due = False  # the kernel task waits for a batch (rule 6)
         self._snapshot: Snapshot | None = None
         self._host = HostFacts()
         self._group: asyncio.TaskGroup | None = None
@@ -231,13 +240,34 @@ class Daemon:
                 except TimeoutError:
                     item = None
             now = loop.time()
+            room = ROUTING_SLICE
             while item is not None:
-                self._take_in(item, now)
+                room -= self._take_in(item, now)
+                if room <= 0:
+                    break
                 item = inbox.get_nowait() if not inbox.empty() else None
             router.timer(now)
             self._execute(router.drain())
+            self._deliver_kernel_batch()
+            if room <= 0:
+                await asyncio.sleep(0)  # rule 6: the kernel and the peers get their turn
 
-    def _take_in(self, item: _Item, now: float) -> None:
+    def _take_in(self, item: _Item, now: float) -> int:
+        """One inbox item into the router; returns its weight in the routing slice (rule 6):
+        the prefixes of an UPDATE, 1 for anything else."""
+        if isinstance(item, _FromPeer) and isinstance(item.event, UpdateReceived):
+            self.router.session_event(item.peer, item.event, now)
+            update = item.event.update
+            weight = 1
+            for announcement in update.announced:
+                weight += len(announcement.prefixes)
+            for withdrawal in update.withdrawn:
+                weight += len(withdrawal.prefixes)
+            return weight
+        self._take_in_other(item, now)
+        return 1
+
+    def _take_in_other(self, item: _Item, now: float) -> None:
         if isinstance(item, _FromPeer):
             name = self.router.session_event(item.peer, item.event, now)
             if name is not None and isinstance(item.event, Established):
@@ -246,12 +276,8 @@ class Daemon:
                 self.metrics.fsm_transition(name, "Idle", item.event.token)
         elif isinstance(item, _SenderReady):
             self._senders.ready(item.peer)
-        elif isinstance(item, _KernelReady) and item.batch:
-            assert self.kernel is not None
-            self.kernel.deliver(self.router.kernel_batch(BATCH_ROUTES))
         elif isinstance(item, _KernelReady):
-            self._kernel_asked = True
-            self._wake_kernel()
+            pass  # it woke the task; the batch goes at the end of this turn (rule 6)
         elif isinstance(item, _KernelView):
             self.router.kernel_view(item.view, now)
             host = host_facts_of(item.view)
@@ -296,6 +322,25 @@ class Daemon:
                 assert self._group is not None
                 stopping = self.supervisor.stop_automatically(output.peer, output.stop)
                 self._group.create_task(stopping, name=f"stop {output.peer}")
+
+    async def _kernel_request(self, batch: bool) -> None:
+        """``KernelSync``'s request (kernel.sync rule 1), never queued behind UPDATEs (rule 6):
+        asked to be told of work, it is told at once if there is some (a read of the router),
+        else by the next drain that makes some; a batch is handed out at the end of the routing
+        task's turn, the item in the inbox only waking that task when it is idle."""
+        if batch:
+            self._kernel_due = True
+            if self._inbox.empty():
+                self._inbox.put_nowait(_KernelReady())
+        else:
+            self._kernel_asked = True
+            self._wake_kernel()
+
+    def _deliver_kernel_batch(self) -> None:
+        """The batch the kernel task asked for, once per request (rule 6)."""
+        if self._kernel_due and self.kernel is not None:
+            self._kernel_due = False
+            self.kernel.deliver(self.router.kernel_batch(BATCH_ROUTES))
 
     def _wake_kernel(self) -> None:
         """Tell ``KernelSync`` there is work, when it asked to be told (kernel.sync rule 1)."""
@@ -474,7 +519,9 @@ class Daemon:
             )
         programmer = None
         if self.config.program_kernel:
-            programmer = KernelProgrammer(protocol=self.config.kernel_protocol)
+            programmer = KernelProgrammer(
+                protocol=self.config.kernel_protocol, desired=self.router.kernel.routes
+            )
             await programmer.start()
             if programmer.known:
                 self.router.restarting = True
@@ -531,7 +578,7 @@ class Daemon:
                         self.kernel = KernelSync(
                             programmer,
                             self.metrics,
-                            lambda batch: self._inbox.put(_KernelReady(batch)),
+                            self._kernel_request,
                         )
                         self._start(self.kernel.run(), "kernel")
                         self._start(self._learn_kernel_routes(), "kernel routes")

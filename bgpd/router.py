@@ -420,12 +420,12 @@ class Router:
         outputs, self._outputs = self._outputs, []
         speaker, applied = self.speaker, self._applied
         if speaker is not None and applied is not None:
-            planner = self._planner or applied.plan.kernel
+            plan = (self._planner or applied.plan.kernel).route
+            desire = self.kernel.set
             for change in speaker.drain():
-                if isinstance(change, BestChanged):
-                    family, prefix = change.family, change.prefix
-                    route = planner.route(family, prefix, change.best, change.ecmp)
-                    self.kernel.set(family, prefix, route)
+                if change.__class__ is BestChanged:  # a full table: one per prefix
+                    family, prefix, best, ecmp = change
+                    desire(family, prefix, plan(family, prefix, best, ecmp))
                 elif isinstance(change, PeerHasOutput):
                     session = applied.plan.sessions.get(change.peer_id)
                     if session is not None:

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from bgpd.kernel.plan import KernelRoute, RouteIdentity
@@ -63,19 +64,33 @@ class DesiredKernel:
         """Whether a change of ``prefix`` waits for the next batch."""
         return prefix in self._pending.get(family, {})
 
+    def routes(self) -> Iterator[KernelRoute]:
+        """Every desired route, pending or handed out (``KernelProgrammer`` rule 8 reads it)."""
+        for routes in self._desired.values():
+            yield from routes.values()
+
     def prefixes(self, family: Family) -> list[Prefix]:
         return list(self._desired.get(family, ()))
 
     def set(self, family: Family, prefix: Prefix, route: KernelRoute | None) -> None:
-        """Rule 1."""
-        desired = self._desired.setdefault(family, {})
+        """Rule 1. Once per best-path change of a full table: no container is built per call."""
+        desired = self._desired.get(family)
+        if desired is None:
+            desired = self._desired[family] = {}
         old = desired.get(prefix)
         if route is None:
-            desired.pop(prefix, None)
+            if old is None:
+                return
+            del desired[prefix]
         else:
             desired[prefix] = route
-        if old != route:
-            self._pending.setdefault(family, {}).setdefault(prefix, old)
+            if old is not None and old == route:
+                return
+        pending = self._pending.get(family)
+        if pending is None:
+            pending = self._pending[family] = {}
+        if prefix not in pending:
+            pending[prefix] = old
 
     def converged(self) -> None:
         """Rule 3: the RIB has converged after our restart; sweep what it did not ask for."""
@@ -88,15 +103,21 @@ class DesiredKernel:
         taken = 0
         for family, changed in list(self._pending.items()):
             desired = self._desired.get(family, {})
-            for prefix, old in list(itertools.islice(changed.items(), limit - taken)):
-                del changed[prefix]
+            if len(changed) <= limit - taken:
+                items: Iterable[tuple[Prefix, KernelRoute | None]] = changed.items()
+                self._pending[family] = {}  # all of it: no deletion per prefix
+            else:
+                items = list(itertools.islice(changed.items(), limit - taken))
+                for prefix, _old in items:
+                    del changed[prefix]
+            for prefix, old in items:
                 new = desired.get(prefix)
                 if new is not None:
                     upserts.append(new)
                 if old is not None and (new is None or new.identity != old.identity):
                     removals.append(old.identity)
                 taken += 1
-            if not changed:
+            if not self._pending[family]:
                 del self._pending[family]
             if taken >= limit:
                 break

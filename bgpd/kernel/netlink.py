@@ -31,6 +31,11 @@ Rules:
    the routing loop's Python instead of stalling it. The loop runs while a hand-over is in
    flight, and packs the next group meanwhile; one hand-over at a time, and operations are
    serialised by a lock, so the socket has one user at a time.
+8. A caller that keeps the desired set itself (``desired``: the router's ``DesiredKernel``) and
+   feeds the changes through ``update`` is not copied: ``update`` only writes, ``reconcile``
+   and ``sweep_stale`` index the caller's set when they run. Otherwise (or once ``apply`` has
+   been called) the programmer keeps the desired set, as the last ``apply`` and the ``update``
+   calls since made it. A million routes would cost another map of a million entries.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ from bgpd.kernel.plan import (
     RouteIdentity,
     RouteKind,
     diff_indexed,
+    identity_parts,
     index_routes,
+    route_identity,
     satisfies,
 )
 from encap.model import IPAddress
@@ -205,7 +212,7 @@ class _Packer:
         return packed
 
     def new_route(self, route: KernelRoute, seq: int, flags: int) -> bytes:
-        table, version, address, prefixlen, metric = route.identity
+        table, version, address, prefixlen, metric = identity_parts(route.identity)
         if route.kind is RouteKind.BLACKHOLE:
             rtype, hop_attrs, rtm_flags = RTN_BLACKHOLE, b"", 0
         elif route.kind is RouteKind.UNICAST and route.nexthops:
@@ -251,15 +258,17 @@ class _Packer:
 
     @staticmethod
     def del_route(route: KernelRoute, seq: int, flags: int) -> bytes:
-        _table, version, address, prefixlen, metric = route.identity
+        table, version, address, prefixlen, metric = identity_parts(route.identity)
         raw_dst = address.to_bytes(4 if version == 4 else 16, "big")
         family = socket.AF_INET if version == 4 else socket.AF_INET6
-        table = route.table if route.table < 256 else RT_TABLE_COMPAT
-        rtm = _RTMSG.pack(family, prefixlen, 0, 0, table, route.protocol, RT_SCOPE_NOWHERE, 0, 0)
+        rtm_table = table if table < 256 else RT_TABLE_COMPAT
+        rtm = _RTMSG.pack(
+            family, prefixlen, 0, 0, rtm_table, route.protocol, RT_SCOPE_NOWHERE, 0, 0
+        )
         payload = (
             _attr(RTA_DST, raw_dst)
             + _U32_ATTR.pack(8, RTA_PRIORITY, metric)
-            + _U32_ATTR.pack(8, RTA_TABLE, route.table)
+            + _U32_ATTR.pack(8, RTA_TABLE, table)
         )
         return (
             _NLMSGHDR.pack(_HEADER_LEN + len(payload), RTM_DELROUTE, flags, seq, 0) + rtm + payload
@@ -309,7 +318,8 @@ class _DumpParser:
                     attrs.get(RTA_GATEWAY), attrs.get(RTA_OIF), rtm_flags & RTNH_F_ONLINK
                 )
         version = 4 if family == socket.AF_INET else 6
-        return KernelRoute.keyed((table, version, address, dst_len, metric), kind, hops, protocol)
+        identity = route_identity(table, version, address, dst_len, metric)
+        return KernelRoute.keyed(identity, kind, hops, protocol)
 
     def _single_hop(
         self, gateway: bytes | None, oif: bytes | None, onlink: int
@@ -385,6 +395,7 @@ class KernelProgrammer:
         protocol: int = RTPROT_BIRD,
         table: int = MAIN_TABLE,
         window: int = DEFAULT_WINDOW,
+        desired: Callable[[], Iterable[KernelRoute]] | None = None,
     ) -> None:
         self.netns = netns
         self.protocol = protocol
@@ -399,6 +410,8 @@ class KernelProgrammer:
         self._known: dict[RouteIdentity, KernelRoute] = {}
         self._stale: set[RouteIdentity] = set()
         self._desired: dict[RouteIdentity, KernelRoute] | None = None
+        self._source = desired  # rule 8
+        self._fed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -466,6 +479,7 @@ class KernelProgrammer:
         wanted = index_routes(desired)
         async with self._lock:
             self._desired = wanted
+            self._source = None  # rule 8: from now on the desired set is this one
             await self._require_links().refresh()
             return await self._converge(self._known, wanted)
 
@@ -476,13 +490,17 @@ class KernelProgrammer:
         desired set, writing only what differs from what the kernel holds. Costs O(changes),
         so a full table can stream in without re-diffing everything (rule 1)."""
         async with self._lock:
-            desired = self._desired if self._desired is not None else {}
-            self._desired = desired
+            desired: dict[RouteIdentity, KernelRoute] | None = None
+            if self._source is None:  # rule 8: the desired set is ours to keep
+                desired = self._desired if self._desired is not None else {}
+                self._desired = desired
+            self._fed = True
             known, stale = self._known, self._stale
             to_replace: list[KernelRoute] = []
             for route in upserts:
                 key = route.identity
-                desired[key] = route
+                if desired is not None:
+                    desired[key] = route
                 if stale:
                     stale.discard(key)
                 have = known.get(key)
@@ -490,10 +508,10 @@ class KernelProgrammer:
                     to_replace.append(route)
             to_delete: list[KernelRoute] = []
             for key in removals:
-                if desired.pop(key, None) is None and key not in self._known:
-                    continue
-                have = self._known.get(key)
-                if have is not None and key not in self._stale:
+                if desired is not None:
+                    desired.pop(key, None)
+                have = known.get(key)
+                if have is not None and key not in stale:
                     to_delete.append(have)
             if _names_interfaces(to_replace):
                 await self._require_links().refresh()
@@ -505,14 +523,15 @@ class KernelProgrammer:
             await self._require_links().refresh()
             actual = index_routes(await self._dump())
             self._known = actual
-            if self._desired is None:
+            wanted = self._wanted()
+            if wanted is None:
                 return ApplyResult()
-            return await self._converge(actual, self._desired)
+            return await self._converge(actual, wanted)
 
     async def sweep_stale(self) -> ApplyResult:
         """Delete the stale routes that are still unwanted (rule 5)."""
         async with self._lock:
-            wanted = self._desired or {}
+            wanted = self._wanted() or {}
             doomed = [
                 self._known[key] for key in self._stale if key in self._known and key not in wanted
             ]
@@ -524,6 +543,13 @@ class KernelProgrammer:
         async with self._lock:
             await self._require_links().refresh()
             return await self._dump()
+
+    def _wanted(self) -> dict[RouteIdentity, KernelRoute] | None:
+        """The desired set (rule 8): the caller's, indexed for this call, or our own; None
+        before the first ``update`` or ``apply``."""
+        if self._source is not None:
+            return index_routes(self._source()) if self._fed else None
+        return self._desired
 
     async def _converge(
         self, have: dict[RouteIdentity, KernelRoute], wanted: dict[RouteIdentity, KernelRoute]

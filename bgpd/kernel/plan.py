@@ -33,11 +33,15 @@ Rules (calico-bgp.md §2.4, §2.10, §2.11, §3.3-§3.5):
    hops share one tuple of hops. A 32-octet IPv6 next hop counts as its global address.
 8. A next hop of the other address family, a WireGuard hop, or a VXLAN hop without a known VTEP,
    is dropped; a route left with no next hop is skipped with the reason.
-9. Kernel identity of a route is (table, destination, metric): ``diff`` replaces what differs
+9. Kernel identity of a route is (table, destination, metric), packed into one int
+   (``route_identity``; ``identity_parts`` unpacks it): a node holds a million routes, each
+   keyed by its identity in the desired and known maps, and one int costs a third of a 5-tuple
+   and its address int, and hashes without hashing five parts. ``diff`` replaces what differs
    and deletes what is no longer wanted. A desired hop without an interface matches any
    interface the kernel resolved for it.
 10. A best route is planned from its packed prefix and next hops (``plan_best``): a full table
-    streams through here, so a learned route builds neither a network nor a ``BestRoute``.
+    streams through here, so a learned route builds neither a network nor a ``BestRoute``, and
+    once its (next hops, LOCAL_PREF, pool) was planned, the same route is made from a memo.
 11. A direct next hop is resolved as BIRD's ``gateway recursive`` does (Calico's BGP template):
     once the kernel's view is known (``resolver``, ``bgpd.kernel.learn`` rule 4), a next hop
     outside every connected network is installed via the gateway of the route towards it, and
@@ -56,6 +60,7 @@ from typing import NamedTuple
 from bgpd.calico.priority import metric_for_local_pref
 from bgpd.kernel.learn import KernelView, Resolver
 from bgpd.rib.route import Path
+from bgpd.wire.constants import Afi
 from bgpd.wire.types import Family, Prefix, prefix_to_network
 from encap.decide import Direct, Ipip, Unresolved, Vxlan, decide
 from encap.model import Encapsulation, IPAddress, IPNetwork, PoolSpec
@@ -82,8 +87,27 @@ class NextHop(NamedTuple):
 
 # (IP version, destination address as int, prefix length): a destination without objects.
 Destination = tuple[int, int, int]
-# (table, IP version, destination address as int, prefix length, metric): the kernel's key.
-RouteIdentity = tuple[int, int, int, int, int]
+# (table, IP version, destination address as int, prefix length, metric), the kernel's key,
+# packed into one int (rule 9): address, prefix length, metric, table, then 1 for IPv6.
+RouteIdentity = int
+IdentityParts = tuple[int, int, int, int, int]
+_U32 = 0xFFFFFFFF
+
+
+def route_identity(table: int, version: int, address: int, prefixlen: int, metric: int) -> int:
+    """Rule 9: the identity of (table, destination, metric) as one int."""
+    return ((((address << 8 | prefixlen) << 32 | metric) << 32 | table) << 1) | (version == 6)
+
+
+def identity_parts(identity: RouteIdentity) -> IdentityParts:
+    """``(table, version, address, prefix length, metric)`` of an identity."""
+    version = 6 if identity & 1 else 4
+    identity >>= 1
+    table = identity & _U32
+    identity >>= 32
+    metric = identity & _U32
+    identity >>= 32
+    return table, version, identity >> 8, identity & 0xFF, metric
 
 
 def destination_of(network: IPNetwork) -> Destination:
@@ -115,7 +139,7 @@ def covers(cidr: IPNetwork, version: int, address: int, prefixlen: int) -> bool:
 class KernelRoute:
     """A route as the kernel holds it (one ``ip route`` line).
 
-    Stored as its ``identity`` (rule 9: table, destination, metric, from C-hashable parts),
+    Stored as its ``identity`` (rule 9: table, destination, metric, packed into one int),
     kind, next hops and protocol: no network object per route, since a node holds a million of
     them. ``dst``, ``metric`` and ``table`` are read from the identity.
     """
@@ -134,7 +158,9 @@ class KernelRoute:
         protocol: int = RTPROT_BIRD,
         table: int = MAIN_TABLE,
     ) -> None:
-        identity = (table, dst.version, int(dst.network_address), dst.prefixlen, metric)
+        identity = route_identity(
+            table, dst.version, int(dst.network_address), dst.prefixlen, metric
+        )
         _init_route(self, identity, kind, nexthops, protocol)
 
     @classmethod
@@ -152,16 +178,16 @@ class KernelRoute:
 
     @property
     def dst(self) -> IPNetwork:
-        _table, version, address, prefixlen, _metric = self.identity
+        _table, version, address, prefixlen, _metric = identity_parts(self.identity)
         return network_of(version, address, prefixlen)
 
     @property
     def metric(self) -> int:
-        return self.identity[4]
+        return (self.identity >> 33) & _U32
 
     @property
     def table(self) -> int:
-        return self.identity[0]
+        return (self.identity >> 1) & _U32
 
     def __str__(self) -> str:
         head = f"blackhole {self.dst}" if self.kind is RouteKind.BLACKHOLE else str(self.dst)
@@ -250,6 +276,14 @@ class PlanConfig:
     _hops: dict[tuple[int, Hashable, int], tuple[PoolSpec | None, tuple[NextHop, ...]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    # Rule 10: a learned route's metric and hops by (IP version, packed next hops, LOCAL_PREF,
+    # id(pool)), the pool kept in the value as in ``_hops``: without reject CIDRs nothing else
+    # of the destination matters, so a full table is planned from this memo, a hit per route.
+    _learned: dict[
+        tuple[int, tuple[bytes, ...], int | None, int],
+        tuple[PoolSpec | None, int, tuple[NextHop, ...]],
+    ] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_version: dict[int, IPNetwork] = {}
@@ -351,7 +385,9 @@ def plan_destination(
         if static or local_blackhole
         else metric_for_local_pref(local_pref, config.default_metric)
     )
-    identity = (config.table, version, address, prefixlen, metric)
+    identity = ((((address << 8 | prefixlen) << 32 | metric) << 32 | config.table) << 1) | (
+        version == 6
+    )  # route_identity, inline: this runs once per planned route
     if local_blackhole:
         return KernelRoute.keyed(identity, RouteKind.BLACKHOLE, (), config.protocol)
     memo_key = (version, hops_key, id(pool))
@@ -486,19 +522,40 @@ def plan_best(
     if best.source.local:
         route = best_route(family, prefix, best, ecmp, blackholes, pools, pinned)
         return None if route is None else plan_route(route, config)
-    packed = _next_hop_bytes(best, ecmp)
-    if not packed:
-        return None
-    destination = prefix_destination(prefix, family)
-    return plan_destination(
-        destination,
-        _addresses(packed),
-        packed,
-        best.attrs.local_pref,
-        False,
-        pool_at(destination, pools),
-        config,
+    only = ecmp[0] if len(ecmp) == 1 else None
+    raw = best.attrs.next_hop
+    if only is best and len(raw) in (4, 16):
+        packed: tuple[bytes, ...] = (raw,)  # _next_hop_bytes' common case
+    else:
+        packed = _next_hop_bytes(best, ecmp)
+        if not packed:
+            return None
+    size = 4 if family.afi == Afi.IPV4 else 16  # prefix_destination, inline
+    address = int.from_bytes(prefix[1:], "big") << (8 * (size + 1 - len(prefix)))
+    version, prefixlen = (4 if size == 4 else 6), prefix[0]
+    pool = pool_at((version, address, prefixlen), pools) if pools else None
+    local_pref = best.attrs.local_pref
+    if not config.reject_cidrs:
+        learned = config._learned.get((version, packed, local_pref, id(pool)))
+        if learned is not None and learned[0] is pool:
+            _pool, metric, hops = learned
+            identity = ((((address << 8 | prefixlen) << 32 | metric) << 32 | config.table) << 1) | (
+                version == 6
+            )  # route_identity, inline
+            return KernelRoute.keyed(identity, RouteKind.UNICAST, hops, config.protocol)
+    destination = (version, address, prefixlen)
+    planned = plan_destination(
+        destination, _addresses(packed), packed, local_pref, False, pool, config
     )
+    if isinstance(planned, KernelRoute) and not config.reject_cidrs:
+        if len(config._learned) >= _HOPS_MEMO_LIMIT:
+            config._learned.clear()
+        config._learned[(version, packed, local_pref, id(pool))] = (
+            pool,
+            planned.metric,
+            planned.nexthops,
+        )
+    return planned
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,11 @@ up to date from netlink notifications instead of scans.
 Rules:
 1. One raw NETLINK_ROUTE socket in the namespace, bound to the route, link and address groups
    (rtnetlink(7): RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_LINK, RTMGRP_IPV4_IFADDR,
-   RTMGRP_IPV6_IFADDR) and read by the event loop. A route notification is parsed by hand and
-   dropped at its header when its protocol is ours or its table is not the main one, so the
-   daemon's own writes (a full table) cost one header read each.
+   RTMGRP_IPV6_IFADDR) and read by the event loop. A socket filter (classic BPF,
+   ``SO_ATTACH_FILTER``) drops the route notifications of our own protocol in the kernel, so the
+   daemon's own writes (a full table) never reach the loop nor fill the receive buffer (an
+   overrun would cost a re-read, rule 2). A route notification that passes is parsed by hand and
+   dropped at its header when its protocol is ours or its table is not the main one.
 2. Start, a receive overrun (``ENOBUFS``) and any link or address notification re-read the
    state: links (name, up) and addresses (of links that are up, with their scope) through
    pyroute2, routes through a hand-parsed dump of the main table that drops ours at the
@@ -22,10 +24,12 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import ipaddress
 import os
 import socket
+import struct
 from collections.abc import Callable
 
 import structlog
@@ -78,6 +82,11 @@ _RECV_SIZE = 1 << 20
 _RCVBUF = 4 << 20
 DEFAULT_SETTLE = 0.2
 
+SO_ATTACH_FILTER = 26  # asm-generic/socket.h
+_BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+_BPF_LDH_ABS, _BPF_LDB_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x28, 0x30, 0x15, 0x06
+_RTM_PROTOCOL_OFFSET = _NLMSGHDR.size + 5  # rtmsg: family, dst_len, src_len, tos, table, protocol
+
 RouteKey = tuple[int, IPNetwork, int]  # (table, destination, metric)
 # (protocol, type, output interface index, has a gateway, the (first) gateway, metric)
 _Route = tuple[int, int, int | None, bool, IPAddress | None, int | None]
@@ -107,6 +116,7 @@ class RouteWatch:
         self._reread: asyncio.Task[None] | None = None
         self._reread_again = False
         self.views = 0
+        self.route_notifications = 0  # route notifications that reached the loop (rule 1)
 
     async def start(self) -> None:
         sock: socket.socket = await asyncio.to_thread(
@@ -114,6 +124,7 @@ class RouteWatch:
         )
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            _drop_own_routes(sock, self._own)
             sock.bind((0, GROUPS))
             sock.setblocking(False)
         except BaseException:
@@ -160,6 +171,7 @@ class RouteWatch:
                 continue
             for msg_type, _seq, msg in _messages(memoryview(data)):
                 if msg_type in (RTM_NEWROUTE, RTM_DELROUTE):
+                    self.route_notifications += 1
                     changed = self._route_message(msg_type, msg) or changed
                 elif msg_type in (RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR):
                     reread = True
@@ -312,6 +324,29 @@ class RouteWatch:
             if index in links and links[index][1]
         )
         return KernelView(routes, addresses)
+
+
+def _drop_own_routes(sock: socket.socket, protocol: int) -> None:
+    """Rule 1's socket filter: RTM_NEWROUTE and RTM_DELROUTE of ``protocol`` are dropped in the
+    kernel, everything else passes. A notification is one message per datagram; BPF loads the
+    host-order ``nlmsg_type`` big-endian, so the constants are converted once here."""
+
+    def as_loaded(value: int) -> int:
+        return int.from_bytes(struct.pack("=H", value), "big")
+
+    program = [
+        (_BPF_LDH_ABS, 0, 0, 4),  # nlmsg_type
+        (_BPF_JEQ_K, 1, 0, as_loaded(RTM_NEWROUTE)),
+        (_BPF_JEQ_K, 0, 2, as_loaded(RTM_DELROUTE)),
+        (_BPF_LDB_ABS, 0, 0, _RTM_PROTOCOL_OFFSET),
+        (_BPF_JEQ_K, 1, 0, protocol),
+        (_BPF_RET_K, 0, 0, 0xFFFFFFFF),  # pass
+        (_BPF_RET_K, 0, 0, 0),  # drop
+    ]
+    code = b"".join(_BPF_INSN.pack(*insn) for insn in program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _route_entry(

@@ -4,8 +4,9 @@ Rules:
 1. ``DECISION_STEPS`` is the only statement of the tie-break order: each row names its
    ``BestPathReason``, cites its rule and gives a key function (lower wins). Ranks, selection,
    the ECMP set and the docs all read this table.
-2. A ``Path``'s ranks are computed once (``rank_path``) when the path is interned, so comparing
-   two candidates is a tuple comparison.
+2. A ``Path``'s rank is computed once (``rank_path``) when the path is interned, so comparing
+   two candidates is a tuple comparison; the rank across neighbour-AS groups (MED skipped) and
+   the ECMP key are slices of it, taken only for prefixes with several candidates.
 3. MED is compared only between routes from the same neighbour AS (RFC 4271 §9.1.2.2 (c)) unless
    ``always_compare_med``. To stay independent of arrival order, MED is applied in groups
    (deterministic MED): the best of each neighbour-AS group, then the best of the group winners
@@ -140,14 +141,11 @@ def rank_path(
     two paths of one peer (RFC 7911 §5: they are distinct routes)."""
     igp = igp_cost(attrs.next_hop) if igp_cost is not None else None
     rank = tuple(step.key(source, attrs, igp) for step in DECISION_STEPS) + (path_id,)
-    cross = rank[:MED_STEP] + (0,) + rank[MED_STEP + 1 :]
     return Path(
         source=source,
         attrs=attrs,
         path_id=path_id,
         rank=rank,
-        cross_rank=cross,
-        ecmp_key=cross[:ECMP_DEPTH],
         neighbor_as=as_path_neighbor(attrs.as_path),
     )
 
@@ -179,12 +177,12 @@ def ecmp_set(ordered: tuple[Path, ...], always_compare_med: bool = False) -> tup
     best = ordered[0]
     if len(ordered) == 1:
         return ordered
-    key = best.ecmp_key
+    key = _ecmp_key(best)
     med = best.rank[MED_STEP]
     return tuple(
         p
         for p in ordered
-        if p.ecmp_key == key
+        if _ecmp_key(p) == key
         and (
             p.rank[MED_STEP] == med
             or (not always_compare_med and p.neighbor_as != best.neighbor_as)
@@ -235,4 +233,12 @@ def _rank(path: Path) -> tuple[object, ...]:
 
 
 def _cross_rank(path: Path) -> tuple[object, ...]:
-    return path.cross_rank
+    """The rank with MED skipped: the order across neighbour-AS groups (rule 3)."""
+    rank = path.rank
+    return rank[:MED_STEP] + (0,) + rank[MED_STEP + 1 :]
+
+
+def _ecmp_key(path: Path) -> tuple[object, ...]:
+    """The rank down to the IGP step, MED skipped (rule 4 compares MED apart)."""
+    rank = path.rank
+    return rank[:MED_STEP] + rank[MED_STEP + 1 : ECMP_DEPTH]

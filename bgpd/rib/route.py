@@ -5,8 +5,9 @@ Rules:
 1. A ``RouteSource`` is one peer session (or local origination) as the RIB sees it: frozen, one
    object per session, compared by identity in the hot path.
 2. A ``Path`` is a (source, attributes, ADD-PATH identifier) triple plus its precomputed decision
-   ranks. Paths are interned (``PathTable``): every prefix a peer announced with the same
-   attributes holds the same ``Path`` object, so a route costs one dict slot, not an object.
+   rank (one tuple; ``best_path`` derives the rest from it). Paths are interned (``PathTable``):
+   every prefix a peer announced with the same attributes holds the same ``Path`` object, so a
+   route costs one dict slot, not an object.
 3. Identity of a candidate inside a Loc-RIB entry is (source, path id): a new announcement with
    the same identity replaces the old one (RFC 4271 §9.1.4 implicit withdraw; RFC 7911 §5).
 4. Pure: imports only ``bgpd.wire`` value types; never ``bgpd.session``, ``bgpd.calico`` or
@@ -94,17 +95,17 @@ LOCAL_SOURCE = RouteSource(peer_id="local", local=True)
 class Path:
     """A candidate route's source and attributes, shared by every prefix that has both.
 
-    ``rank`` orders candidates inside one MED group (same neighbour AS), ``cross_rank`` across
-    groups (MED not compared), ``ecmp_key`` is the rank down to the IGP step; all are computed
-    once by ``best_path.rank_path``. Equality is identity (paths are interned).
+    ``rank`` orders candidates inside one MED group (same neighbour AS), computed once by
+    ``best_path.rank_path``, which also derives from it the order across groups (MED not
+    compared) and the ECMP key when a prefix has several candidates: a full table holds one
+    ``Path`` per attribute set, so it keeps one tuple, not three. Equality is identity (paths
+    are interned).
     """
 
     source: RouteSource
     attrs: PathAttributes
     path_id: int = 0
     rank: tuple[object, ...] = field(default=())
-    cross_rank: tuple[object, ...] = field(default=())
-    ecmp_key: tuple[object, ...] = field(default=())
     neighbor_as: int | None = None
 
     @property

@@ -12,8 +12,10 @@ import pytest
 from kernel_netns import Namespaces, ip_in, ipip_supported, routes
 from pyroute2 import AsyncIPRoute
 
-from bgpd.kernel.netlink import DEFAULT_WINDOW, EXCHANGE_ROUTES, KernelProgrammer
+from bgpd.kernel.desired import DesiredKernel
+from bgpd.kernel.netlink import DEFAULT_WINDOW, EXCHANGE_ROUTES, ApplyResult, KernelProgrammer
 from bgpd.kernel.plan import BestRoute, KernelRoute, NextHop, PlanConfig, RouteKind, plan_routes
+from bgpd.wire.types import IPV4_UNICAST, prefix_from_network
 from encap.devices import TunnelDevices
 from encap.model import EncapMode, NodeTunnelInfo, PoolSpec
 from encap.vxlan import vxlan_device_spec
@@ -338,3 +340,28 @@ async def test_a_table_larger_than_a_hand_over_reports_each_refusal(
     assert (result.deleted, result.errors) == (size - len(clashing), ())
     assert ours(node) == {}
     assert len(routes(node, "proto", "boot")) == len(clashing) + 1  # the foreign ones and default
+
+
+async def test_a_caller_keeping_the_desired_set_is_read_not_copied(node: str) -> None:
+    """Rule 8: fed from a ``DesiredKernel``, the programmer keeps no desired map; a reconcile
+    repairs drift towards the caller's set, and a restart's sweep spares what it still wants."""
+    hop = (NextHop(ip("192.168.1.20")),)
+    table = [KernelRoute(net(f"10.120.{i}.0/24"), nexthops=hop) for i in range(3)]
+    async with KernelProgrammer(node) as before:
+        assert (await before.apply(table)).replaced == 3
+    wanted = DesiredKernel()
+    async with KernelProgrammer(node, desired=wanted.routes) as kp:
+        assert len(kp.stale) == 3
+        assert await kp.reconcile() == ApplyResult()  # not fed yet: nothing to converge to
+        for route in table[:2]:  # the RIB converged on two of the three
+            wanted.set(IPV4_UNICAST, prefix_from_network(route.dst), route)
+        batch = wanted.take(100)
+        assert (await kp.update(batch.upserts, batch.removals)).replaced == 0
+        ip_in(node, "route", "del", "10.120.0.0/24", "proto", "bird")  # deleted by hand
+        assert (await kp.reconcile()).replaced == 1
+        assert (await kp.sweep_stale()).deleted == 1
+        assert sorted(ours(node)) == ["10.120.0.0/24", "10.120.1.0/24"]
+        wanted.set(IPV4_UNICAST, prefix_from_network(table[1].dst), None)
+        batch = wanted.take(100)
+        assert (await kp.update(batch.upserts, batch.removals)).deleted == 1
+        assert sorted(ours(node)) == ["10.120.0.0/24"]

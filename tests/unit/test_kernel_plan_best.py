@@ -148,6 +148,31 @@ def test_plan_best_is_the_plan_of_the_best_route(
     assert planned == (expected if isinstance(expected, KernelRoute) else None)
 
 
+def test_a_learned_route_planned_again_comes_from_the_memo_unchanged() -> None:
+    """Rule 10's memo: the second prefix with the same next hops, LOCAL_PREF and pool is the
+    general plan of that prefix, and a pool's refusal or another LOCAL_PREF is not carried over."""
+    owned = PoolSpec(net("10.244.0.0/16"), name="owned")
+    felix = PoolSpec(net("10.96.0.0/16"), name="felix")
+    config = PlanConfig(owned_pools=frozenset({owned.cidr}))
+    pools = (owned, felix)
+    for prefix, local_pref in [
+        ("10.244.1.0/26", 100),
+        ("10.244.2.0/26", 100),  # from the memo
+        ("10.244.3.0/26", 200),  # another metric
+        ("10.96.1.0/26", 100),  # refused: Felix's pool
+        ("10.96.2.0/26", 100),
+        ("192.168.0.0/24", 100),  # no pool
+        ("192.168.1.0/24", 100),
+    ]:
+        paths = (_learned("10.0.0.2", local_pref),)
+        key = prefix_from_str(prefix)
+        general = best_route(IPV4_UNICAST, key, paths[0], paths, frozenset(), pools)
+        assert general is not None
+        assert plan_best(
+            IPV4_UNICAST, key, paths[0], paths, frozenset(), pools, config
+        ) == plan_route(general, config)
+
+
 # -- Calico's kernel filter rules on the live path (§2.11) ----------------------------------------
 
 

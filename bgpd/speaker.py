@@ -22,7 +22,12 @@ Rules:
 4. The hot path works per attribute set, not per prefix, when the policies allow
    (``Policy.prefix_independent``): import and export results are cached per interned
    attributes / path, and equal UPDATE groups are encoded once for all peers in the same
-   encoding context (a small cache of the latest encodings, ``ENCODE_CACHE_GROUPS``).
+   encoding context (a small cache of the latest encodings, ``ENCODE_CACHE_GROUPS``). An
+   export policy that looks at the prefix is evaluated once per (policy, family, prefix,
+   attributes, context) for every peer that shares them (``_evaluations``, bounded, emptied
+   when full): a reflector's clients share policy and context, so a route costs one
+   evaluation, not one per client (FRR's update groups, GoBGP's peer groups do the same).
+   Export policies are numbered by value (``_policy_numbers``), so the key hashes a small int.
 5. Pure: imports ``bgpd.rib`` and ``bgpd.wire``; no IO, no clock; never ``bgpd.session``.
 6. A peer with ``PeerSettings.max_prefixes`` is watched after each of its UPDATEs: its
    Adj-RIB-In per family (routes received, before import policy, as BIRD's ``receive limit``)
@@ -248,6 +253,11 @@ class Speaker:
         self.statistics: dict[str, int] = {}
         self._peers: dict[str, _Peer] = {}
         self._policies: dict[str, tuple[Policy, Policy]] = {}
+        self._policy_numbers: dict[Policy, int] = {}  # rule 4: export policy -> its number
+        self._export_numbers: dict[str, int] = {}  # peer id -> its export policy's number
+        self._evaluations: dict[
+            tuple[int, Family, Prefix, PathAttributes, PolicyContext], PathAttributes | None
+        ] = {}
         self._local: dict[Family, dict[Prefix, PathAttributes]] = {}
         self._learned: dict[Family, dict[Prefix, Path]] = {}
         self._dirty: dict[Family, list[list[Prefix]]] = {f: [] for f in config.families}
@@ -547,6 +557,7 @@ class Speaker:
         else re-runs import over the stored Adj-RIB-In."""
         previous = self._policies.get(peer_id, (ACCEPT_ALL, ACCEPT_ALL))
         self._policies[peer_id] = (import_policy, export_policy)
+        self._number_export_policy(peer_id, export_policy)
         peer = self._peers.get(peer_id)
         if peer is None:
             return
@@ -561,6 +572,17 @@ class Speaker:
                     peer.control.append(encode_route_refresh(RouteRefresh(family, REFRESH_REQUEST)))
             else:
                 self.reapply_import(peer_id)
+
+    def _number_export_policy(self, peer_id: str, policy: Policy) -> None:
+        """Rule 4. Numbers of policies no peer uses any more are dropped once they outnumber
+        the peers' (with the evaluations keyed by them)."""
+        numbers = self._policy_numbers
+        if policy not in numbers and len(numbers) > 2 * len(self._policies) + 16:
+            numbers.clear()
+            self._evaluations.clear()
+            for other, (_, export) in self._policies.items():
+                self._export_numbers[other] = numbers.setdefault(export, len(numbers))
+        self._export_numbers[peer_id] = numbers.setdefault(policy, len(numbers))
 
     def reapply_import(self, peer_id: str) -> None:
         """Re-run import rules and policy over the peer's stored routes."""
@@ -894,7 +916,17 @@ class Speaker:
             return None
         export_policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
         ctx = peer.export_context(path.source)
-        attrs = export_policy.evaluate(family, prefix, path.attrs, ctx)
+        number = self._export_numbers.get(peer.peer_id)
+        if number is None:
+            attrs = export_policy.evaluate(family, prefix, path.attrs, ctx)
+        else:
+            evaluations = self._evaluations
+            key = (number, family, prefix, path.attrs, ctx)
+            attrs = evaluations.get(key, _MISSING)  # type: ignore[arg-type]
+            if attrs is _MISSING:
+                if len(evaluations) >= _CACHE_LIMIT:
+                    evaluations.clear()
+                attrs = evaluations[key] = export_policy.evaluate(family, prefix, path.attrs, ctx)
         if attrs is None:
             return None
         rewritten = export_rewrite(family, path, attrs, peer.target)

@@ -4,14 +4,22 @@ reflection, node removal, hold expiry, graceful restart, policy change without r
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 
 from speaker_net import SpeakerNet
 
 from bgpd.rib.graceful_restart import SelectionDeferral
-from bgpd.rib.policy import Match, Policy, PrefixMatch, Rule, RuleSet, Verdict
+from bgpd.rib.policy import Match, Policy, PolicyContext, PrefixMatch, Rule, RuleSet, Verdict
 from bgpd.session import DownReason, State
 from bgpd.wire.constants import ErrorCode
-from bgpd.wire.types import IPV4_UNICAST, prefix_from_str
+from bgpd.wire.types import (
+    IPV4_UNICAST,
+    Family,
+    PathAttributes,
+    Prefix,
+    prefix_from_str,
+    prefix_to_str,
+)
 
 
 def _mesh3() -> SpeakerNet:
@@ -256,3 +264,30 @@ def test_import_policy_change_refreshes_without_reset() -> None:
     assert net.nodes["a"].best("10.9.0.0/16") is None
     assert net.nodes["a"].best("192.168.3.0/26") is not None
     assert "c" in net.nodes["a"].speaker.peers()
+
+
+def test_a_reflector_evaluates_a_prefix_dependent_export_policy_once_per_route() -> None:
+    """Speaker rule 4: clients that share an export policy and its context share one evaluation
+    per route, where a per-client evaluation would cost one per client."""
+    net = _rr_topology()
+    evaluated: Counter[tuple[str, PolicyContext]] = Counter()
+
+    def counting_hook(
+        family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
+    ) -> PathAttributes:
+        evaluated[prefix_to_str(prefix, family), ctx] += 1
+        return attrs
+
+    assert not Policy(hook=counting_hook).prefix_independent  # a hook may look at the prefix
+    for i in range(1, 5):  # equal values, separate objects, as each session's are
+        net.nodes["rr1"].speaker.set_policy(f"c{i}", Policy(), Policy(hook=counting_hook), 0.0)
+    for i in range(1, 5):
+        net.nodes[f"c{i}"].originate(f"192.168.{i}.0/26")
+    net.run()
+    for i in range(1, 5):
+        prefix = f"192.168.{i}.0/26"
+        for j in range(1, 5):
+            if j != i:
+                assert net.nodes[f"c{j}"].best(prefix) is not None, (j, prefix)
+        # three clients received it through rr1 in one context: one evaluation
+        assert [count for (network, _), count in evaluated.items() if network == prefix] == [1]

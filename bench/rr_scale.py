@@ -255,6 +255,7 @@ class Daemon:
                 (),
                 work,
                 datastore_text=datastore(self.scenario, self.count, self.address),
+                log_level="info",  # Calico's default logSeverityScreen, as BIRD runs without -D
             )
             self.node.start()
             assert self.node.proc is not None

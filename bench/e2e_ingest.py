@@ -50,9 +50,11 @@ import signal
 import struct
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice, product
 from pathlib import Path
 from typing import Protocol
 
@@ -61,7 +63,7 @@ import line_rate
 import tables
 from bgpd_driver import BgpdNode, ExternalPeer, OurNode, lan
 from netns import Namespace
-from peer_drivers import Bird, Bird2, Frr, GoBgp, PeerDaemon, PeerSpec, wait_for
+from peer_drivers import Bird, Bird2, Frr, GoBgp, PeerSpec, wait_for
 
 from bgpd.wire.attributes import encode_attributes
 from bgpd.wire.types import AsPathSegment, PathAttributes
@@ -73,6 +75,8 @@ WATCHED = "16.0.0.0/4"  # room for 1,048,576 /24s
 PAD_FIRST = int(ipaddress.IPv4Address("100.64.0.0"))
 PAD = 5000
 SUBNET = "10.97.0.0/24"
+MAX_PEERS = 16
+LAN_BRIDGE = "br0"  # the bridge ``lan`` makes in the hub namespace
 PREFIX = "hC-e2e-"
 MRT_TABLE_DUMP_V2 = 13
 MRT_PEER_INDEX_TABLE = 1
@@ -212,18 +216,70 @@ protocol kernel {
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One line-rate sender of a race (rule 1): its address, AS, and how many more times its
+    AS leads every path of its table."""
+
+    address: str
+    asn: int
+    prepend: int = 0
+
+
+def feeds_for(addresses: Sequence[str]) -> tuple[Feed, ...]:
+    """Rule 1: sender ``i`` is AS ``SENDER_AS + i`` and prepends ``i`` times, so the first
+    sender's paths are the shortest for every prefix."""
+    return tuple(Feed(a, SENDER_AS + i, i) for i, a in enumerate(addresses))
+
+
+def _bird_peers(config: str, protocol: str, spec: PeerSpec, feeds: Sequence[Feed]) -> str:
+    """BIRD's configuration with its one BGP protocol (the last block) once per feed, named
+    ``<protocol><index>``, with the feed's address and AS (rule 2)."""
+    marker = f"protocol bgp {protocol} "
+    head, block = config.split(marker, 1)
+    neighbor = f"neighbor {spec.neighbor} as {spec.peer_as};"
+    copies = [
+        f"protocol bgp {protocol}{index} "
+        + block.replace(neighbor, f"neighbor {feed.address} as {feed.asn};")
+        for index, feed in enumerate(feeds)
+    ]
+    return head + "".join(copies)
+
+
 class BirdReceiver(Bird):
+    feeds: tuple[Feed, ...] = ()
+
     def config(self) -> str:
         device = "protocol device { scan time 2; }"
-        return super().config().replace("protocol device { }", device) + _CALICO_KERNEL_16
+        base = super().config().replace("protocol device { }", device)
+        return _bird_peers(base, self.protocol, self.spec, self.feeds) + _CALICO_KERNEL_16
 
 
 class Bird2Receiver(Bird2):
+    feeds: tuple[Feed, ...] = ()
+
     def config(self) -> str:
-        return super().config() + _KERNEL_2
+        return _bird_peers(super().config(), self.protocol, self.spec, self.feeds) + _KERNEL_2
 
 
 class FrrReceiver(Frr):
+    feeds: tuple[Feed, ...] = ()
+
+    def config(self) -> str:
+        """Every ``neighbor`` line once per feed; one path per prefix into zebra (rule 2)."""
+        lines = []
+        for line in super().config().splitlines():
+            if line.startswith(f" neighbor {self.spec.neighbor} "):
+                for feed in self.feeds:
+                    mine = line.replace(self.spec.neighbor, feed.address)
+                    remote = f"remote-as {self.spec.peer_as}"
+                    lines.append(mine.replace(remote, f"remote-as {feed.asn}"))
+            elif line == " address-family ipv4 unicast":
+                lines += [line, "  maximum-paths 1"]
+            else:
+                lines.append(line)
+        return "\n".join(lines) + "\n"
+
     def _spawn(self, *cmd: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         if cmd and cmd[0].endswith("/zebra"):
             cmd = (*cmd, "-s", "134217728")
@@ -247,42 +303,66 @@ class Figures:
     withdraw_cpu: float | None = None
 
 
-def make_receiver(kind: str, ns: Namespace, address: str, sender: str, work: Path) -> Receiver:
+def make_receiver(
+    kind: str, ns: Namespace, address: str, feeds: Sequence[Feed], work: Path
+) -> Receiver:
+    """Rule 2: ``kind`` configured with one eBGP peer per feed."""
     if kind == "bgpd":
         node = OurNode(name="receiver", address=f"{address}/24", asn=RECEIVER_AS)
-        peer = ExternalPeer(address=sender, asn=SENDER_AS, keepalive_time=None)
-        return BgpdNode(ns, node, (peer,), work / "bgpd", log_level="info")
+        peers = tuple(
+            ExternalPeer(address=f.address, asn=f.asn, keepalive_time=None) for f in feeds
+        )
+        return BgpdNode(ns, node, peers, work / "bgpd", log_level="info")
     spec = PeerSpec(
         local_as=RECEIVER_AS,
         peer_as=SENDER_AS,
         router_id=address,
         address=address,
-        neighbor=sender,
+        neighbor=feeds[0].address,
         hold_time=90,
         keepalive=30,
         routes=(),
     )
-    classes: dict[str, type[PeerDaemon]] = {
+    classes: dict[str, type[BirdReceiver | Bird2Receiver | FrrReceiver]] = {
         "bird": BirdReceiver,
         "bird2": Bird2Receiver,
         "frr": FrrReceiver,
     }
-    return classes[kind](ns, spec, work)
+    receiver = classes[kind](ns, spec, work)
+    receiver.feeds = tuple(feeds)
+    return receiver
 
 
-def bgp_connected(ns: Namespace) -> bool:
-    """Rule 3: the receiver's BGP connection is up (TCP ESTABLISHED on port 179). Read from the
-    receiver's namespace, not the sender: after a session with a full table goes down GoBGP
-    can leave its API unanswered for over 20 s, which would start the clock late."""
+def sessions_up(ns: Namespace) -> int:
+    """Rule 3: the receiver's BGP connections that are up (TCP ESTABLISHED on port 179). Read
+    from the receiver's namespace, not the sender: after a session with a full table goes down
+    GoBGP can leave its API unanswered for over 20 s, which would start the clock late."""
     out = ns.run("ss", "-Htn", "state", "established", "( sport = :179 or dport = :179 )")
-    return bool(out.stdout.strip())
+    return len(out.stdout.splitlines())
+
+
+class AllUp(threading.Thread):
+    """Rule 3: when the receiver's ``count``-th BGP connection came up (polled every 50 ms)."""
+
+    def __init__(self, ns: Namespace, count: int) -> None:
+        super().__init__(daemon=True)
+        self.ns, self.count = ns, count
+        self.at: float | None = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            if sessions_up(self.ns) >= self.count:
+                self.at = time.monotonic()
+                return
+            self.stopped.wait(0.05)
 
 
 def measure(
     kind: str,
     ns: Namespace,
     address: str,
-    sender_address: str,
+    feeds: Sequence[Feed],
     size: int,
     work: Path,
     profile: Path | None = None,
@@ -290,22 +370,27 @@ def measure(
     *,
     quiet: bool = False,
 ) -> Figures:
-    """Rule 3: seconds from connected to all ``size`` routes in the kernel, peak RSS MiB, CPU
-    seconds the receiver used since it started; with ``withdraw`` (which makes the sender
-    withdraw every route), the seconds until the kernel holds none and the CPU that took."""
-    receiver = make_receiver(kind, ns, address, sender_address, work)
+    """Rule 3: seconds from the first connection to all ``size`` routes in the kernel via the
+    first feed (the best path), peak RSS MiB, CPU seconds the receiver used since it started;
+    with ``withdraw`` (which makes every sender withdraw every route), the seconds until the
+    kernel holds none and the CPU that took."""
+    receiver = make_receiver(kind, ns, address, feeds, work)
     withdraw_seconds = withdraw_cpu = None
-    with benchlib.KernelWatch(ns.name, WATCHED, 24) as watch:
+    with benchlib.KernelWatch(ns.name, WATCHED, 24, gateway=feeds[0].address) as watch:
         receiver.start()
         spy = None
         if profile is not None and isinstance(receiver, BgpdNode) and receiver.proc:
             spy = benchlib.py_spy(receiver.proc.pid, profile)
+        all_up = AllUp(ns, len(feeds))
         try:
-            wait_for(lambda: bgp_connected(ns), 120, None, 0.01)
+            wait_for(lambda: sessions_up(ns) > 0, 120, None, 0.01)
             connected = time.monotonic()
+            all_up.start()
             watch.trace_step = max(1, size // 10)
-            done = watch.wait(lambda w: w.count >= size, 900)
+            done = watch.wait(lambda w: w.best >= size, 900)
             marks = " ".join(f"{count // 1000}k@{at - connected:.2f}" for at, count in watch.trace)
+            if len(feeds) > 1 and all_up.at is not None:
+                marks += f"; all {len(feeds)} sessions up @{all_up.at - connected:.2f}"
             if not quiet:
                 print(f"# {kind} kernel count by time since connected: {marks}", flush=True)
             cpu = benchlib.cpu_seconds(ns.pids())
@@ -319,6 +404,7 @@ def measure(
                 print(f"# {kind}: the kernel watch dumped again {watch.resyncs} times", flush=True)
             peak = benchlib.peak_rss_mib(ns.pids())
         finally:
+            all_up.stopped.set()
             if spy is not None:
                 benchlib.stop_py_spy(spy)
             receiver.stop()
@@ -367,6 +453,7 @@ def run_gobgp(
         sender = Sender(sender_ns, spec, work / f"sender-{size}", neighbors)
         mrt = work / f"table-{size}.mrt"
         write_mrt(mrt, size, sender_address)
+        feeds = feeds_for([sender_address])
         sender.start()
         try:
             seconds = sender.load(mrt, size)
@@ -375,7 +462,7 @@ def run_gobgp(
             # Rule 1: GoBGP's first session after the load starts sending about a second later
             # than every later one, whoever the peer is; a throwaway BIRD 2 takes it.
             warm = measure(
-                WARM_UP, warm_ns, warm_address, sender_address, size, work / "warm-up", quiet=True
+                WARM_UP, warm_ns, warm_address, feeds, size, work / "warm-up", quiet=True
             )
             warm_ns.delete()
             sender.settle()
@@ -384,7 +471,7 @@ def run_gobgp(
                 ns = receivers.pop(kind)
                 try:
                     results[kind] = measure(
-                        kind, ns, addresses[kind], sender_address, size, work / kind, profile
+                        kind, ns, addresses[kind], feeds, size, work / kind, profile
                     )
                 finally:
                     ns.delete()
@@ -398,38 +485,75 @@ def run_gobgp(
     return results
 
 
+def withdraw_all(senders: Sequence[line_rate.SenderProcess]) -> None:
+    """Rule 3: every sender writes its withdrawal, one command after the other."""
+    for sender in senders:
+        sender.command("withdraw")
+
+
 def run_line_rate(
     size: int,
     shape: str,
+    peers: int,
     kinds: list[str],
     work: Path,
     say: Callable[[str], None],
     profile: Path | None,
 ) -> dict[str, Figures]:
-    """Rule 1, ``--sender line-rate``: the table, the sender's check, then each receiver."""
-    sender_address = str(next(ipaddress.IPv4Network(SUBNET).hosts()))
-    spec = tables.TableSpec(shape, "ipv4", size, next_hop=sender_address, sender_as=SENDER_AS)
+    """Rule 1, ``--sender line-rate``: the tables, the sender's check, then each receiver with
+    ``peers`` senders on the bridge: the hub's address and the addresses after the receiver's."""
+    net = ipaddress.IPv4Network(SUBNET)
+    hosts = [str(h) for h in islice(net.hosts(), peers + 1)]
+    receiver_address = hosts[1]
+    feeds = feeds_for([hosts[0], *hosts[2:]])
+    specs = [
+        tables.TableSpec(
+            shape, "ipv4", size, next_hop=f.address, sender_as=f.asn, prepend=f.prepend
+        )
+        for f in feeds
+    ]
     started = time.monotonic()
-    table = tables.load(spec)
-    say(f"# table: {tables.describe(table)} (ready in {time.monotonic() - started:.1f} s)")
-    say(f"# {line_rate.describe_check(spec, line_rate.check(spec))}")
+    for index, spec in enumerate(specs):
+        table = tables.load(spec)
+        if index == 0:
+            say(f"# table: {tables.describe(table)} (ready in {time.monotonic() - started:.1f} s)")
+    if peers > 1:
+        say(
+            f"# {peers} senders at once, AS {feeds[0].asn}-{feeds[-1].asn}, sender i's paths i "
+            f"hops longer (prepended); best: {feeds[0].address} (all {peers} ready in "
+            f"{time.monotonic() - started:.1f} s)"
+        )
+    say(f"# {line_rate.describe_check(specs[0], line_rate.check(specs[0]))}")
     results: dict[str, Figures] = {}
     for kind in kinds:
         sender_ns = Namespace.create(PREFIX + "s")
         ns = Namespace.create(PREFIX + kind[:4])
-        sender: line_rate.SenderProcess | None = None
+        senders: list[line_rate.SenderProcess] = []
         try:
             hub, member = lan(sender_ns, [ns], SUBNET)
-            assert hub.address == sender_address
+            assert (hub.address, member.address) == (feeds[0].address, receiver_address)
+            for feed in feeds[1:]:
+                sender_ns.ip("addr", "add", f"{feed.address}/{net.prefixlen}", "dev", LAN_BRIDGE)
             prefix = ("ip", "netns", "exec", sender_ns.name)
-            sender = line_rate.SenderProcess.start(spec, sender_address, 179, prefix=prefix)
-            sender.event("listening")
-            withdraw = functools.partial(sender.command, "withdraw")
+            for spec, feed in zip(specs, feeds, strict=True):
+                senders.append(
+                    line_rate.SenderProcess.start(spec, feed.address, 179, prefix=prefix)
+                )
+            for sender in senders:
+                sender.event("listening")
+
             results[kind] = measure(
-                kind, ns, member.address, sender_address, size, work / kind, profile, withdraw
+                kind,
+                ns,
+                member.address,
+                feeds,
+                size,
+                work / kind,
+                profile,
+                functools.partial(withdraw_all, senders),
             )
         finally:
-            if sender is not None:
+            for sender in senders:
                 sender.stop()
             ns.delete()
             sender_ns.delete()
@@ -454,17 +578,32 @@ def ratio_row(label: str, ours: Figures, ref: Figures) -> tuple[str, ...]:
     return tuple(cells)
 
 
-def markdown(rows: list[tuple[int, str, dict[str, Figures]]], kinds: list[str]) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One size, table and number of senders, every receiver's figures (rule 4)."""
+
+    size: int
+    shape: str
+    peers: int
+    results: dict[str, Figures]
+
+    @property
+    def label(self) -> str:
+        senders = f" x {self.peers} peers" if self.peers > 1 else ""
+        return f"{self.size:,} {self.shape}{senders}"
+
+
+def markdown(rows: list[Row], kinds: list[str]) -> list[str]:
     """The README's table: per size and table, bgpd's figures, then each reference's with
     bgpd / reference beside every figure."""
     lines = [
         "| prefixes, table | receiver | into the kernel | peak RSS | CPU | withdrawal | its CPU |",
         "|---|---|---|---|---|---|---|",
     ]
-    for size, shape, results in rows:
-        ours = results["bgpd"]
+    for row in rows:
+        ours = row.results["bgpd"]
         for kind in kinds:
-            figures = results[kind]
+            figures = row.results[kind]
             cells = []
             for theirs, mine, unit, digits in (
                 (figures.seconds, ours.seconds, "s", 2),
@@ -480,7 +619,7 @@ def markdown(rows: list[tuple[int, str, dict[str, Figures]]], kinds: list[str]) 
                 else:
                     cells.append(f"{theirs:.{digits}f} {unit} ({benchlib.ratio(mine, theirs)})")
             label = "bgpd" if kind == "bgpd" else LABELS[kind]
-            first = f"{size:,} {shape}" if kind == kinds[0] else ""
+            first = row.label if kind == kinds[0] else ""
             lines.append(f"| {first} | {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -491,6 +630,9 @@ def main() -> None:
     parser.add_argument("--table", default="single,full", help="line-rate: single, full or both")
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--receivers", default=",".join(RECEIVERS))
+    parser.add_argument(
+        "--peers", default="1", help="line-rate: senders of the same table at once, e.g. 1,4"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--profile", type=Path, help="py-spy bgpd into this file (collapsed stacks)"
@@ -508,25 +650,31 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown table {', '.join(unknown)}: choose from {tables.SHAPES}")
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    peer_counts = [int(n) for n in args.peers.split(",") if n]
+    if args.sender == "gobgp":
+        peer_counts = [1]  # one GoBGP, one neighbour per receiver
+    if not peer_counts or min(peer_counts) < 1 or max(peer_counts) > MAX_PEERS:
+        raise SystemExit(f"--peers: 1 to {MAX_PEERS} senders")
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     print(f"# machine: {benchlib.machine()}; load {benchlib.loadavg()}", flush=True)
     print(f"# sender: {args.sender}", flush=True)
-    rows: list[tuple[int, str, dict[str, Figures]]] = []
+    rows: list[Row] = []
 
     def say(text: str) -> None:
         print(text, flush=True)
 
     try:
         for size in sizes:
-            for shape in shapes:
-                say(f"# {size:,} prefixes, {shape} table")
+            for peers, shape in product(peer_counts, shapes):
+                row = f"{size}-{shape}-{peers}"
+                say(f"# {size:,} prefixes, {shape} table, {peers} sender(s)")
                 if args.sender == "gobgp":
-                    results = run_gobgp(size, kinds, work / f"{size}", say, args.profile)
+                    results = run_gobgp(size, kinds, work / row, say, args.profile)
                 else:
                     results = run_line_rate(
-                        size, shape, kinds, work / f"{size}-{shape}", say, args.profile
+                        size, shape, peers, kinds, work / row, say, args.profile
                     )
-                rows.append((size, shape, results))
+                rows.append(Row(size, shape, peers, results))
             print(f"# load average after {size:,}: {benchlib.loadavg()}", flush=True)
     finally:
         if not args.keep:
@@ -536,6 +684,7 @@ def main() -> None:
         [
             ("prefixes", 9),
             ("table", 6),
+            ("peers", 5),
             ("reference", 9),
             ("ref s", 7),
             ("bgpd s", 7),
@@ -554,11 +703,12 @@ def main() -> None:
             ("x", 6),
         ]
     )
-    for size, shape, results in rows:
-        ours = results["bgpd"]
+    for row in rows:
+        ours = row.results["bgpd"]
         for kind in kinds:
             if kind != "bgpd":
-                table.row(f"{size:,}", shape, *ratio_row(LABELS[kind], ours, results[kind]))
+                figures = ratio_row(LABELS[kind], ours, row.results[kind])
+                table.row(f"{row.size:,}", row.shape, row.peers, *figures)
     print(
         "# x: bgpd / reference; wd: full withdrawal, from the sender's command to an empty "
         f"kernel; load average at the end: {benchlib.loadavg()}"

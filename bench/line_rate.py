@@ -186,7 +186,7 @@ def _commands(session: Session) -> None:
 def table_spec(args: argparse.Namespace) -> tables.TableSpec:
     next_hop = args.next_hop or ("10.97.0.1" if args.family == "ipv4" else "fd00:97::1")
     return tables.TableSpec(
-        args.shape, args.family, args.size, args.sets, args.seed, next_hop, args.asn
+        args.shape, args.family, args.size, args.sets, args.seed, next_hop, args.asn, args.prepend
     )
 
 
@@ -200,6 +200,7 @@ def table_argv(spec: tables.TableSpec, cache: Path | None) -> list[str]:
         f"--seed={spec.seed}",
         f"--next-hop={spec.next_hop}",
         f"--asn={spec.sender_as}",
+        f"--prepend={spec.prepend}",
     ]
     return argv + ([f"--cache={cache}"] if cache else [])
 
@@ -225,9 +226,12 @@ class SenderProcess:
         port: int = 179,
         cache: Path | None = None,
         prefix: tuple[str, ...] = (),
+        router_id: str = "",
     ) -> SenderProcess:
         script = str(Path(__file__).resolve())
         argv = [*prefix, sys.executable, script, "serve", f"--listen={listen}", f"--port={port}"]
+        if router_id:
+            argv.append(f"--router-id={router_id}")
         return cls(argv + table_argv(spec, cache))
 
     def event(self, name: str) -> dict[str, Any]:
@@ -318,6 +322,7 @@ def _table_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--next-hop", default="")
     parser.add_argument("--asn", type=int, default=tables.SENDER_AS)
+    parser.add_argument("--prepend", type=int, default=0, help="the AS this many more times")
     parser.add_argument("--cache", type=Path, default=None)
 
 

@@ -6,7 +6,15 @@ Rules:
    writing a table pre-encoded by ``tables.py`` (``--table single,full``: one attribute set, or
    a DFZ-shaped table of size / 5 attribute sets) in one ``sendall``, so the receiver alone is
    measured; before the receivers, ``line_rate.check`` times the same sender into a socket that
-   only reads, and the line says how far above any receiver it runs. ``--sender gobgp``: GoBGP
+   only reads, and the line says how far above any receiver it runs. ``--peers N`` (line-rate;
+   a list such as ``1,4`` runs each): N sender processes on the bridge, each its own address and
+   eBGP AS (sender i: AS 65001 + i), write the same prefixes at once; sender i's table is the
+   first's with its AS prepended i more times, so every prefix has N candidates that differ in
+   AS-path length alone (RFC 4271 §9.1.2.2 a: LOCAL_PREF is absent on eBGP routes and equal),
+   and the first sender's path is the single best; no two paths tie, so neither BIRD's ``merge
+   paths`` nor any multipath makes an ECMP route. ``--family ipv6``: the same with IPv6 /48s
+   in MP_REACH_NLRI (RFC 4760) over sessions on ``SUBNET6`` (the IPv4 addresses stay, as router
+   IDs). ``--sender gobgp``: GoBGP
    preloaded by ``gobgp mrt inject`` of a TABLE_DUMP_V2 file (RFC 6396 §4.3) holding the N /24s
    from 16.0.0.0 and then ``PAD`` /24s from 100.64.0.0: the CLI drops the tail of a large file
    (real-peers.md), so the pad absorbs the loss and an export policy keeps it from the receivers.
@@ -14,28 +22,34 @@ Rules:
    GoBGP's first session after the load starts sending about a second later than any later one,
    so a throwaway BIRD 2 (``WARM_UP``) takes the table first, unreported; after it and after
    every receiver GoBGP is left to go idle again.
-2. Receivers run one at a time, each in its own namespace (deleted after it): bgpd (``python -m
-   bgpd run`` with a file datastore, eBGP peer by peerIP, log level Info as Calico's default
-   ``logSeverityScreen``), BIRD 1.6 with Calico's kernel and device settings (calico-bgp.md
-   §2.4–2.5: ``learn; persist; scan time 2; graceful restart; merge paths on``), BIRD 2 with the
-   same kernel protocol but BIRD 2's default scan time, FRR (zebra with a 128 MiB netlink
-   buffer, real-peers.md).
-3. Timing starts when the receiver's BGP connection is up (TCP ESTABLISHED on port 179 in its
-   namespace, polled every 10 ms; the OPEN exchange follows within milliseconds) and ends when
-   the receiver's kernel holds all N /24s, seen through ``KernelWatch`` (subscribed before the
-   receiver starts). With the line-rate sender the sender then writes the withdrawal of every
-   prefix, and a second clock runs from that command until the kernel holds none of them. Peak
+2. Receivers run one at a time, each in its own namespace (deleted after it), each with one eBGP
+   peer per sender: bgpd (``python -m bgpd run`` with a file datastore, one BGPPeer by peerIP
+   per sender, log level Info as Calico's default ``logSeverityScreen``; for IPv6 the Node's
+   ``ipv6Address``), BIRD 1.6 (``bird6`` for IPv6) with Calico's kernel and device settings
+   (calico-bgp.md §2.4–2.5: ``learn; persist; scan time 2; graceful restart; merge paths on``)
+   and one BGP protocol per sender, BIRD 2 with the same kernel protocol but BIRD 2's default
+   scan time, FRR (zebra with a 128 MiB netlink buffer, real-peers.md; one neighbor per sender,
+   ``maximum-paths 1``).
+3. Timing starts when the receiver's first BGP connection is up (TCP ESTABLISHED on port 179
+   in its namespace, polled every 10 ms; the OPEN exchange follows within milliseconds; with
+   several senders the progress line says when the last came up, polled every 50 ms) and ends
+   when the receiver's kernel holds all N prefixes, each via the best sender's address as its
+   one next hop, seen through ``KernelWatch`` (subscribed before the receiver starts, with that
+   gateway). With the line-rate sender every sender then writes the withdrawal of every prefix
+   (the commands one after the other), and a second clock runs from the first command until
+   the kernel holds none of them, via any next hop. Peak
    RSS is the sum of ``VmHWM`` of every process in the receiver's namespace (FRR: zebra +
    bgpd), read at the end; CPU is their ``utime + stime`` since they started, and for the
    withdrawal the CPU it added. A progress line gives the kernel's count at each tenth of N.
    ``--profile FILE`` records bgpd with py-spy (collapsed stacks) during each run; the last run
    (last size, last table) stays in FILE and its top functions are printed.
-4. One table: per size, table and reference, the reference's figures, bgpd's, and the ratios
-   bgpd / reference (below 1 means bgpd is faster, smaller or cheaper); then the same as the
-   README's Markdown table, bgpd / reference in brackets beside each reference's figure.
+4. One table: per size, table, senders and reference, the reference's figures, bgpd's, and
+   the ratios bgpd / reference (below 1 means bgpd is faster, smaller or cheaper); then the same
+   as the README's Markdown table, bgpd / reference in brackets beside each reference's figure.
 
 Usage: python3 bench/e2e_ingest.py [--sender line-rate|gobgp] [--table single,full]
                                    [--sizes 100000,1000000] [--receivers bgpd,bird2,bird,frr]
+                                   [--peers 1,4] [--family ipv4|ipv6]
 """
 
 from __future__ import annotations
@@ -61,7 +75,8 @@ from typing import Protocol
 import benchlib
 import line_rate
 import tables
-from bgpd_driver import BgpdNode, ExternalPeer, OurNode, lan
+import yaml
+from bgpd_driver import BgpdNode, ExternalPeer, OurNode, calico_datastore, lan
 from netns import Namespace
 from peer_drivers import Bird, Bird2, Frr, GoBgp, PeerSpec, wait_for
 
@@ -71,10 +86,11 @@ from bgpd.wire.types import AsPathSegment, PathAttributes
 SENDER_AS = 65001
 RECEIVER_AS = 64512
 FIRST = int(ipaddress.IPv4Address("16.0.0.0"))
-WATCHED = "16.0.0.0/4"  # room for 1,048,576 /24s
+WATCHED = {"ipv4": ("16.0.0.0/4", 24), "ipv6": ("2a00::/28", 48)}  # 1,048,576 prefixes each
 PAD_FIRST = int(ipaddress.IPv4Address("100.64.0.0"))
 PAD = 5000
 SUBNET = "10.97.0.0/24"
+SUBNET6 = "fd00:97::/64"  # ``--family ipv6``: host i of SUBNET is host i here too
 MAX_PEERS = 16
 LAN_BRIDGE = "br0"  # the bridge ``lan`` makes in the hub namespace
 PREFIX = "hC-e2e-"
@@ -218,18 +234,26 @@ protocol kernel {
 
 @dataclass(frozen=True, slots=True)
 class Feed:
-    """One line-rate sender of a race (rule 1): its address, AS, and how many more times its
-    AS leads every path of its table."""
+    """One line-rate sender of a race (rule 1): its session address (the next hop of its
+    table), AS, how many more times its AS leads every path, and its IPv4 router ID."""
 
     address: str
     asn: int
     prepend: int = 0
+    router_id: str = ""
 
 
-def feeds_for(addresses: Sequence[str]) -> tuple[Feed, ...]:
+def feeds_for(addresses: Sequence[str], router_ids: Sequence[str] = ()) -> tuple[Feed, ...]:
     """Rule 1: sender ``i`` is AS ``SENDER_AS + i`` and prepends ``i`` times, so the first
     sender's paths are the shortest for every prefix."""
-    return tuple(Feed(a, SENDER_AS + i, i) for i, a in enumerate(addresses))
+    ids = list(router_ids) or list(addresses)
+    return tuple(
+        Feed(a, SENDER_AS + i, i, r) for i, (a, r) in enumerate(zip(addresses, ids, strict=True))
+    )
+
+
+def family_of(address: str) -> str:
+    return "ipv4" if ipaddress.ip_address(address).version == 4 else "ipv6"
 
 
 def _bird_peers(config: str, protocol: str, spec: PeerSpec, feeds: Sequence[Feed]) -> str:
@@ -255,11 +279,22 @@ class BirdReceiver(Bird):
         return _bird_peers(base, self.protocol, self.spec, self.feeds) + _CALICO_KERNEL_16
 
 
+class Bird6Receiver(BirdReceiver):
+    """BIRD 1.6's IPv6 daemon, as calico-node runs it beside ``bird``."""
+
+    kind = "bird6"
+    binary = "bird6"
+    client = "birdc6"
+
+
 class Bird2Receiver(Bird2):
     feeds: tuple[Feed, ...] = ()
 
     def config(self) -> str:
-        return _bird_peers(super().config(), self.protocol, self.spec, self.feeds) + _KERNEL_2
+        text = _bird_peers(super().config(), self.protocol, self.spec, self.feeds) + _KERNEL_2
+        if family_of(self.spec.address) == "ipv6":
+            text = text.replace("ipv4;", "ipv6;").replace("ipv4 {", "ipv6 {")
+        return text
 
 
 class FrrReceiver(Frr):
@@ -278,6 +313,10 @@ class FrrReceiver(Frr):
                 lines += [line, "  maximum-paths 1"]
             else:
                 lines.append(line)
+        if family_of(self.spec.address) == "ipv6":
+            lines += [" address-family ipv6 unicast", "  maximum-paths 1"]
+            lines += [f"  neighbor {feed.address} activate" for feed in self.feeds]
+            lines.append(" exit-address-family")
         return "\n".join(lines) + "\n"
 
     def _spawn(self, *cmd: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -304,19 +343,33 @@ class Figures:
 
 
 def make_receiver(
-    kind: str, ns: Namespace, address: str, feeds: Sequence[Feed], work: Path
+    kind: str,
+    ns: Namespace,
+    address: str,
+    feeds: Sequence[Feed],
+    work: Path,
+    router_id: str = "",
 ) -> Receiver:
-    """Rule 2: ``kind`` configured with one eBGP peer per feed."""
+    """Rule 2: ``kind`` configured with one eBGP peer per feed, on ``address`` (IPv4 or IPv6;
+    ``router_id``, the receiver's IPv4 address, when it is IPv6)."""
+    router_id = router_id or address
     if kind == "bgpd":
-        node = OurNode(name="receiver", address=f"{address}/24", asn=RECEIVER_AS)
+        node = OurNode(name="receiver", address=f"{router_id}/24", asn=RECEIVER_AS)
         peers = tuple(
             ExternalPeer(address=f.address, asn=f.asn, keepalive_time=None) for f in feeds
         )
-        return BgpdNode(ns, node, peers, work / "bgpd", log_level="info")
+        text = calico_datastore(node, peers)
+        if family_of(address) == "ipv6":
+            resources = list(yaml.safe_load_all(text))
+            for resource in resources:
+                if resource["kind"] == "Node":
+                    resource["spec"]["bgp"]["ipv6Address"] = f"{address}/64"
+            text = yaml.safe_dump_all(resources, sort_keys=False)
+        return BgpdNode(ns, node, peers, work / "bgpd", datastore_text=text, log_level="info")
     spec = PeerSpec(
         local_as=RECEIVER_AS,
         peer_as=SENDER_AS,
-        router_id=address,
+        router_id=router_id,
         address=address,
         neighbor=feeds[0].address,
         hold_time=90,
@@ -324,7 +377,7 @@ def make_receiver(
         routes=(),
     )
     classes: dict[str, type[BirdReceiver | Bird2Receiver | FrrReceiver]] = {
-        "bird": BirdReceiver,
+        "bird": Bird6Receiver if family_of(address) == "ipv6" else BirdReceiver,
         "bird2": Bird2Receiver,
         "frr": FrrReceiver,
     }
@@ -369,14 +422,16 @@ def measure(
     withdraw: Callable[[], None] | None = None,
     *,
     quiet: bool = False,
+    router_id: str = "",
 ) -> Figures:
     """Rule 3: seconds from the first connection to all ``size`` routes in the kernel via the
     first feed (the best path), peak RSS MiB, CPU seconds the receiver used since it started;
     with ``withdraw`` (which makes every sender withdraw every route), the seconds until the
     kernel holds none and the CPU that took."""
-    receiver = make_receiver(kind, ns, address, feeds, work)
+    receiver = make_receiver(kind, ns, address, feeds, work, router_id)
     withdraw_seconds = withdraw_cpu = None
-    with benchlib.KernelWatch(ns.name, WATCHED, 24, gateway=feeds[0].address) as watch:
+    watched, length = WATCHED[family_of(address)]
+    with benchlib.KernelWatch(ns.name, watched, length, gateway=feeds[0].address) as watch:
         receiver.start()
         spy = None
         if profile is not None and isinstance(receiver, BgpdNode) and receiver.proc:
@@ -388,7 +443,7 @@ def measure(
             all_up.start()
             watch.trace_step = max(1, size // 10)
             done = watch.wait(lambda w: w.best >= size, 900)
-            marks = " ".join(f"{count // 1000}k@{at - connected:.2f}" for at, count in watch.trace)
+            marks = " ".join(f"{count / 1000:g}k@{at - connected:.2f}" for at, count in watch.trace)
             if len(feeds) > 1 and all_up.at is not None:
                 marks += f"; all {len(feeds)} sessions up @{all_up.at - connected:.2f}"
             if not quiet:
@@ -491,24 +546,42 @@ def withdraw_all(senders: Sequence[line_rate.SenderProcess]) -> None:
         sender.command("withdraw")
 
 
+def interface_of(ns: Namespace, address: str) -> str:
+    """The interface in ``ns`` that holds the IPv4 ``address``."""
+    for line in ns.ip("-o", "-4", "addr", "show").stdout.splitlines():
+        fields = line.split()
+        if f"{address}/" in line:
+            return fields[1]
+    raise LookupError(f"no interface holds {address} in {ns.name}")
+
+
 def run_line_rate(
     size: int,
     shape: str,
     peers: int,
+    family: str,
     kinds: list[str],
     work: Path,
     say: Callable[[str], None],
     profile: Path | None,
 ) -> dict[str, Figures]:
     """Rule 1, ``--sender line-rate``: the tables, the sender's check, then each receiver with
-    ``peers`` senders on the bridge: the hub's address and the addresses after the receiver's."""
+    ``peers`` senders on the bridge: the hub's address and the addresses after the receiver's
+    (with ``family`` ipv6, the same hosts of ``SUBNET6`` carry the sessions)."""
     net = ipaddress.IPv4Network(SUBNET)
     hosts = [str(h) for h in islice(net.hosts(), peers + 1)]
-    receiver_address = hosts[1]
-    feeds = feeds_for([hosts[0], *hosts[2:]])
+    senders_v4 = [hosts[0], *hosts[2:]]
+    net6 = ipaddress.IPv6Network(SUBNET6)
+    hosts6 = [str(h) for h in islice(net6.hosts(), peers + 1)]
+    if family == "ipv6":
+        receiver = hosts6[1]
+        feeds = feeds_for([hosts6[0], *hosts6[2:]], senders_v4)
+    else:
+        receiver = hosts[1]
+        feeds = feeds_for(senders_v4)
     specs = [
         tables.TableSpec(
-            shape, "ipv4", size, next_hop=f.address, sender_as=f.asn, prepend=f.prepend
+            shape, family, size, next_hop=f.address, sender_as=f.asn, prepend=f.prepend
         )
         for f in feeds
     ]
@@ -531,26 +604,40 @@ def run_line_rate(
         senders: list[line_rate.SenderProcess] = []
         try:
             hub, member = lan(sender_ns, [ns], SUBNET)
-            assert (hub.address, member.address) == (feeds[0].address, receiver_address)
-            for feed in feeds[1:]:
-                sender_ns.ip("addr", "add", f"{feed.address}/{net.prefixlen}", "dev", LAN_BRIDGE)
+            assert (hub.address, member.address) == (hosts[0], hosts[1])
+            for address in senders_v4[1:]:
+                sender_ns.ip("addr", "add", f"{address}/{net.prefixlen}", "dev", LAN_BRIDGE)
+            if family == "ipv6":
+                for feed in feeds:
+                    sender_ns.ip(
+                        "addr",
+                        "add",
+                        f"{feed.address}/{net6.prefixlen}",
+                        "dev",
+                        LAN_BRIDGE,
+                        "nodad",
+                    )
+                member_if = interface_of(ns, member.address)
+                ns.ip("addr", "add", f"{receiver}/{net6.prefixlen}", "dev", member_if, "nodad")
             prefix = ("ip", "netns", "exec", sender_ns.name)
             for spec, feed in zip(specs, feeds, strict=True):
                 senders.append(
-                    line_rate.SenderProcess.start(spec, feed.address, 179, prefix=prefix)
+                    line_rate.SenderProcess.start(
+                        spec, feed.address, 179, prefix=prefix, router_id=feed.router_id
+                    )
                 )
             for sender in senders:
                 sender.event("listening")
-
             results[kind] = measure(
                 kind,
                 ns,
-                member.address,
+                receiver,
                 feeds,
                 size,
                 work / kind,
                 profile,
                 functools.partial(withdraw_all, senders),
+                router_id=member.address,
             )
         finally:
             for sender in senders:
@@ -585,12 +672,14 @@ class Row:
     size: int
     shape: str
     peers: int
+    family: str
     results: dict[str, Figures]
 
     @property
     def label(self) -> str:
+        family = " IPv6" if self.family == "ipv6" else ""
         senders = f" x {self.peers} peers" if self.peers > 1 else ""
-        return f"{self.size:,} {self.shape}{senders}"
+        return f"{self.size:,}{family} {self.shape}{senders}"
 
 
 def markdown(rows: list[Row], kinds: list[str]) -> list[str]:
@@ -630,6 +719,7 @@ def main() -> None:
     parser.add_argument("--table", default="single,full", help="line-rate: single, full or both")
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--receivers", default=",".join(RECEIVERS))
+    parser.add_argument("--family", choices=sorted(tables.FAMILIES), default="ipv4")
     parser.add_argument(
         "--peers", default="1", help="line-rate: senders of the same table at once, e.g. 1,4"
     )
@@ -651,13 +741,13 @@ def main() -> None:
         raise SystemExit(f"unknown table {', '.join(unknown)}: choose from {tables.SHAPES}")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     peer_counts = [int(n) for n in args.peers.split(",") if n]
-    if args.sender == "gobgp":
-        peer_counts = [1]  # one GoBGP, one neighbour per receiver
+    if args.sender == "gobgp" and (peer_counts != [1] or args.family != "ipv4"):
+        raise SystemExit("--sender gobgp: one sender, IPv4")
     if not peer_counts or min(peer_counts) < 1 or max(peer_counts) > MAX_PEERS:
         raise SystemExit(f"--peers: 1 to {MAX_PEERS} senders")
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     print(f"# machine: {benchlib.machine()}; load {benchlib.loadavg()}", flush=True)
-    print(f"# sender: {args.sender}", flush=True)
+    print(f"# sender: {args.sender}; {args.family}", flush=True)
     rows: list[Row] = []
 
     def say(text: str) -> None:
@@ -672,9 +762,9 @@ def main() -> None:
                     results = run_gobgp(size, kinds, work / row, say, args.profile)
                 else:
                     results = run_line_rate(
-                        size, shape, peers, kinds, work / row, say, args.profile
+                        size, shape, peers, args.family, kinds, work / row, say, args.profile
                     )
-                rows.append(Row(size, shape, peers, results))
+                rows.append(Row(size, shape, peers, args.family, results))
             print(f"# load average after {size:,}: {benchlib.loadavg()}", flush=True)
     finally:
         if not args.keep:

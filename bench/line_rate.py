@@ -6,7 +6,8 @@ is encoded beforehand (``tables.py``) and written with one ``sendall``.
 
 Rules:
 1. ``serve`` listens on ADDRESS:PORT and accepts one connection. It sends OPEN at once (4-octet
-   AS, RFC 6793 §3; Multiprotocol IPv4 and IPv6 unicast, RFC 4760 §8; hold time 90 s; no extended
+   AS, RFC 6793 §3; Multiprotocol IPv4 and IPv6 unicast, RFC 4760 §8; hold time 90 s; BGP
+   Identifier ``--router-id``, else the IPv4 listen address, RFC 4271 §4.2; no extended
    messages, so every UPDATE fits 4096 octets), answers the peer's OPEN with a KEEPALIVE, and
    when the peer's KEEPALIVE arrives (Established, RFC 4271 §8.2.2) writes the whole table, then
    End-of-RIB for its family (RFC 4724 §2), in one ``sendall``; then a KEEPALIVE every 30 s

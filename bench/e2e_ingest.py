@@ -14,7 +14,7 @@ Rules:
    and the first sender's path is the single best; no two paths tie, so neither BIRD's ``merge
    paths`` nor any multipath makes an ECMP route. ``--family ipv6``: the same with IPv6 /48s
    in MP_REACH_NLRI (RFC 4760) over sessions on ``SUBNET6`` (the IPv4 addresses stay, as router
-   IDs). ``--sender gobgp``: GoBGP
+   IDs; each receiver starts once its link-local address is past DAD). ``--sender gobgp``: GoBGP
    preloaded by ``gobgp mrt inject`` of a TABLE_DUMP_V2 file (RFC 6396 §4.3) holding the N /24s
    from 16.0.0.0 and then ``PAD`` /24s from 100.64.0.0: the CLI drops the tail of a large file
    (real-peers.md), so the pad absorbs the loss and an export policy keeps it from the receivers.
@@ -330,6 +330,8 @@ class Receiver(Protocol):
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None: ...
 
+    def describe(self) -> str: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Figures:
@@ -438,7 +440,7 @@ def measure(
             spy = benchlib.py_spy(receiver.proc.pid, profile)
         all_up = AllUp(ns, len(feeds))
         try:
-            wait_for(lambda: sessions_up(ns) > 0, 120, None, 0.01)
+            wait_for(lambda: sessions_up(ns) > 0, 120, receiver.describe, 0.01)
             connected = time.monotonic()
             all_up.start()
             watch.trace_step = max(1, size // 10)
@@ -555,6 +557,13 @@ def interface_of(ns: Namespace, address: str) -> str:
     raise LookupError(f"no interface holds {address} in {ns.name}")
 
 
+def link_local_ready(ns: Namespace, interface: str) -> bool:
+    """``interface`` has its IPv6 link-local address and it is past duplicate address detection:
+    bird6 looks for it when its protocol starts and runs without it otherwise (rule 2)."""
+    out = ns.ip("-6", "-o", "addr", "show", "dev", interface, "scope", "link").stdout
+    return bool(out.strip()) and "tentative" not in out
+
+
 def run_line_rate(
     size: int,
     shape: str,
@@ -619,6 +628,9 @@ def run_line_rate(
                     )
                 member_if = interface_of(ns, member.address)
                 ns.ip("addr", "add", f"{receiver}/{net6.prefixlen}", "dev", member_if, "nodad")
+                for where, interface in ((ns, member_if), (sender_ns, LAN_BRIDGE)):
+                    ready = functools.partial(link_local_ready, where, interface)
+                    wait_for(ready, 30, None, 0.1)
             prefix = ("ip", "netns", "exec", sender_ns.name)
             for spec, feed in zip(specs, feeds, strict=True):
                 senders.append(

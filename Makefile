@@ -75,7 +75,7 @@ bench: deps
 	$(PY) bench/codec.py
 	$(PY) bench/ingest.py
 	$(PY) bench/install.py --sizes 100000,1000000
-	$(PY) bench/e2e_ingest.py --sizes 100000,1000000
+	$(PY) bench/e2e_ingest.py --sizes 100000,1000000 --peers 1,4
 	$(PY) bench/convergence.py --trials 100
 	$(PY) bench/service_latency.py --changes 60
 	$(PY) bench/rr_scale.py --clients 1000 --per-client 20,100 --per-client-clients 100 --mesh-nodes 500 --connect-window 8 --accept-only

@@ -10,10 +10,14 @@ Rules:
    parses each message only as far as its destination (``bgpd.kernel.netlink``'s framing
    helpers). If the kernel drops notifications (ENOBUFS), it dumps again into a fresh bitmap
    (notifications meanwhile go to both) that replaces the old one at the dump's end, so a
-   route deleted while notifications were lost does not stay counted.
+   route deleted while notifications were lost does not stay counted. IPv4 or IPv6 by the
+   watched range (RTNLGRP_IPV6_ROUTE and an AF_INET6 dump for IPv6). With ``gateway``, each
+   prefix's slot also says whether its route's single next hop (RTA_GATEWAY, no RTA_MULTIPATH)
+   is that address, and ``best`` counts those: a route replaced towards another next hop moves
+   between the two counts.
 3. Times are ``time.monotonic()`` taken when the datagram that completed a wait arrived;
-   with ``trace_step`` set, ``trace`` records (time, count) each time the count passes a
-   multiple of it.
+   with ``trace_step`` set, ``trace`` records (time, count) each time the count (``best`` when
+   a gateway is watched) passes a multiple of it.
 4. Process figures come from ``/proc``: peak RSS is ``VmHWM``, CPU is ``utime + stime``.
 5. ``Table`` prints fixed-width rows as they are measured, so a long run shows progress.
 """
@@ -53,6 +57,8 @@ from bgpd.kernel.netlink import (  # noqa: E402
     NLM_F_REQUEST,
     NLMSG_DONE,
     RTA_DST,
+    RTA_GATEWAY,
+    RTA_MULTIPATH,
     RTM_DELROUTE,
     RTM_GETROUTE,
     RTM_NEWROUTE,
@@ -61,6 +67,7 @@ from bgpd.kernel.netlink import (  # noqa: E402
 )
 
 RTNLGRP_IPV4_ROUTE = 7
+RTNLGRP_IPV6_ROUTE = 11
 RTPROT_BIRD = 12
 RTPROT_BGP = 186
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -70,7 +77,10 @@ _RCVBUF = 512 << 20
 
 
 class KernelWatch:
-    """Routes of ``protocols`` inside ``network`` with length ``prefixlen`` in one namespace."""
+    """Routes of ``protocols`` inside ``network`` with length ``prefixlen`` in one namespace;
+    with ``gateway``, also those whose single next hop is that address (rule 2)."""
+
+    ABSENT, OTHER, VIA = 0, 1, 2  # a slot's states; without a gateway, present is OTHER
 
     def __init__(
         self,
@@ -78,16 +88,20 @@ class KernelWatch:
         network: str,
         prefixlen: int,
         protocols: Iterable[int] = (RTPROT_BIRD, RTPROT_BGP),
+        gateway: str | None = None,
     ) -> None:
-        net = ipaddress.IPv4Network(network)
+        net = ipaddress.ip_network(network)
+        self.family = socket.AF_INET if net.version == 4 else socket.AF_INET6
         self.base = int(net.network_address)
         self.prefixlen = prefixlen
-        self.shift = 32 - prefixlen
+        self.shift = net.max_prefixlen - prefixlen
         self.size = 1 << (prefixlen - net.prefixlen)
         self.protocols = frozenset(protocols)
+        self.gateway = ipaddress.ip_address(gateway).packed if gateway else None
         self.bits = bytearray(self.size)
         self.fresh: bytearray | None = None  # the bitmap a resync's dump fills (rule 2)
         self.count = 0
+        self.best = 0  # routes via ``gateway``
         self.resyncs = 0
         self.trace: list[tuple[float, int]] = []
         self.trace_step = 0  # when set: record (time, count) each time count passes a multiple
@@ -95,7 +109,8 @@ class KernelWatch:
             namespace, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0
         )
         self.sock.setsockopt(socket.SOL_SOCKET, 33, _RCVBUF)  # SO_RCVBUFFORCE
-        self.sock.bind((0, 1 << (RTNLGRP_IPV4_ROUTE - 1)))
+        group = RTNLGRP_IPV4_ROUTE if self.family == socket.AF_INET else RTNLGRP_IPV6_ROUTE
+        self.sock.bind((0, 1 << (group - 1)))
         self._seq = 0
         self._dump()
 
@@ -109,7 +124,7 @@ class KernelWatch:
         self.close()
 
     def index(self, prefix: str) -> int:
-        net = ipaddress.IPv4Network(prefix)
+        net = ipaddress.ip_network(prefix)
         return (int(net.network_address) - self.base) >> self.shift
 
     def present(self, prefix: str) -> bool:
@@ -119,8 +134,14 @@ class KernelWatch:
         self._seq += 1
         request = _NLMSGHDR.pack(
             _HEADER, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0
-        ) + _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        ) + _RTMSG.pack(self.family, 0, 0, 0, 0, 0, 0, 0, 0)
         self.sock.send(request)
+
+    def _state(self, attributes: dict[int, bytes]) -> int:
+        """A present route's slot state (rule 2)."""
+        if self.gateway is None or RTA_MULTIPATH in attributes:
+            return self.OTHER
+        return self.VIA if attributes.get(RTA_GATEWAY) == self.gateway else self.OTHER
 
     def _handle(self, data: bytes) -> None:
         view = memoryview(data)
@@ -129,34 +150,32 @@ class KernelWatch:
         for msg_type, _seq, msg in _messages(view):
             if msg_type == NLMSG_DONE and fresh is not None:
                 self.bits, self.fresh = fresh, None  # rule 2: the resync's dump is complete
-                self.count = fresh.count(1)
+                self.count = size - fresh.count(self.ABSENT)
+                self.best = fresh.count(self.VIA)
                 bits, fresh = self.bits, None
                 continue
             if msg_type not in (RTM_NEWROUTE, RTM_DELROUTE) or len(msg) < _HEADER:
                 continue
             family, dst_len, _s, _t, _table, protocol, _sc, _ty, _f = _RTMSG.unpack_from(msg, 16)
-            if family != socket.AF_INET or dst_len != self.prefixlen:
+            if family != self.family or dst_len != self.prefixlen:
                 continue
             if protocol not in self.protocols:
                 continue
-            dst = _attributes(msg, _HEADER, len(msg)).get(RTA_DST)
+            attributes = _attributes(msg, _HEADER, len(msg))
+            dst = attributes.get(RTA_DST)
             if dst is None:
                 continue
             slot = (int.from_bytes(dst, "big") - base) >> shift
             if not 0 <= slot < size:
                 continue
-            if msg_type == RTM_NEWROUTE:
-                if fresh is not None:
-                    fresh[slot] = 1
-                if not bits[slot]:
-                    bits[slot] = 1
-                    self.count += 1
-            else:
-                if fresh is not None:
-                    fresh[slot] = 0
-                if bits[slot]:
-                    bits[slot] = 0
-                    self.count -= 1
+            state = self._state(attributes) if msg_type == RTM_NEWROUTE else self.ABSENT
+            if fresh is not None:
+                fresh[slot] = state
+            old = bits[slot]
+            if old != state:
+                bits[slot] = state
+                self.count += (state != self.ABSENT) - (old != self.ABSENT)
+                self.best += (state == self.VIA) - (old == self.VIA)
 
     def receive(self) -> None:
         """One datagram (blocking per the socket's timeout); on ENOBUFS dump again (rule 2)."""
@@ -171,8 +190,9 @@ class KernelWatch:
             return
         self._handle(data)
         step, now = self.trace_step, time.monotonic()
-        while step and self.count >= (len(self.trace) + 1) * step:
-            self.trace.append((now, self.count))
+        counted = self.count if self.gateway is None else self.best
+        while step and counted >= (len(self.trace) + 1) * step:
+            self.trace.append((now, counted))
 
     def wait(self, done: Callable[[KernelWatch], bool], timeout: float) -> float:
         """Read notifications until ``done(self)``; the arrival time of the deciding datagram.

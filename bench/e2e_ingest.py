@@ -6,7 +6,15 @@ Rules:
    writing a table pre-encoded by ``tables.py`` (``--table single,full``: one attribute set, or
    a DFZ-shaped table of size / 5 attribute sets) in one ``sendall``, so the receiver alone is
    measured; before the receivers, ``line_rate.check`` times the same sender into a socket that
-   only reads, and the line says how far above any receiver it runs. ``--sender gobgp``: GoBGP
+   only reads, and the line says how far above any receiver it runs. ``--peers N`` (line-rate;
+   a list such as ``1,4`` runs each): N sender processes on the bridge, each its own address and
+   eBGP AS (sender i: AS 65001 + i), write the same prefixes at once; sender i's table is the
+   first's with its AS prepended i more times, so every prefix has N candidates that differ in
+   AS-path length alone (RFC 4271 §9.1.2.2 a: LOCAL_PREF is absent on eBGP routes and equal),
+   and the first sender's path is the single best; no two paths tie, so neither BIRD's ``merge
+   paths`` nor any multipath makes an ECMP route. ``--family ipv6``: the same with IPv6 /48s
+   in MP_REACH_NLRI (RFC 4760) over sessions on ``SUBNET6`` (the IPv4 addresses stay, as router
+   IDs; each receiver starts once its link-local address is past DAD). ``--sender gobgp``: GoBGP
    preloaded by ``gobgp mrt inject`` of a TABLE_DUMP_V2 file (RFC 6396 §4.3) holding the N /24s
    from 16.0.0.0 and then ``PAD`` /24s from 100.64.0.0: the CLI drops the tail of a large file
    (real-peers.md), so the pad absorbs the loss and an export policy keeps it from the receivers.
@@ -14,28 +22,34 @@ Rules:
    GoBGP's first session after the load starts sending about a second later than any later one,
    so a throwaway BIRD 2 (``WARM_UP``) takes the table first, unreported; after it and after
    every receiver GoBGP is left to go idle again.
-2. Receivers run one at a time, each in its own namespace (deleted after it): bgpd (``python -m
-   bgpd run`` with a file datastore, eBGP peer by peerIP, log level Info as Calico's default
-   ``logSeverityScreen``), BIRD 1.6 with Calico's kernel and device settings (calico-bgp.md
-   §2.4–2.5: ``learn; persist; scan time 2; graceful restart; merge paths on``), BIRD 2 with the
-   same kernel protocol but BIRD 2's default scan time, FRR (zebra with a 128 MiB netlink
-   buffer, real-peers.md).
-3. Timing starts when the receiver's BGP connection is up (TCP ESTABLISHED on port 179 in its
-   namespace, polled every 10 ms; the OPEN exchange follows within milliseconds) and ends when
-   the receiver's kernel holds all N /24s, seen through ``KernelWatch`` (subscribed before the
-   receiver starts). With the line-rate sender the sender then writes the withdrawal of every
-   prefix, and a second clock runs from that command until the kernel holds none of them. Peak
+2. Receivers run one at a time, each in its own namespace (deleted after it), each with one eBGP
+   peer per sender: bgpd (``python -m bgpd run`` with a file datastore, one BGPPeer by peerIP
+   per sender, log level Info as Calico's default ``logSeverityScreen``; for IPv6 the Node's
+   ``ipv6Address``), BIRD 1.6 (``bird6`` for IPv6) with Calico's kernel and device settings
+   (calico-bgp.md §2.4–2.5: ``learn; persist; scan time 2; graceful restart; merge paths on``)
+   and one BGP protocol per sender, BIRD 2 with the same kernel protocol but BIRD 2's default
+   scan time, FRR (zebra with a 128 MiB netlink buffer, real-peers.md; one neighbor per sender,
+   ``maximum-paths 1``).
+3. Timing starts when the receiver's first BGP connection is up (TCP ESTABLISHED on port 179
+   in its namespace, polled every 10 ms; the OPEN exchange follows within milliseconds; with
+   several senders the progress line says when the last came up, polled every 50 ms) and ends
+   when the receiver's kernel holds all N prefixes, each via the best sender's address as its
+   one next hop, seen through ``KernelWatch`` (subscribed before the receiver starts, with that
+   gateway). With the line-rate sender every sender then writes the withdrawal of every prefix
+   (the commands one after the other), and a second clock runs from the first command until
+   the kernel holds none of them, via any next hop. Peak
    RSS is the sum of ``VmHWM`` of every process in the receiver's namespace (FRR: zebra +
    bgpd), read at the end; CPU is their ``utime + stime`` since they started, and for the
    withdrawal the CPU it added. A progress line gives the kernel's count at each tenth of N.
    ``--profile FILE`` records bgpd with py-spy (collapsed stacks) during each run; the last run
    (last size, last table) stays in FILE and its top functions are printed.
-4. One table: per size, table and reference, the reference's figures, bgpd's, and the ratios
-   bgpd / reference (below 1 means bgpd is faster, smaller or cheaper); then the same as the
-   README's Markdown table, bgpd / reference in brackets beside each reference's figure.
+4. One table: per size, table, senders and reference, the reference's figures, bgpd's, and
+   the ratios bgpd / reference (below 1 means bgpd is faster, smaller or cheaper); then the same
+   as the README's Markdown table, bgpd / reference in brackets beside each reference's figure.
 
 Usage: python3 bench/e2e_ingest.py [--sender line-rate|gobgp] [--table single,full]
                                    [--sizes 100000,1000000] [--receivers bgpd,bird2,bird,frr]
+                                   [--peers 1,4] [--family ipv4|ipv6]
 """
 
 from __future__ import annotations
@@ -50,18 +64,21 @@ import signal
 import struct
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice, product
 from pathlib import Path
 from typing import Protocol
 
 import benchlib
 import line_rate
 import tables
-from bgpd_driver import BgpdNode, ExternalPeer, OurNode, lan
+import yaml
+from bgpd_driver import BgpdNode, ExternalPeer, OurNode, calico_datastore, lan
 from netns import Namespace
-from peer_drivers import Bird, Bird2, Frr, GoBgp, PeerDaemon, PeerSpec, wait_for
+from peer_drivers import Bird, Bird2, Frr, GoBgp, PeerSpec, wait_for
 
 from bgpd.wire.attributes import encode_attributes
 from bgpd.wire.types import AsPathSegment, PathAttributes
@@ -69,10 +86,13 @@ from bgpd.wire.types import AsPathSegment, PathAttributes
 SENDER_AS = 65001
 RECEIVER_AS = 64512
 FIRST = int(ipaddress.IPv4Address("16.0.0.0"))
-WATCHED = "16.0.0.0/4"  # room for 1,048,576 /24s
+WATCHED = {"ipv4": ("16.0.0.0/4", 24), "ipv6": ("2a00::/28", 48)}  # 1,048,576 prefixes each
 PAD_FIRST = int(ipaddress.IPv4Address("100.64.0.0"))
 PAD = 5000
 SUBNET = "10.97.0.0/24"
+SUBNET6 = "fd00:97::/64"  # ``--family ipv6``: host i of SUBNET is host i here too
+MAX_PEERS = 16
+LAN_BRIDGE = "br0"  # the bridge ``lan`` makes in the hub namespace
 PREFIX = "hC-e2e-"
 MRT_TABLE_DUMP_V2 = 13
 MRT_PEER_INDEX_TABLE = 1
@@ -212,18 +232,93 @@ protocol kernel {
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One line-rate sender of a race (rule 1): its session address (the next hop of its
+    table), AS, how many more times its AS leads every path, and its IPv4 router ID."""
+
+    address: str
+    asn: int
+    prepend: int = 0
+    router_id: str = ""
+
+
+def feeds_for(addresses: Sequence[str], router_ids: Sequence[str] = ()) -> tuple[Feed, ...]:
+    """Rule 1: sender ``i`` is AS ``SENDER_AS + i`` and prepends ``i`` times, so the first
+    sender's paths are the shortest for every prefix."""
+    ids = list(router_ids) or list(addresses)
+    return tuple(
+        Feed(a, SENDER_AS + i, i, r) for i, (a, r) in enumerate(zip(addresses, ids, strict=True))
+    )
+
+
+def family_of(address: str) -> str:
+    return "ipv4" if ipaddress.ip_address(address).version == 4 else "ipv6"
+
+
+def _bird_peers(config: str, protocol: str, spec: PeerSpec, feeds: Sequence[Feed]) -> str:
+    """BIRD's configuration with its one BGP protocol (the last block) once per feed, named
+    ``<protocol><index>``, with the feed's address and AS (rule 2)."""
+    marker = f"protocol bgp {protocol} "
+    head, block = config.split(marker, 1)
+    neighbor = f"neighbor {spec.neighbor} as {spec.peer_as};"
+    copies = [
+        f"protocol bgp {protocol}{index} "
+        + block.replace(neighbor, f"neighbor {feed.address} as {feed.asn};")
+        for index, feed in enumerate(feeds)
+    ]
+    return head + "".join(copies)
+
+
 class BirdReceiver(Bird):
+    feeds: tuple[Feed, ...] = ()
+
     def config(self) -> str:
         device = "protocol device { scan time 2; }"
-        return super().config().replace("protocol device { }", device) + _CALICO_KERNEL_16
+        base = super().config().replace("protocol device { }", device)
+        return _bird_peers(base, self.protocol, self.spec, self.feeds) + _CALICO_KERNEL_16
+
+
+class Bird6Receiver(BirdReceiver):
+    """BIRD 1.6's IPv6 daemon, as calico-node runs it beside ``bird``."""
+
+    kind = "bird6"
+    binary = "bird6"
+    client = "birdc6"
 
 
 class Bird2Receiver(Bird2):
+    feeds: tuple[Feed, ...] = ()
+
     def config(self) -> str:
-        return super().config() + _KERNEL_2
+        text = _bird_peers(super().config(), self.protocol, self.spec, self.feeds) + _KERNEL_2
+        if family_of(self.spec.address) == "ipv6":
+            text = text.replace("ipv4;", "ipv6;").replace("ipv4 {", "ipv6 {")
+        return text
 
 
 class FrrReceiver(Frr):
+    feeds: tuple[Feed, ...] = ()
+
+    def config(self) -> str:
+        """Every ``neighbor`` line once per feed; one path per prefix into zebra (rule 2)."""
+        lines = []
+        for line in super().config().splitlines():
+            if line.startswith(f" neighbor {self.spec.neighbor} "):
+                for feed in self.feeds:
+                    mine = line.replace(self.spec.neighbor, feed.address)
+                    remote = f"remote-as {self.spec.peer_as}"
+                    lines.append(mine.replace(remote, f"remote-as {feed.asn}"))
+            elif line == " address-family ipv4 unicast":
+                lines += [line, "  maximum-paths 1"]
+            else:
+                lines.append(line)
+        if family_of(self.spec.address) == "ipv6":
+            lines += [" address-family ipv6 unicast", "  maximum-paths 1"]
+            lines += [f"  neighbor {feed.address} activate" for feed in self.feeds]
+            lines.append(" exit-address-family")
+        return "\n".join(lines) + "\n"
+
     def _spawn(self, *cmd: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         if cmd and cmd[0].endswith("/zebra"):
             cmd = (*cmd, "-s", "134217728")
@@ -234,6 +329,8 @@ class Receiver(Protocol):
     def start(self) -> None: ...
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None: ...
+
+    def describe(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,65 +344,110 @@ class Figures:
     withdraw_cpu: float | None = None
 
 
-def make_receiver(kind: str, ns: Namespace, address: str, sender: str, work: Path) -> Receiver:
+def make_receiver(
+    kind: str,
+    ns: Namespace,
+    address: str,
+    feeds: Sequence[Feed],
+    work: Path,
+    router_id: str = "",
+) -> Receiver:
+    """Rule 2: ``kind`` configured with one eBGP peer per feed, on ``address`` (IPv4 or IPv6;
+    ``router_id``, the receiver's IPv4 address, when it is IPv6)."""
+    router_id = router_id or address
     if kind == "bgpd":
-        node = OurNode(name="receiver", address=f"{address}/24", asn=RECEIVER_AS)
-        peer = ExternalPeer(address=sender, asn=SENDER_AS, keepalive_time=None)
-        return BgpdNode(ns, node, (peer,), work / "bgpd", log_level="info")
+        node = OurNode(name="receiver", address=f"{router_id}/24", asn=RECEIVER_AS)
+        peers = tuple(
+            ExternalPeer(address=f.address, asn=f.asn, keepalive_time=None) for f in feeds
+        )
+        text = calico_datastore(node, peers)
+        if family_of(address) == "ipv6":
+            resources = list(yaml.safe_load_all(text))
+            for resource in resources:
+                if resource["kind"] == "Node":
+                    resource["spec"]["bgp"]["ipv6Address"] = f"{address}/64"
+            text = yaml.safe_dump_all(resources, sort_keys=False)
+        return BgpdNode(ns, node, peers, work / "bgpd", datastore_text=text, log_level="info")
     spec = PeerSpec(
         local_as=RECEIVER_AS,
         peer_as=SENDER_AS,
-        router_id=address,
+        router_id=router_id,
         address=address,
-        neighbor=sender,
+        neighbor=feeds[0].address,
         hold_time=90,
         keepalive=30,
         routes=(),
     )
-    classes: dict[str, type[PeerDaemon]] = {
-        "bird": BirdReceiver,
+    classes: dict[str, type[BirdReceiver | Bird2Receiver | FrrReceiver]] = {
+        "bird": Bird6Receiver if family_of(address) == "ipv6" else BirdReceiver,
         "bird2": Bird2Receiver,
         "frr": FrrReceiver,
     }
-    return classes[kind](ns, spec, work)
+    receiver = classes[kind](ns, spec, work)
+    receiver.feeds = tuple(feeds)
+    return receiver
 
 
-def bgp_connected(ns: Namespace) -> bool:
-    """Rule 3: the receiver's BGP connection is up (TCP ESTABLISHED on port 179). Read from the
-    receiver's namespace, not the sender: after a session with a full table goes down GoBGP
-    can leave its API unanswered for over 20 s, which would start the clock late."""
+def sessions_up(ns: Namespace) -> int:
+    """Rule 3: the receiver's BGP connections that are up (TCP ESTABLISHED on port 179). Read
+    from the receiver's namespace, not the sender: after a session with a full table goes down
+    GoBGP can leave its API unanswered for over 20 s, which would start the clock late."""
     out = ns.run("ss", "-Htn", "state", "established", "( sport = :179 or dport = :179 )")
-    return bool(out.stdout.strip())
+    return len(out.stdout.splitlines())
+
+
+class AllUp(threading.Thread):
+    """Rule 3: when the receiver's ``count``-th BGP connection came up (polled every 50 ms)."""
+
+    def __init__(self, ns: Namespace, count: int) -> None:
+        super().__init__(daemon=True)
+        self.ns, self.count = ns, count
+        self.at: float | None = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            if sessions_up(self.ns) >= self.count:
+                self.at = time.monotonic()
+                return
+            self.stopped.wait(0.05)
 
 
 def measure(
     kind: str,
     ns: Namespace,
     address: str,
-    sender_address: str,
+    feeds: Sequence[Feed],
     size: int,
     work: Path,
     profile: Path | None = None,
     withdraw: Callable[[], None] | None = None,
     *,
     quiet: bool = False,
+    router_id: str = "",
 ) -> Figures:
-    """Rule 3: seconds from connected to all ``size`` routes in the kernel, peak RSS MiB, CPU
-    seconds the receiver used since it started; with ``withdraw`` (which makes the sender
-    withdraw every route), the seconds until the kernel holds none and the CPU that took."""
-    receiver = make_receiver(kind, ns, address, sender_address, work)
+    """Rule 3: seconds from the first connection to all ``size`` routes in the kernel via the
+    first feed (the best path), peak RSS MiB, CPU seconds the receiver used since it started;
+    with ``withdraw`` (which makes every sender withdraw every route), the seconds until the
+    kernel holds none and the CPU that took."""
+    receiver = make_receiver(kind, ns, address, feeds, work, router_id)
     withdraw_seconds = withdraw_cpu = None
-    with benchlib.KernelWatch(ns.name, WATCHED, 24) as watch:
+    watched, length = WATCHED[family_of(address)]
+    with benchlib.KernelWatch(ns.name, watched, length, gateway=feeds[0].address) as watch:
         receiver.start()
         spy = None
         if profile is not None and isinstance(receiver, BgpdNode) and receiver.proc:
             spy = benchlib.py_spy(receiver.proc.pid, profile)
+        all_up = AllUp(ns, len(feeds))
         try:
-            wait_for(lambda: bgp_connected(ns), 120, None, 0.01)
+            wait_for(lambda: sessions_up(ns) > 0, 120, receiver.describe, 0.01)
             connected = time.monotonic()
+            all_up.start()
             watch.trace_step = max(1, size // 10)
-            done = watch.wait(lambda w: w.count >= size, 900)
-            marks = " ".join(f"{count // 1000}k@{at - connected:.2f}" for at, count in watch.trace)
+            done = watch.wait(lambda w: w.best >= size, 900)
+            marks = " ".join(f"{count / 1000:g}k@{at - connected:.2f}" for at, count in watch.trace)
+            if len(feeds) > 1 and all_up.at is not None:
+                marks += f"; all {len(feeds)} sessions up @{all_up.at - connected:.2f}"
             if not quiet:
                 print(f"# {kind} kernel count by time since connected: {marks}", flush=True)
             cpu = benchlib.cpu_seconds(ns.pids())
@@ -319,6 +461,7 @@ def measure(
                 print(f"# {kind}: the kernel watch dumped again {watch.resyncs} times", flush=True)
             peak = benchlib.peak_rss_mib(ns.pids())
         finally:
+            all_up.stopped.set()
             if spy is not None:
                 benchlib.stop_py_spy(spy)
             receiver.stop()
@@ -367,6 +510,7 @@ def run_gobgp(
         sender = Sender(sender_ns, spec, work / f"sender-{size}", neighbors)
         mrt = work / f"table-{size}.mrt"
         write_mrt(mrt, size, sender_address)
+        feeds = feeds_for([sender_address])
         sender.start()
         try:
             seconds = sender.load(mrt, size)
@@ -375,7 +519,7 @@ def run_gobgp(
             # Rule 1: GoBGP's first session after the load starts sending about a second later
             # than every later one, whoever the peer is; a throwaway BIRD 2 takes it.
             warm = measure(
-                WARM_UP, warm_ns, warm_address, sender_address, size, work / "warm-up", quiet=True
+                WARM_UP, warm_ns, warm_address, feeds, size, work / "warm-up", quiet=True
             )
             warm_ns.delete()
             sender.settle()
@@ -384,7 +528,7 @@ def run_gobgp(
                 ns = receivers.pop(kind)
                 try:
                     results[kind] = measure(
-                        kind, ns, addresses[kind], sender_address, size, work / kind, profile
+                        kind, ns, addresses[kind], feeds, size, work / kind, profile
                     )
                 finally:
                     ns.delete()
@@ -398,38 +542,117 @@ def run_gobgp(
     return results
 
 
+def withdraw_all(senders: Sequence[line_rate.SenderProcess]) -> None:
+    """Rule 3: every sender writes its withdrawal, one command after the other."""
+    for sender in senders:
+        sender.command("withdraw")
+
+
+def interface_of(ns: Namespace, address: str) -> str:
+    """The interface in ``ns`` that holds the IPv4 ``address``."""
+    for line in ns.ip("-o", "-4", "addr", "show").stdout.splitlines():
+        fields = line.split()
+        if f"{address}/" in line:
+            return fields[1]
+    raise LookupError(f"no interface holds {address} in {ns.name}")
+
+
+def link_local_ready(ns: Namespace, interface: str) -> bool:
+    """``interface`` has its IPv6 link-local address and it is past duplicate address detection:
+    bird6 looks for it when its protocol starts and runs without it otherwise (rule 2)."""
+    out = ns.ip("-6", "-o", "addr", "show", "dev", interface, "scope", "link").stdout
+    return bool(out.strip()) and "tentative" not in out
+
+
 def run_line_rate(
     size: int,
     shape: str,
+    peers: int,
+    family: str,
     kinds: list[str],
     work: Path,
     say: Callable[[str], None],
     profile: Path | None,
 ) -> dict[str, Figures]:
-    """Rule 1, ``--sender line-rate``: the table, the sender's check, then each receiver."""
-    sender_address = str(next(ipaddress.IPv4Network(SUBNET).hosts()))
-    spec = tables.TableSpec(shape, "ipv4", size, next_hop=sender_address, sender_as=SENDER_AS)
+    """Rule 1, ``--sender line-rate``: the tables, the sender's check, then each receiver with
+    ``peers`` senders on the bridge: the hub's address and the addresses after the receiver's
+    (with ``family`` ipv6, the same hosts of ``SUBNET6`` carry the sessions)."""
+    net = ipaddress.IPv4Network(SUBNET)
+    hosts = [str(h) for h in islice(net.hosts(), peers + 1)]
+    senders_v4 = [hosts[0], *hosts[2:]]
+    net6 = ipaddress.IPv6Network(SUBNET6)
+    hosts6 = [str(h) for h in islice(net6.hosts(), peers + 1)]
+    if family == "ipv6":
+        receiver = hosts6[1]
+        feeds = feeds_for([hosts6[0], *hosts6[2:]], senders_v4)
+    else:
+        receiver = hosts[1]
+        feeds = feeds_for(senders_v4)
+    specs = [
+        tables.TableSpec(
+            shape, family, size, next_hop=f.address, sender_as=f.asn, prepend=f.prepend
+        )
+        for f in feeds
+    ]
     started = time.monotonic()
-    table = tables.load(spec)
-    say(f"# table: {tables.describe(table)} (ready in {time.monotonic() - started:.1f} s)")
-    say(f"# {line_rate.describe_check(spec, line_rate.check(spec))}")
+    for index, spec in enumerate(specs):
+        table = tables.load(spec)
+        if index == 0:
+            say(f"# table: {tables.describe(table)} (ready in {time.monotonic() - started:.1f} s)")
+    if peers > 1:
+        say(
+            f"# {peers} senders at once, AS {feeds[0].asn}-{feeds[-1].asn}, sender i's paths i "
+            f"hops longer (prepended); best: {feeds[0].address} (all {peers} ready in "
+            f"{time.monotonic() - started:.1f} s)"
+        )
+    say(f"# {line_rate.describe_check(specs[0], line_rate.check(specs[0]))}")
     results: dict[str, Figures] = {}
     for kind in kinds:
         sender_ns = Namespace.create(PREFIX + "s")
         ns = Namespace.create(PREFIX + kind[:4])
-        sender: line_rate.SenderProcess | None = None
+        senders: list[line_rate.SenderProcess] = []
         try:
             hub, member = lan(sender_ns, [ns], SUBNET)
-            assert hub.address == sender_address
+            assert (hub.address, member.address) == (hosts[0], hosts[1])
+            for address in senders_v4[1:]:
+                sender_ns.ip("addr", "add", f"{address}/{net.prefixlen}", "dev", LAN_BRIDGE)
+            if family == "ipv6":
+                for feed in feeds:
+                    sender_ns.ip(
+                        "addr",
+                        "add",
+                        f"{feed.address}/{net6.prefixlen}",
+                        "dev",
+                        LAN_BRIDGE,
+                        "nodad",
+                    )
+                member_if = interface_of(ns, member.address)
+                ns.ip("addr", "add", f"{receiver}/{net6.prefixlen}", "dev", member_if, "nodad")
+                for where, interface in ((ns, member_if), (sender_ns, LAN_BRIDGE)):
+                    ready = functools.partial(link_local_ready, where, interface)
+                    wait_for(ready, 30, None, 0.1)
             prefix = ("ip", "netns", "exec", sender_ns.name)
-            sender = line_rate.SenderProcess.start(spec, sender_address, 179, prefix=prefix)
-            sender.event("listening")
-            withdraw = functools.partial(sender.command, "withdraw")
+            for spec, feed in zip(specs, feeds, strict=True):
+                senders.append(
+                    line_rate.SenderProcess.start(
+                        spec, feed.address, 179, prefix=prefix, router_id=feed.router_id
+                    )
+                )
+            for sender in senders:
+                sender.event("listening")
             results[kind] = measure(
-                kind, ns, member.address, sender_address, size, work / kind, profile, withdraw
+                kind,
+                ns,
+                receiver,
+                feeds,
+                size,
+                work / kind,
+                profile,
+                functools.partial(withdraw_all, senders),
+                router_id=member.address,
             )
         finally:
-            if sender is not None:
+            for sender in senders:
                 sender.stop()
             ns.delete()
             sender_ns.delete()
@@ -454,17 +677,34 @@ def ratio_row(label: str, ours: Figures, ref: Figures) -> tuple[str, ...]:
     return tuple(cells)
 
 
-def markdown(rows: list[tuple[int, str, dict[str, Figures]]], kinds: list[str]) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One size, table and number of senders, every receiver's figures (rule 4)."""
+
+    size: int
+    shape: str
+    peers: int
+    family: str
+    results: dict[str, Figures]
+
+    @property
+    def label(self) -> str:
+        family = " IPv6" if self.family == "ipv6" else ""
+        senders = f" x {self.peers} peers" if self.peers > 1 else ""
+        return f"{self.size:,}{family} {self.shape}{senders}"
+
+
+def markdown(rows: list[Row], kinds: list[str]) -> list[str]:
     """The README's table: per size and table, bgpd's figures, then each reference's with
     bgpd / reference beside every figure."""
     lines = [
         "| prefixes, table | receiver | into the kernel | peak RSS | CPU | withdrawal | its CPU |",
         "|---|---|---|---|---|---|---|",
     ]
-    for size, shape, results in rows:
-        ours = results["bgpd"]
+    for row in rows:
+        ours = row.results["bgpd"]
         for kind in kinds:
-            figures = results[kind]
+            figures = row.results[kind]
             cells = []
             for theirs, mine, unit, digits in (
                 (figures.seconds, ours.seconds, "s", 2),
@@ -480,7 +720,7 @@ def markdown(rows: list[tuple[int, str, dict[str, Figures]]], kinds: list[str]) 
                 else:
                     cells.append(f"{theirs:.{digits}f} {unit} ({benchlib.ratio(mine, theirs)})")
             label = "bgpd" if kind == "bgpd" else LABELS[kind]
-            first = f"{size:,} {shape}" if kind == kinds[0] else ""
+            first = row.label if kind == kinds[0] else ""
             lines.append(f"| {first} | {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -491,6 +731,10 @@ def main() -> None:
     parser.add_argument("--table", default="single,full", help="line-rate: single, full or both")
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--receivers", default=",".join(RECEIVERS))
+    parser.add_argument("--family", choices=sorted(tables.FAMILIES), default="ipv4")
+    parser.add_argument(
+        "--peers", default="1", help="line-rate: senders of the same table at once, e.g. 1,4"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--profile", type=Path, help="py-spy bgpd into this file (collapsed stacks)"
@@ -508,25 +752,31 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown table {', '.join(unknown)}: choose from {tables.SHAPES}")
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    peer_counts = [int(n) for n in args.peers.split(",") if n]
+    if args.sender == "gobgp" and (peer_counts != [1] or args.family != "ipv4"):
+        raise SystemExit("--sender gobgp: one sender, IPv4")
+    if not peer_counts or min(peer_counts) < 1 or max(peer_counts) > MAX_PEERS:
+        raise SystemExit(f"--peers: 1 to {MAX_PEERS} senders")
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     print(f"# machine: {benchlib.machine()}; load {benchlib.loadavg()}", flush=True)
-    print(f"# sender: {args.sender}", flush=True)
-    rows: list[tuple[int, str, dict[str, Figures]]] = []
+    print(f"# sender: {args.sender}; {args.family}", flush=True)
+    rows: list[Row] = []
 
     def say(text: str) -> None:
         print(text, flush=True)
 
     try:
         for size in sizes:
-            for shape in shapes:
-                say(f"# {size:,} prefixes, {shape} table")
+            for peers, shape in product(peer_counts, shapes):
+                row = f"{size}-{shape}-{peers}"
+                say(f"# {size:,} prefixes, {shape} table, {peers} sender(s)")
                 if args.sender == "gobgp":
-                    results = run_gobgp(size, kinds, work / f"{size}", say, args.profile)
+                    results = run_gobgp(size, kinds, work / row, say, args.profile)
                 else:
                     results = run_line_rate(
-                        size, shape, kinds, work / f"{size}-{shape}", say, args.profile
+                        size, shape, peers, args.family, kinds, work / row, say, args.profile
                     )
-                rows.append((size, shape, results))
+                rows.append(Row(size, shape, peers, args.family, results))
             print(f"# load average after {size:,}: {benchlib.loadavg()}", flush=True)
     finally:
         if not args.keep:
@@ -536,6 +786,7 @@ def main() -> None:
         [
             ("prefixes", 9),
             ("table", 6),
+            ("peers", 5),
             ("reference", 9),
             ("ref s", 7),
             ("bgpd s", 7),
@@ -554,11 +805,12 @@ def main() -> None:
             ("x", 6),
         ]
     )
-    for size, shape, results in rows:
-        ours = results["bgpd"]
+    for row in rows:
+        ours = row.results["bgpd"]
         for kind in kinds:
             if kind != "bgpd":
-                table.row(f"{size:,}", shape, *ratio_row(LABELS[kind], ours, results[kind]))
+                figures = ratio_row(LABELS[kind], ours, row.results[kind])
+                table.row(f"{row.size:,}", row.shape, row.peers, *figures)
     print(
         "# x: bgpd / reference; wd: full withdrawal, from the sender's command to an empty "
         f"kernel; load average at the end: {benchlib.loadavg()}"

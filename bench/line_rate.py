@@ -6,7 +6,8 @@ is encoded beforehand (``tables.py``) and written with one ``sendall``.
 
 Rules:
 1. ``serve`` listens on ADDRESS:PORT and accepts one connection. It sends OPEN at once (4-octet
-   AS, RFC 6793 §3; Multiprotocol IPv4 and IPv6 unicast, RFC 4760 §8; hold time 90 s; no extended
+   AS, RFC 6793 §3; Multiprotocol IPv4 and IPv6 unicast, RFC 4760 §8; hold time 90 s; BGP
+   Identifier ``--router-id``, else the IPv4 listen address, RFC 4271 §4.2; no extended
    messages, so every UPDATE fits 4096 octets), answers the peer's OPEN with a KEEPALIVE, and
    when the peer's KEEPALIVE arrives (Established, RFC 4271 §8.2.2) writes the whole table, then
    End-of-RIB for its family (RFC 4724 §2), in one ``sendall``; then a KEEPALIVE every 30 s
@@ -186,7 +187,7 @@ def _commands(session: Session) -> None:
 def table_spec(args: argparse.Namespace) -> tables.TableSpec:
     next_hop = args.next_hop or ("10.97.0.1" if args.family == "ipv4" else "fd00:97::1")
     return tables.TableSpec(
-        args.shape, args.family, args.size, args.sets, args.seed, next_hop, args.asn
+        args.shape, args.family, args.size, args.sets, args.seed, next_hop, args.asn, args.prepend
     )
 
 
@@ -200,6 +201,7 @@ def table_argv(spec: tables.TableSpec, cache: Path | None) -> list[str]:
         f"--seed={spec.seed}",
         f"--next-hop={spec.next_hop}",
         f"--asn={spec.sender_as}",
+        f"--prepend={spec.prepend}",
     ]
     return argv + ([f"--cache={cache}"] if cache else [])
 
@@ -225,9 +227,12 @@ class SenderProcess:
         port: int = 179,
         cache: Path | None = None,
         prefix: tuple[str, ...] = (),
+        router_id: str = "",
     ) -> SenderProcess:
         script = str(Path(__file__).resolve())
         argv = [*prefix, sys.executable, script, "serve", f"--listen={listen}", f"--port={port}"]
+        if router_id:
+            argv.append(f"--router-id={router_id}")
         return cls(argv + table_argv(spec, cache))
 
     def event(self, name: str) -> dict[str, Any]:
@@ -318,6 +323,7 @@ def _table_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--next-hop", default="")
     parser.add_argument("--asn", type=int, default=tables.SENDER_AS)
+    parser.add_argument("--prepend", type=int, default=0, help="the AS this many more times")
     parser.add_argument("--cache", type=Path, default=None)
 
 

@@ -1,8 +1,11 @@
 """Benchmark tables: N prefixes over P attribute sets, pre-encoded as UPDATEs by bgpd's codec.
 
 Rules:
-1. A ``TableSpec`` (shape, family, size, attribute sets, seed, next hop, sender AS) fixes the bytes:
-   every draw comes from ``random.Random(seed)``, so a table is the same on every run and machine.
+1. A ``TableSpec`` (shape, family, size, attribute sets, seed, next hop, sender AS, prepends)
+   fixes the bytes: every draw comes from ``random.Random(seed)``, so a table is the same on every
+   run and machine; tables that differ only in sender AS, next hop or prepends make the same draws
+   (no drawn AS is a private one, RFC 6996), so they group the same prefixes into sets that differ
+   only in those.
 2. Prefixes are distinct and of one length, so a kernel watch can count them: IPv4 /24s from
    16.0.0.0 (room for 1,048,576 in 16.0.0.0/4), IPv6 /48s from 2a00::/12.
 3. ``single``: one attribute set for every prefix (ORIGIN IGP, AS_PATH [sender, 65100], NEXT_HOP),
@@ -13,6 +16,9 @@ Rules:
    0-4 communities (``COMMUNITY_COUNT_WEIGHTS``); 1-2 large communities (RFC 8092) on 10 %. Every
    set holds at least one prefix; the rest are spread with a heavy tail (Pareto weights, as a few
    origins announce hundreds of prefixes and most one or two); a set's prefixes are adjacent.
+   ``prepend`` puts the sender's AS that many more times in front of every path (both shapes), so
+   several senders of one table differ in AS-path length alone, the first criterion after
+   LOCAL_PREF (RFC 4271 §9.1.2.2 a).
 4. Encoding is bgpd's own (``encode_updates``, ``encode_withdrawals``), 4-octet AS, no extended
    messages: as many prefixes per UPDATE as 4096 octets hold (RFC 4271 §4.1), one attribute set
    per UPDATE; IPv6 in MP_REACH_NLRI / MP_UNREACH_NLRI (RFC 4760). The announcement sends the sets
@@ -79,6 +85,7 @@ class TableSpec:
     seed: int = 1
     next_hop: str = "10.97.0.1"
     sender_as: int = SENDER_AS
+    prepend: int = 0  # rule 3: the sender's AS this many more times in front of every path
 
     @property
     def attribute_sets(self) -> int:
@@ -90,7 +97,7 @@ class TableSpec:
     def name(self) -> str:
         return (
             f"{self.family}-{self.shape}-{self.size}-{self.attribute_sets}-s{self.seed}"
-            f"-as{self.sender_as}-{self.next_hop.replace(':', '_')}-f{FORMAT}"
+            f"-as{self.sender_as}-p{self.prepend}-{self.next_hop.replace(':', '_')}-f{FORMAT}"
         )
 
 
@@ -131,8 +138,9 @@ def _asn(rng: random.Random, taken: set[int]) -> int:
 
 def attribute_sets(spec: TableSpec, next_hop: bytes) -> list[PathAttributes]:
     """Rule 3: the table's distinct attribute sets."""
+    head = (spec.sender_as,) * (1 + spec.prepend)
     if spec.shape == "single":
-        path = (AsPathSegment(SegmentType.AS_SEQUENCE, (spec.sender_as, SINGLE_ORIGIN_AS)),)
+        path = (AsPathSegment(SegmentType.AS_SEQUENCE, (*head, SINGLE_ORIGIN_AS)),)
         return [PathAttributes(origin=Origin.IGP, as_path=path, next_hop=next_hop)]
     rng = random.Random(spec.seed)
     lengths = rng.choices(
@@ -143,7 +151,7 @@ def attribute_sets(spec: TableSpec, next_hop: bytes) -> list[PathAttributes]:
     for length in lengths:
         while True:
             taken = {spec.sender_as}
-            hops = (spec.sender_as, *(_asn(rng, taken) for _ in range(length - 1)))
+            hops = (*head, *(_asn(rng, taken) for _ in range(length - 1)))
             count = rng.choices(
                 list(COMMUNITY_COUNT_WEIGHTS), list(COMMUNITY_COUNT_WEIGHTS.values())
             )[0]

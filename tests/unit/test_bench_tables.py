@@ -80,3 +80,24 @@ def test_same_spec_same_bytes_and_the_cache_returns_them(tmp_path: Path) -> None
     assert tables.encode(tables.TableSpec("full", "ipv4", 5_000, seed=8)).announce != (
         fresh.announce
     )
+
+
+@pytest.mark.parametrize("shape", tables.SHAPES)
+def test_prepended_table_is_the_same_prefixes_with_paths_longer_by_the_prepends(
+    shape: str,
+) -> None:
+    """Rules 1 and 3: a second sender's table (another AS and next hop, prepended twice) holds
+    the same prefixes, each on a path whose only difference is the sender's AS three times in
+    front: what ``e2e_ingest --peers`` relies on for one best path per prefix."""
+    first = tables.TableSpec(shape, "ipv4", 5_000, next_hop="10.97.0.1")
+    third = tables.TableSpec(shape, "ipv4", 5_000, next_hop="10.97.0.4", sender_as=65003, prepend=2)
+
+    def paths(spec: tables.TableSpec) -> dict[Prefix, tuple[int, ...]]:
+        announced, _withdrawn = decode_stream(tables.encode(spec).announce)
+        return {p: attrs.as_path[0].asns for attrs, members in announced for p in members}
+
+    best, longer = paths(first), paths(third)
+    assert set(best) == set(longer) == set(tables.prefixes(first))
+    for prefix, hops in best.items():
+        assert hops[0] == tables.SENDER_AS
+        assert longer[prefix] == (65003, 65003, 65003, *hops[1:])

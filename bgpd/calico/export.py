@@ -15,12 +15,18 @@ Rules:
    one again changes nothing in the speaker.
 4. The export step runs once per exported prefix: it works on the packed prefix (integers, no
    ``ipaddress`` object) and returns the attributes unchanged when it adds nothing.
+5. Priority normalisation reads no prefix, so its result is remembered per (attributes, source
+   protocol, kernel metric), at most ``MEMO_LIMIT`` of them (emptied when full): a route
+   exported to several peers, or an attribute set shared by many prefixes, is normalised once,
+   not once per prefix and peer (each a new attribute set). The export decision is remembered
+   the same way per (family, prefix, and what ``RouteContext`` reads), so the peers a route goes
+   to share one ``calico_export`` whatever their AS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from bgpd.calico.advertise import (
     ExportDecision,
@@ -38,6 +44,8 @@ from bgpd.rib.policy import ACCEPT_ALL, Policy, PolicyContext, SourceKind
 from bgpd.wire.types import Family, PathAttributes, Prefix
 from peers.model import BGPFilter
 from peers.spec import SessionSpec
+
+MEMO_LIMIT = 65536  # rule 5
 
 
 def _source_protocol(ctx: PolicyContext) -> SourceProtocol:
@@ -63,14 +71,26 @@ class NormalisePriority:
     kept, BIRD's default 100 on a learned route without one (``bgpd.calico.priority`` rule 2)."""
 
     normal_priority: int
+    _normalised: dict[tuple[PathAttributes, SourceProtocol, int | None], PathAttributes] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )  # rule 5
 
     def __call__(
         self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
     ) -> PathAttributes:
         source = _source_protocol(ctx)
         metric = _kernel_metric(attrs, ctx, self.normal_priority)
-        _, local_pref = export_priority(source, attrs.local_pref, metric, self.normal_priority)
-        return attrs if attrs.local_pref == local_pref else replace(attrs, local_pref=local_pref)
+        key = (attrs, source, metric)
+        normalised = self._normalised.get(key)
+        if normalised is None:
+            _, local_pref = export_priority(source, attrs.local_pref, metric, self.normal_priority)
+            normalised = (
+                attrs if attrs.local_pref == local_pref else replace(attrs, local_pref=local_pref)
+            )
+            if len(self._normalised) >= MEMO_LIMIT:
+                self._normalised.clear()
+            self._normalised[key] = normalised
+        return normalised
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +98,9 @@ class CalicoExport:
     """Rule 1's ``hook``: ``calico_export_to_bgp_peers(is_same_as)`` on a packed prefix (rule 4)."""
 
     policy: ExportPolicy
+    _decisions: dict[tuple[object, ...], ExportDecision] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )  # rule 5
 
     def __call__(
         self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
@@ -106,15 +129,25 @@ class CalicoExport:
     def _decide(
         self, family: Family, prefix: Prefix, attrs: PathAttributes, ctx: PolicyContext
     ) -> ExportDecision:
-        route = RouteContext(
-            _source_protocol(ctx),
-            ctx.same_as,
-            ifname=ctx.interface,
-            has_gateway=ctx.gateway,
-            metric=_kernel_metric(attrs, ctx, self.policy.normal_priority),
-            local_pref=attrs.local_pref,
-        )
-        return calico_export(prefix_destination(prefix, family), self.policy, route)
+        source = _source_protocol(ctx)
+        metric = _kernel_metric(attrs, ctx, self.policy.normal_priority)
+        local_pref = attrs.local_pref
+        key = (family, prefix, source, ctx.same_as, ctx.interface, ctx.gateway, metric, local_pref)
+        decision = self._decisions.get(key)
+        if decision is None:
+            route = RouteContext(
+                source,
+                ctx.same_as,
+                ifname=ctx.interface,
+                has_gateway=ctx.gateway,
+                metric=metric,
+                local_pref=local_pref,
+            )
+            decision = calico_export(prefix_destination(prefix, family), self.policy, route)
+            if len(self._decisions) >= MEMO_LIMIT:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
 
 
 def export_policy(

@@ -4,6 +4,7 @@ priority normalisation, the compiled BGPFilters, then Calico's export function."
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
@@ -164,6 +165,40 @@ def test_policies_from_equal_inputs_are_equal() -> None:
     )
     assert import_policy(SESSION, filters) == import_policy(SESSION, dict(filters))
     assert export_policy(SESSION, ORIGINATION, filters) != export_policy(SESSION, ORIGINATION, {})
+
+
+def test_remembered_results_match_fresh_ones_and_leave_equality_alone() -> None:
+    """Rule 5: a policy that has answered many questions equals a fresh one and answers the same
+    for every peer context, whatever the peer's AS."""
+    used = export_policy(SESSION, ORIGINATION, {})
+    block = prefix_from_str("10.244.1.0/26")
+    inside = prefix_from_str("10.244.1.5/32")
+    attrs = (PathAttributes(local_pref=100), PathAttributes(), LOCAL_ROUTE)
+    contexts = (EBGP_LOCAL, EBGP_LEARNED, replace(EBGP_LEARNED, peer_as=65002))
+    first = [
+        used.evaluate(IPV4_UNICAST, prefix, a, ctx)
+        for prefix in (block, inside)
+        for a in attrs
+        for ctx in contexts
+    ]
+    again = [
+        used.evaluate(IPV4_UNICAST, prefix, a, ctx)
+        for prefix in (block, inside)
+        for a in attrs
+        for ctx in contexts
+    ]
+    fresh = export_policy(SESSION, ORIGINATION, {})
+    assert used == fresh and hash(used) == hash(fresh)
+    assert (
+        first
+        == again
+        == [
+            fresh.evaluate(IPV4_UNICAST, prefix, a, ctx)
+            for prefix in (block, inside)
+            for a in attrs
+            for ctx in contexts
+        ]
+    )
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,9 @@ Rules:
    attributes, context) for every peer that shares them (``_evaluations``, bounded, emptied
    when full): a reflector's clients share policy and context, so a route costs one
    evaluation, not one per client (FRR's update groups, GoBGP's peer groups do the same).
-   Export policies are numbered by value (``_policy_numbers``), so the key hashes a small int.
+   Export policies are interned and numbered by value (``_policy_numbers``): peers with equal
+   policies share one object (and the memos a policy's steps keep) and the key hashes a small
+   int.
 5. Pure: imports ``bgpd.rib`` and ``bgpd.wire``; no IO, no clock; never ``bgpd.session``.
 6. A peer with ``PeerSettings.max_prefixes`` is watched after each of its UPDATEs: its
    Adj-RIB-In per family (routes received, before import policy, as BIRD's ``receive limit``)
@@ -253,7 +255,7 @@ class Speaker:
         self.statistics: dict[str, int] = {}
         self._peers: dict[str, _Peer] = {}
         self._policies: dict[str, tuple[Policy, Policy]] = {}
-        self._policy_numbers: dict[Policy, int] = {}  # rule 4: export policy -> its number
+        self._policy_numbers: dict[Policy, tuple[int, Policy]] = {}  # rule 4: number, object
         self._export_numbers: dict[str, int] = {}  # peer id -> its export policy's number
         self._evaluations: dict[
             tuple[int, Family, Prefix, PathAttributes, PolicyContext], PathAttributes | None
@@ -556,8 +558,8 @@ class Speaker:
         that peer; a changed import policy asks the peer to resend (RFC 2918 §1) when it can,
         else re-runs import over the stored Adj-RIB-In."""
         previous = self._policies.get(peer_id, (ACCEPT_ALL, ACCEPT_ALL))
+        export_policy = self._intern_export_policy(peer_id, export_policy)
         self._policies[peer_id] = (import_policy, export_policy)
-        self._number_export_policy(peer_id, export_policy)
         peer = self._peers.get(peer_id)
         if peer is None:
             return
@@ -573,16 +575,21 @@ class Speaker:
             else:
                 self.reapply_import(peer_id)
 
-    def _number_export_policy(self, peer_id: str, policy: Policy) -> None:
-        """Rule 4. Numbers of policies no peer uses any more are dropped once they outnumber
-        the peers' (with the evaluations keyed by them)."""
+    def _intern_export_policy(self, peer_id: str, policy: Policy) -> Policy:
+        """Rule 4: the shared object equal to ``policy``, numbered. Policies no peer uses any more
+        are dropped once they outnumber the peers' (with the evaluations keyed by them)."""
         numbers = self._policy_numbers
         if policy not in numbers and len(numbers) > 2 * len(self._policies) + 16:
             numbers.clear()
             self._evaluations.clear()
             for other, (_, export) in self._policies.items():
-                self._export_numbers[other] = numbers.setdefault(export, len(numbers))
-        self._export_numbers[peer_id] = numbers.setdefault(policy, len(numbers))
+                if other != peer_id:
+                    self._export_numbers[other] = numbers.setdefault(
+                        export, (len(numbers), export)
+                    )[0]
+        number, shared = numbers.setdefault(policy, (len(numbers), policy))
+        self._export_numbers[peer_id] = number
+        return shared
 
     def reapply_import(self, peer_id: str) -> None:
         """Re-run import rules and policy over the peer's stored routes."""

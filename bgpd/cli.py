@@ -163,7 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(config.log_level, config.log_format)
     # The RIB is millions of small long-lived objects: collect the young generation every 200k
-    # allocations instead of every 700, and never rescan what start-up made (bench/e2e_ingest.py).
+    # allocations instead of every 700, and never rescan what start-up made (bench/e2e_ingest.py);
+    # the heap task collects the young generations every 10 s besides (bgpd/net/heap.py rule 2).
     gc.freeze()
     gc.set_threshold(200_000, 50, 100)
     transport_cycle.install()  # so a closed connection never waits for that collector

@@ -569,9 +569,7 @@ class Daemon:
                     self._start(self._apply_sessions(), "sessions")
                     self._start(self._converge_tunnels(), "tunnels")
                     self._start(self._follow_listening(), "listening")
-                    trimmer = heap_trimmer()
-                    if trimmer is not None:
-                        self._start(trimmer, "heap")
+                    self._start(heap_trimmer(), "heap")
                     self._start(self._apply_bfd(), "bfd")
                     self._start(self._forward_bfd(), "bfd levels")
                     if programmer is not None:

@@ -1,9 +1,12 @@
-"""bgpd/net/heap.py: the heap trimmer exists on glibc and runs until cancelled; the heap reading
-tells glibc's bytes in use and CPython's live blocks apart."""
+"""bgpd/net/heap.py: the heap task runs until cancelled and collects cyclic garbage that the
+daemon's high first-generation threshold would keep; the heap reading tells glibc's bytes in use
+and CPython's live blocks apart."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -12,8 +15,6 @@ from bgpd.net.heap import heap_trimmer, heap_usage
 
 def test_trimmer_runs_on_glibc_until_cancelled() -> None:
     trimmer = heap_trimmer(every=0.001)
-    if trimmer is None:
-        pytest.skip("this C library has no malloc_trim")
 
     async def run_briefly() -> None:
         task = asyncio.ensure_future(trimmer)
@@ -24,6 +25,35 @@ def test_trimmer_runs_on_glibc_until_cancelled() -> None:
             await task
 
     asyncio.run(run_briefly())
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_the_task_collects_cycles_the_daemons_threshold_would_keep() -> None:
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(200_000, 50, 100)  # bgpd.cli's
+    try:
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a  # a cycle, as a closed connection's future and callback make
+        gone = weakref.ref(a)
+        del a, b
+        assert gone() is not None  # no collection at this threshold
+
+        async def run_briefly() -> None:
+            task = asyncio.ensure_future(heap_trimmer(every=0.001))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(run_briefly())
+        assert gone() is None
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def test_heap_usage_follows_live_data() -> None:

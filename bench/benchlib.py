@@ -336,6 +336,16 @@ def top_inclusive(collapsed: Path, top: int = 25) -> list[tuple[str, float]]:
     return [(f, inclusive[f] / total) for f in ranked] if total else []
 
 
+def print_profile(collapsed: Path) -> None:
+    """The top of a py-spy profile of bgpd's last run: by self time, then by inclusive time."""
+    print(f"\n# py-spy of bgpd, last run ({collapsed}), by self time: self %, inclusive %")
+    for function, own, inclusive in hot_functions(collapsed, 20):
+        print(f"{own * 100:6.1f} {inclusive * 100:6.1f}  {function}")
+    print("\n# by inclusive time: inclusive %")
+    for function, inclusive in top_inclusive(collapsed, 40):
+        print(f"{inclusive * 100:6.1f}  {function}")
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 

@@ -567,12 +567,7 @@ def main() -> None:
             print(line)
     print(f"# load average: {benchlib.loadavg()}")
     if args.profile is not None and args.profile.exists():
-        print(f"\n# py-spy of bgpd, last run ({args.profile}), by self time: self %, inclusive %")
-        for function, own, inclusive in benchlib.hot_functions(args.profile, 20):
-            print(f"{own * 100:6.1f} {inclusive * 100:6.1f}  {function}")
-        print("\n# by inclusive time: inclusive %")
-        for function, inclusive in benchlib.top_inclusive(args.profile, 40):
-            print(f"{inclusive * 100:6.1f}  {function}")
+        benchlib.print_profile(args.profile)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def node_state(
         if speaker is None or name not in speaker.peers():
             continue
         for family in session.config.families:
-            for prefix, state in speaker.adj_rib_out(name, family).sent.items():
+            for prefix, state in speaker.advertised(name, family).items():
                 if isinstance(state, PathAttributes):
                     table[prefix_to_str(prefix, family)] = state
     kernel: dict[str, str] = {}

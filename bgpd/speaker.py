@@ -35,6 +35,12 @@ Rules:
    Adj-RIB-In per family (routes received, before import policy, as BIRD's ``receive limit``)
    past the warning threshold, then past the limit, is reported once each per session
    (``PrefixLimitReached``); closing the session is the caller's (RFC 4486 §4).
+7. Route-reflector clients (internal, ``rr_client``, no ADD-PATH transmit) that share
+   everything the export rules and the encoding read (``_group_key``) share one Adj-RIB-Out per
+   family, an ``UpdateGroup`` (``bgpd.rib.update_group``): staged and encoded once per group
+   through a stand-in peer, sent to every member, never back to a route's sender. Groups split
+   off their slow members and merge again when in step (its rule 5), on ``timer`` and ``drain``.
+   Every other session keeps its own ``AdjRibOut``.
 """
 
 from __future__ import annotations
@@ -61,10 +67,12 @@ from bgpd.rib.graceful_restart import GracefulRestartHelper, SelectionDeferral
 from bgpd.rib.loc_rib import LocRib
 from bgpd.rib.policy import ACCEPT_ALL, Policy, PolicyContext, SourceKind
 from bgpd.rib.route import LOCAL_SOURCE, NextHopMode, Path, PathTable, RouteSource
+from bgpd.rib.update_group import UpdateGroup
 from bgpd.wire.attributes import AttributeCache
 from bgpd.wire.messages import RouteRefresh, Update, encode_route_refresh
 from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import IPV4_UNICAST, IPV6_UNICAST, Family, IPAddress, PathAttributes, Prefix
+from bgpd.wire.update import encode_end_of_rib
 
 REFRESH_REQUEST, REFRESH_BEGIN, REFRESH_END = 0, 1, 2  # RFC 7313 §3.2 subtypes
 _CACHE_LIMIT = 65536
@@ -160,7 +168,10 @@ class _Peer:
         "negotiated",
         "source",
         "target",
+        "families",
         "adj_out",
+        "groups",
+        "group_policy",
         "full_sync",
         "eor_pending",
         "refresh_answer",
@@ -192,7 +203,10 @@ class _Peer:
         self.own_addresses = frozenset(target.next_hop_self.values())
         self.limit_reported: dict[Family, bool] = {}  # rule 6: family -> exceeded reported
         families = negotiated.families
-        self.adj_out = {f: AdjRibOut(f, f in negotiated.add_path_tx) for f in sorted(families)}
+        self.families = tuple(sorted(families))
+        self.adj_out = {f: AdjRibOut(f, f in negotiated.add_path_tx) for f in self.families}
+        self.groups: dict[Family, UpdateGroup] = {}  # rule 7: families sent through a group
+        self.group_policy: Policy | None = None  # a group's stand-in: the group's export policy
         self.full_sync: set[Family] = set(families)
         self.eor_pending: set[Family] = set(families)
         self.refresh_answer: set[Family] = set()
@@ -268,6 +282,10 @@ class Speaker:
         self._converged_pending = False
         self._encode_cache: EncodeCache = {}
         self._limit_events: list[PrefixLimitReached] = []
+        self._groups: dict[tuple[object, ...], UpdateGroup] = {}  # rule 7: the main one per key
+        self._split_groups: list[UpdateGroup] = []  # split off a main group, until they merge
+        self._group_peers: dict[tuple[object, ...], _Peer] = {}  # key -> stand-in for export
+        self._now = 0.0  # the latest input's time: when a group's round was made
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -277,15 +295,28 @@ class Speaker:
     def loc_rib(self, family: Family) -> LocRib:
         return self.loc_ribs[family]
 
-    def adj_rib_out(self, peer_id: str, family: Family) -> AdjRibOut:
-        return self._peers[peer_id].adj_out[family]
+    def advertised(self, peer_id: str, family: Family) -> dict[Prefix, OutState]:
+        """What the peer was sent in ``family`` and holds from us (its Adj-RIB-Out's view)."""
+        peer = self._peers[peer_id]
+        group = peer.groups.get(family)
+        if group is not None:
+            return dict(group.held(peer_id))
+        return dict(peer.adj_out[family].sent)
 
     def route_counts(self, peer_id: str) -> tuple[int, int]:
         """(routes held from the peer in its Adj-RIB-In, routes it was sent and not withdrawn)."""
         held = sum(len(rib) for rib in self.adj_ribs_in.get(peer_id, {}).values())
         peer = self._peers.get(peer_id)
-        sent = sum(len(out) for out in peer.adj_out.values()) if peer is not None else 0
+        if peer is None:
+            return held, 0
+        sent = sum(len(out) for out in peer.adj_out.values())
+        sent += sum(group.held_count(peer_id) for group in peer.groups.values())
         return held, sent
+
+    def update_groups(self) -> list[tuple[Family, int]]:
+        """Rule 7: each update group's family and member count, main groups first."""
+        groups = [*self._groups.values(), *self._split_groups]
+        return [(group.family, len(group)) for group in groups]
 
     def explain(self, family: Family, prefix: Prefix) -> RibExplanation:
         """Why ``prefix`` is (not) selected and to whom it is sent (``bgpd.rib.explain``),
@@ -302,7 +333,7 @@ class Speaker:
         advertisements = tuple(
             self._explain_advertisement(peer, family, prefix, best)
             for peer in self._peers.values()
-            if family in peer.adj_out
+            if family in peer.families
         )
         return RibExplanation(
             family,
@@ -346,8 +377,15 @@ class Speaker:
     def _explain_advertisement(
         self, peer: _Peer, family: Family, prefix: Prefix, best: Path | None
     ) -> Advertisement:
-        out = peer.adj_out[family]
-        sent = out.sent.get(prefix)
+        group = peer.groups.get(family)
+        out = peer.adj_out.get(family)
+        if group is not None:
+            sent: OutState | None = group.holds(peer.peer_id, prefix)
+            pending = prefix in group.pending
+        else:
+            assert out is not None
+            sent = out.sent.get(prefix)
+            pending = prefix in out.pending
         refused: str | None = None
         trace = None
         if best is None:
@@ -364,16 +402,18 @@ class Speaker:
             peer_id=peer.peer_id,
             advertised=sent is not None,
             sent=sent if isinstance(sent, PathAttributes) else None,
-            pending=prefix in out.pending,
+            pending=pending,
             refused=refused,
             policy=trace,
-            add_path=out.add_path,
+            add_path=out is not None and out.add_path,
         )
 
     def next_deadline(self) -> float | None:
         deadlines = [self.graceful_restart.next_deadline()]
         if self.deferral is not None:
             deadlines.append(self.deferral.next_deadline())
+        for group in chain(self._groups.values(), self._split_groups):
+            deadlines.append(group.lag_deadline())
         return min((d for d in deadlines if d is not None), default=None)
 
     # -- inputs --------------------------------------------------------------------------------
@@ -405,7 +445,10 @@ class Speaker:
         )
         peer = _Peer(peer_id, settings, negotiated, source, target)
         self._peers[peer_id] = peer
+        self._now = now
         families = [f for f in negotiated.families if f in self.loc_ribs]
+        for family in families:
+            self._join_group(peer, family)
         # RFC 4724 §4.2: stale routes of families the new OPEN does not preserve go now.
         for family in self.graceful_restart.peer_up(peer_id, negotiated.peer_graceful_restart, now):
             self._sweep(peer_id, family)
@@ -427,6 +470,9 @@ class Speaker:
         """The session left Established. ``graceful``: it ended without a NOTIFICATION, so
         RFC 4724 helper rules apply if the peer sent the capability. Then call ``drain``."""
         peer = self._peers.pop(peer_id, None)
+        if peer is not None:
+            for group in peer.groups.values():
+                self._leave_group(group, peer_id)
         if self.deferral is not None:
             self.deferral.peer_down(peer_id)
             self._check_deferral(now)
@@ -458,6 +504,7 @@ class Speaker:
         peer = self._peers.get(peer_id)
         if peer is None:
             return
+        self._now = now
         for withdrawal in update.withdrawn:
             self._withdraw(peer, withdrawal.family, withdrawal.prefixes, withdrawal.path_ids)
         for announcement in update.announced:
@@ -495,10 +542,14 @@ class Speaker:
         routes stale and its EoRR removes those not refreshed (RFC 7313 §4)."""
         peer = self._peers.get(peer_id)
         family = message.family
-        if peer is None or family not in peer.adj_out:
+        if peer is None or family not in peer.families:
             return  # RFC 2918 §4: a refresh for a family not negotiated is ignored
         if message.subtype == REFRESH_REQUEST:
-            peer.adj_out[family].resend_all()
+            group = peer.groups.get(family)
+            if group is not None:
+                group.restart_catch_up(peer_id)
+            else:
+                peer.adj_out[family].resend_all()
             if peer.negotiated.enhanced_route_refresh:
                 peer.refresh_answer.add(family)
         elif message.subtype == REFRESH_BEGIN:
@@ -547,7 +598,8 @@ class Speaker:
             self._learned[family] = new
             self._mark_dirty(family, changed)
         live = {path.source for table in self._learned.values() for path in table.values()}
-        for peer in self._peers.values():  # interfaces come and go with pods: forget theirs
+        for peer in chain(self._peers.values(), self._group_peers.values()):
+            # interfaces come and go with pods: forget theirs
             for gone in [s for s in peer.learned_ctx if s not in live]:
                 del peer.learned_ctx[gone]
 
@@ -567,10 +619,12 @@ class Speaker:
             for cache in peer.export_cache.values():
                 cache.clear()
             peer.full_sync.update(peer.adj_out)
+            for family, group in list(peer.groups.items()):
+                self._regroup(peer, family, group)
         if import_policy != previous[0]:
             peer.import_cache.clear()
             if peer.negotiated.route_refresh:
-                for family in peer.adj_out:
+                for family in peer.families:
                     peer.control.append(encode_route_refresh(RouteRefresh(family, REFRESH_REQUEST)))
             else:
                 self.reapply_import(peer_id)
@@ -613,11 +667,17 @@ class Speaker:
 
     def timer(self, now: float) -> None:
         """Run what is due: graceful-restart timers and the selection deferral deadline."""
+        self._now = now
         for peer_id, families in self.graceful_restart.expired(now):
             for family in families:
                 self._sweep(peer_id, family)
         if self.deferral is not None:
             self._check_deferral(now)
+        for group in [*self._groups.values(), *self._split_groups]:
+            split = group.split_laggards(now)
+            if split is not None:
+                self._split_groups.append(split)
+                self._follow_group(split)
 
     def drain(self) -> list[Output]:
         """Rule 3: everything to do now, in order; messages wait for ``take`` (rule 2)."""
@@ -631,8 +691,11 @@ class Speaker:
             if self._converged_pending:
                 outputs.append(RibConverged())
                 self._converged_pending = False
+            self._merge_groups()
             for peer in self._peers.values():
                 self._stage_peer(peer, dirty)
+            for group in chain(self._groups.values(), self._split_groups):
+                self._stage_group(group, dirty)
         outputs += [PeerHasOutput(p) for p in self._peers if self.has_output(p)]
         return outputs
 
@@ -649,6 +712,7 @@ class Speaker:
             peer.eor_pending
             or peer.refresh_answer
             or any(out.pending for out in peer.adj_out.values())
+            or any(group.has_output(peer_id) for group in peer.groups.values())
         )
 
     def take(self, peer_id: str, budget: int | None = None) -> list[bytes]:
@@ -663,25 +727,35 @@ class Speaker:
             return messages
         room = budget
         cache = self._encode_cache
-        for family, out in peer.adj_out.items():
+        for family in peer.families:
             answering = family in peer.refresh_answer
             if answering and family not in peer.refresh_begun:
                 peer.refresh_begun.add(family)
                 messages.append(encode_route_refresh(RouteRefresh(family, REFRESH_BEGIN)))
-            if out.pending and (room is None or room > 0):
-                staged = len(out.pending)
-                messages += out.take(peer.negotiated, None if out.add_path else cache, room)
+            group = peer.groups.get(family)
+            if group is not None:
+                taken, used = group.take(peer_id, peer.negotiated, room, self._now, cache)
+                messages += taken
                 if room is not None:
-                    room -= min(room, staged)
-            if out.pending:
-                continue
+                    room -= min(room, used)
+                if group.catching_up(peer_id):
+                    continue
+            else:
+                out = peer.adj_out[family]
+                if out.pending and (room is None or room > 0):
+                    staged = len(out.pending)
+                    messages += out.take(peer.negotiated, None if out.add_path else cache, room)
+                    if room is not None:
+                        room -= min(room, staged)
+                if out.pending:
+                    continue
             if answering:
                 peer.refresh_answer.discard(family)
                 peer.refresh_begun.discard(family)
                 messages.append(encode_route_refresh(RouteRefresh(family, REFRESH_END)))
             if family in peer.eor_pending:
                 peer.eor_pending.discard(family)
-                messages.append(out.end_of_rib())
+                messages.append(encode_end_of_rib(family))
         while len(cache) > ENCODE_CACHE_GROUPS:
             del cache[next(iter(cache))]
         return messages
@@ -855,47 +929,65 @@ class Speaker:
                 ]
             else:
                 prefixes = dirty.get(family, [])
-            self._stage(peer, family, out, loc, prefixes)
+            if out.add_path:
+                for prefix in prefixes:
+                    out.pending[prefix] = self._add_path_state(peer, family, prefix, loc)
+            else:
+                self._stage(peer, family, out.pending, out.sent, loc, prefixes)  # type: ignore[arg-type]
+
+    def _stage_group(self, group: UpdateGroup, dirty: Mapping[Family, list[Prefix]]) -> None:
+        """Rule 7: the group's desired state for every changed prefix (every prefix when it is
+        new to its key), and each route's sender."""
+        family = group.family
+        loc = self.loc_ribs[family]
+        if group.full_sync:
+            group.full_sync = False
+            prefixes: Iterable[Prefix] = list(loc.routes) + [
+                p for p in group.sent if p not in loc.routes
+            ]
+        else:
+            prefixes = dirty.get(family, [])
+        stand_in = self._group_peers[group.key]
+        origins = group.pending_origin
+        self._stage(stand_in, family, group.pending, group.sent, loc, prefixes, origins)
 
     def _stage(
         self,
         peer: _Peer,
         family: Family,
-        out: AdjRibOut,
+        pending: dict[Prefix, PathAttributes | None],
+        sent: Mapping[Prefix, object],
         loc: LocRib,
         prefixes: Iterable[Prefix],
+        origins: dict[Prefix, str] | None = None,
     ) -> None:
-        routes = loc.routes
-        get = routes.get
-        pending = out.pending
-        export_policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
-        if out.add_path:
-            for prefix in prefixes:
-                pending[prefix] = self._add_path_state(peer, family, prefix, loc)
-            return
-        if not export_policy.prefix_independent:
-            for prefix in prefixes:
-                chosen = loc.best(prefix)
-                pending[prefix] = (
-                    None if chosen is None else self._export(peer, family, prefix, chosen)
-                )
-            return
+        """Rule 3: the desired state of each prefix into ``pending``, unless it is nothing the
+        peer has or is due to get; ``origins`` (a group's, rule 7) gets each route's sender."""
+        get = loc.routes.get
+        export_policy = self._export_policy(peer)[0]
         cache = peer.export_cache[family]
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache_get = cache.get
-        sent = out.sent
+        by_path = export_policy.prefix_independent
+        desired: PathAttributes | None
         for prefix in prefixes:
             entry = get(prefix)
             if entry is None:
                 desired = None
             else:
                 best: Path = entry if entry.__class__ is Path else entry[0]  # type: ignore[index]
-                desired = cache_get(best, _MISSING)
-                if desired is _MISSING:
-                    desired = cache[best] = self._export(peer, family, prefix, best)
+                if not by_path:
+                    desired = self._export(peer, family, prefix, best)
+                else:
+                    found = cache_get(best, _MISSING)
+                    if found is _MISSING:
+                        found = cache[best] = self._export(peer, family, prefix, best)
+                    desired = found  # type: ignore[assignment]
+                if origins is not None and desired is not None:
+                    origins[prefix] = best.source.peer_id
             if desired is not None or prefix in sent or prefix in pending:
-                pending[prefix] = desired  # type: ignore[assignment]
+                pending[prefix] = desired
 
     def _add_path_state(
         self, peer: _Peer, family: Family, prefix: Prefix, loc: LocRib
@@ -921,9 +1013,8 @@ class Speaker:
     ) -> PathAttributes | None:
         if export_check(path, peer.target) is not None:
             return None
-        export_policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
+        export_policy, number = self._export_policy(peer)
         ctx = peer.export_context(path.source)
-        number = self._export_numbers.get(peer.peer_id)
         if number is None:
             attrs = export_policy.evaluate(family, prefix, path.attrs, ctx)
         else:
@@ -938,3 +1029,104 @@ class Speaker:
             return None
         rewritten = export_rewrite(family, path, attrs, peer.target)
         return None if rewritten is None else self.attributes.intern(rewritten)
+
+    def _export_policy(self, peer: _Peer) -> tuple[Policy, int | None]:
+        """The peer's export policy and its number (rule 4); a group's stand-in has its
+        group's (rule 7)."""
+        if peer.group_policy is not None:
+            found = self._policy_numbers.get(peer.group_policy)
+            return peer.group_policy, None if found is None else found[0]
+        policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
+        return policy, self._export_numbers.get(peer.peer_id)
+
+    # -- update groups (rule 7) ------------------------------------------------------------------
+
+    def _group_key(self, peer: _Peer, family: Family) -> tuple[object, ...] | None:
+        """Everything ``bgpd.rib.export`` rules 2-4, the export policy and the encoding read of
+        the session, for a reflector's client; None for any other session."""
+        source, target, negotiated = peer.source, peer.target, peer.negotiated
+        if not (source.ibgp and source.rr_client) or family in negotiated.add_path_tx:
+            return None
+        return (
+            family,
+            self._export_policy(peer)[0],
+            source.peer_as,
+            source.local_as,
+            target.next_hop_mode,
+            target.next_hop_self.get(family),
+            negotiated.asn4,
+            negotiated.max_message_len,
+            family in negotiated.extended_next_hop,
+        )
+
+    def _join_group(self, peer: _Peer, family: Family) -> None:
+        """A session up: into its key's main group, which catches it up (update_group rule 4)."""
+        key = self._group_key(peer, family)
+        if key is None:
+            return
+        group = self._groups.get(key)
+        if group is None:
+            self._ensure_stand_in(key, peer)
+            group = self._groups[key] = UpdateGroup(key, family)
+        group.join(peer.peer_id)
+        peer.groups[family] = group
+        peer.adj_out.pop(family, None)
+        peer.full_sync.discard(family)
+
+    def _ensure_stand_in(self, key: tuple[object, ...], peer: _Peer) -> None:
+        """The peer a group's export is evaluated for: ``peer``'s session under an id no
+        session has, so only the sender rule differs (update_group rule 3 applies it)."""
+        if key not in self._group_peers:
+            stand_in_source = replace(peer.source, peer_id=f"\x00update-group {len(self._groups)}")
+            stand_in = _Peer(
+                stand_in_source.peer_id,
+                peer.settings,
+                peer.negotiated,
+                stand_in_source,
+                replace(peer.target, peer=stand_in_source),
+            )
+            stand_in.group_policy = self._export_policy(peer)[0]
+            self._group_peers[key] = stand_in
+
+    def _leave_group(self, group: UpdateGroup, peer_id: str) -> None:
+        group.leave(peer_id)
+        if len(group):
+            return
+        if self._groups.get(group.key) is group:
+            del self._groups[group.key]
+        elif group in self._split_groups:
+            self._split_groups.remove(group)
+        key = group.key
+        if key not in self._groups and all(g.key != key for g in self._split_groups):
+            self._group_peers.pop(key, None)
+
+    def _regroup(self, peer: _Peer, family: Family, group: UpdateGroup) -> None:
+        """A member's export policy changed: it leaves with exactly what it holds, into a group
+        of its new key that re-evaluates everything (and merges when in step)."""
+        key = self._group_key(peer, family)
+        assert key is not None  # the session's kind, which decides grouping, did not change
+        alone = group.detach([peer.peer_id])
+        self._leave_group(group, peer.peer_id)
+        self._ensure_stand_in(key, peer)
+        alone.key = key
+        alone.full_sync = True
+        self._split_groups.append(alone)
+        peer.groups[family] = alone
+
+    def _follow_group(self, group: UpdateGroup) -> None:
+        """Point the members' sessions at ``group``, which now holds them."""
+        for member_id in group.members:
+            peer = self._peers.get(member_id)
+            if peer is not None:
+                peer.groups[group.family] = group
+
+    def _merge_groups(self) -> None:
+        """Update-group rule 5: split groups back into their key's main group when in step."""
+        for group in list(self._split_groups):
+            main = self._groups.get(group.key)
+            if main is None:
+                self._split_groups.remove(group)
+                self._groups[group.key] = group
+            elif main.merge(group):
+                self._split_groups.remove(group)
+                self._follow_group(main)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from itertools import islice
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import Family, PathAttributes, Prefix
@@ -34,6 +34,7 @@ from bgpd.wire.update import encode_end_of_rib, encode_updates, encode_withdrawa
 AddPathState = tuple[tuple[int, PathAttributes], ...]
 OutState = PathAttributes | AddPathState
 EncodeCache = dict[tuple[object, ...], list[bytes]]
+WishT = TypeVar("WishT")
 
 
 class RibDiff(NamedTuple):
@@ -99,21 +100,9 @@ class AdjRibOut:
     ) -> list[bytes]:
         """Rules 2 and 3: UPDATE messages for the pending wishes, the ``limit`` oldest of them
         when given; ``sent`` follows."""
-        pending = self.pending
-        if not pending:
+        if not self.pending:
             return []
-        batch: Iterable[tuple[Prefix, OutState | None]]
-        if limit is None or len(pending) <= limit:
-            batch = pending.items()
-            self.pending = {}
-        elif len(pending) <= 2 * limit:  # the rest, in order, is copied: at most ``limit``
-            batch = islice(pending.items(), limit)
-            self.pending = dict(islice(pending.items(), limit, None))
-        else:  # the oldest ``limit`` are moved out: each take costs O(limit), not O(pending)
-            oldest = dict(islice(pending.items(), limit))
-            for prefix in oldest:
-                del pending[prefix]
-            batch = oldest.items()
+        batch, self.pending = take_oldest(self.pending, limit)
         if self.add_path:
             return self._take_add_path(negotiated, batch)
         sent = self.sent
@@ -134,31 +123,7 @@ class AdjRibOut:
                     buckets[want] = [prefix]  # type: ignore[index]
                 else:
                     bucket.append(prefix)
-        return self._encode(negotiated, buckets, withdrawn, cache)
-
-    def _encode(
-        self,
-        negotiated: Negotiated,
-        buckets: dict[PathAttributes, list[Prefix]],
-        withdrawn: list[Prefix],
-        cache: EncodeCache | None,
-    ) -> list[bytes]:
-        family = self.family
-        out: list[bytes] = []
-        context = (family, negotiated.asn4, negotiated.max_message_len)
-        if withdrawn:
-            out += _cached(
-                cache,
-                (context, None, tuple(withdrawn)),
-                lambda: encode_withdrawals(family, withdrawn, negotiated),
-            )
-        for attrs, prefixes in buckets.items():
-            out += _cached(
-                cache,
-                (context, attrs, tuple(prefixes)),
-                lambda a=attrs, p=prefixes: encode_updates(family, a, p, negotiated),
-            )
-        return out
+        return encode_groups(self.family, negotiated, buckets, withdrawn, cache)
 
     def _take_add_path(
         self, negotiated: Negotiated, batch: Iterable[tuple[Prefix, OutState | None]]
@@ -197,6 +162,45 @@ class AdjRibOut:
     def end_of_rib(self) -> bytes:
         """RFC 4724 §2: the marker that follows the initial table."""
         return encode_end_of_rib(self.family)
+
+
+def take_oldest(
+    pending: dict[Prefix, WishT], limit: int | None
+) -> tuple[Iterable[tuple[Prefix, WishT]], dict[Prefix, WishT]]:
+    """Rule 2's batch: the ``limit`` oldest wishes (all without a limit) and the wishes left."""
+    if limit is None or len(pending) <= limit:
+        return pending.items(), {}
+    if len(pending) <= 2 * limit:  # the rest, in order, is copied: at most ``limit``
+        return islice(pending.items(), limit), dict(islice(pending.items(), limit, None))
+    oldest = dict(islice(pending.items(), limit))  # moved out: O(limit), not O(pending)
+    for prefix in oldest:
+        del pending[prefix]
+    return oldest.items(), pending
+
+
+def encode_groups(
+    family: Family,
+    negotiated: Negotiated,
+    buckets: Mapping[PathAttributes, list[Prefix]],
+    withdrawn: list[Prefix],
+    cache: EncodeCache | None,
+) -> list[bytes]:
+    """Rule 3: withdrawals, then each group of announcements, in as few UPDATEs as fit."""
+    out: list[bytes] = []
+    context = (family, negotiated.asn4, negotiated.max_message_len)
+    if withdrawn:
+        out += _cached(
+            cache,
+            (context, None, tuple(withdrawn)),
+            lambda: encode_withdrawals(family, withdrawn, negotiated),
+        )
+    for attrs, prefixes in buckets.items():
+        out += _cached(
+            cache,
+            (context, attrs, tuple(prefixes)),
+            lambda a=attrs, p=prefixes: encode_updates(family, a, p, negotiated),
+        )
+    return out
 
 
 def _cached(cache: EncodeCache | None, key: tuple[object, ...], encode: object) -> list[bytes]:

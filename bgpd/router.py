@@ -366,9 +366,9 @@ class Router:
         session = applied.plan.sessions[name]
         if name in self._held and not isinstance(event, Down):
             return name  # rule 10: a late event of a session BFD ended
-        if isinstance(event, Established):
-            speaker.peer_up(name, session.settings, event.negotiated, now)
+        if isinstance(event, Established):  # policies first: the peer joins its update group
             speaker.set_policy(name, session.import_policy, session.export_policy, now)
+            speaker.peer_up(name, session.settings, event.negotiated, now)
         elif isinstance(event, Down):
             if event.was_established:
                 speaker.peer_down(name, graceful=event.notification is None, now=now)

@@ -172,6 +172,7 @@ class _Peer:
         "adj_out",
         "groups",
         "group_policy",
+        "group_number",
         "full_sync",
         "eor_pending",
         "refresh_answer",
@@ -207,6 +208,7 @@ class _Peer:
         self.adj_out = {f: AdjRibOut(f, f in negotiated.add_path_tx) for f in self.families}
         self.groups: dict[Family, UpdateGroup] = {}  # rule 7: families sent through a group
         self.group_policy: Policy | None = None  # a group's stand-in: the group's export policy
+        self.group_number: int | None = None  # and its number (rule 4)
         self.full_sync: set[Family] = set(families)
         self.eor_pending: set[Family] = set(families)
         self.refresh_answer: set[Family] = set()
@@ -641,6 +643,12 @@ class Speaker:
                     self._export_numbers[other] = numbers.setdefault(
                         export, (len(numbers), export)
                     )[0]
+            for stand_in in self._group_peers.values():  # rule 7: groups keep their numbers
+                group_policy = stand_in.group_policy
+                assert group_policy is not None
+                stand_in.group_number = numbers.setdefault(
+                    group_policy, (len(numbers), group_policy)
+                )[0]
         number, shared = numbers.setdefault(policy, (len(numbers), policy))
         self._export_numbers[peer_id] = number
         return shared
@@ -1034,8 +1042,7 @@ class Speaker:
         """The peer's export policy and its number (rule 4); a group's stand-in has its
         group's (rule 7)."""
         if peer.group_policy is not None:
-            found = self._policy_numbers.get(peer.group_policy)
-            return peer.group_policy, None if found is None else found[0]
+            return peer.group_policy, peer.group_number
         policy = self._policies.get(peer.peer_id, (ACCEPT_ALL, ACCEPT_ALL))[1]
         return policy, self._export_numbers.get(peer.peer_id)
 
@@ -1068,6 +1075,7 @@ class Speaker:
         if group is None:
             self._ensure_stand_in(key, peer)
             group = self._groups[key] = UpdateGroup(key, family)
+            group.full_sync = True  # a new group is sent the whole Loc-RIB, in rounds
         group.join(peer.peer_id)
         peer.groups[family] = group
         peer.adj_out.pop(family, None)
@@ -1085,7 +1093,8 @@ class Speaker:
                 stand_in_source,
                 replace(peer.target, peer=stand_in_source),
             )
-            stand_in.group_policy = self._export_policy(peer)[0]
+            policy, number = self._export_policy(peer)
+            stand_in.group_policy, stand_in.group_number = policy, number
             self._group_peers[key] = stand_in
 
     def _leave_group(self, group: UpdateGroup, peer_id: str) -> None:
@@ -1103,6 +1112,10 @@ class Speaker:
     def _regroup(self, peer: _Peer, family: Family, group: UpdateGroup) -> None:
         """A member's export policy changed: it leaves with exactly what it holds, into a group
         of its new key that re-evaluates everything (and merges when in step)."""
+        if group.fresh(peer.peer_id):  # it holds nothing yet: it joins its new key's group
+            self._leave_group(group, peer.peer_id)
+            self._join_group(peer, family)
+            return
         key = self._group_key(peer, family)
         assert key is not None  # the session's kind, which decides grouping, did not change
         alone = group.detach([peer.peer_id])

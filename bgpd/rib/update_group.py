@@ -51,12 +51,15 @@ _NOTHING: list[Prefix] = []
 class _Member:
     """One member's progress: the last round it took, and its catch-up (rule 4)."""
 
-    __slots__ = ("taken", "snapshot", "position")
+    __slots__ = ("taken", "snapshot", "position", "fresh")
 
-    def __init__(self, taken: int, snapshot: list[Prefix], position: int = 0) -> None:
+    def __init__(
+        self, taken: int, snapshot: list[Prefix], position: int = 0, fresh: bool = False
+    ) -> None:
         self.taken = taken
         self.snapshot = snapshot  # shared by the members that joined at one round
         self.position = position
+        self.fresh = fresh  # it has taken nothing since it joined
 
     @property
     def catching_up(self) -> bool:
@@ -139,7 +142,7 @@ class UpdateGroup:
 
     def join(self, member_id: str) -> None:
         """Rule 4: the member takes the rounds after this one and catches up on ``sent``."""
-        self.members[member_id] = _Member(self.round.number, self._current_snapshot())
+        self.members[member_id] = _Member(self.round.number, self._current_snapshot(), fresh=True)
 
     def leave(self, member_id: str) -> None:
         member = self.members.pop(member_id, None)
@@ -159,6 +162,10 @@ class UpdateGroup:
 
     def catching_up(self, member_id: str) -> bool:
         return self.members[member_id].catching_up
+
+    def fresh(self, member_id: str) -> bool:
+        """Whether the member has taken nothing yet: it holds nothing from the group."""
+        return self.members[member_id].fresh
 
     # -- what a member holds (rule 3) ------------------------------------------------------------
 
@@ -196,6 +203,7 @@ class UpdateGroup:
         the last, then a chunk of its catch-up; at most ``budget`` prefixes of new work, and
         how many prefixes that was."""
         member = self.members[member_id]
+        member.fresh = False
         out: list[bytes] = []
         if member.taken < self.round.number:
             out += self.round.messages_for(member_id)

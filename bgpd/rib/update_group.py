@@ -21,11 +21,14 @@ Rules:
    routes whose origin is itself. A round's announcements and withdrawals of a member's own
    routes go to the others; that member gets a withdrawal instead when it may hold another path
    for the prefix (the previous origin was someone else), else nothing.
-4. Joining: a new member takes every round made after it joined and catches up on the prefixes
-   ``sent`` held when it joined, in chunks read from ``sent`` when it takes them (never its own
-   routes). It takes a waiting round before any chunk, so a chunk never carries a state older
-   than one the member has, and every prefix ends at ``sent``'s state. A route refresh request
-   restarts the catch-up (RFC 2918 §4); End-of-RIB waits for its end (the speaker's).
+4. Joining: a new member takes every round made after it joined and catches up on the buckets
+   of ``sent`` (its prefixes by attributes and origin) there were when it joined, each read
+   whole from ``sent`` when the member takes it (never its own routes), so members that catch
+   up while a bucket is unchanged share its encoding. It takes a waiting round before any
+   bucket, so a bucket never carries a state older than one the member has, and every prefix
+   ends at ``sent``'s state (a prefix that moved to a bucket not yet read may come twice). A
+   route refresh request restarts the catch-up (RFC 2918 §4); End-of-RIB waits for its end
+   (the speaker's).
 5. A member that has not taken a round ``LAG_LIMIT`` seconds after it was made is split off,
    with the others that have not, into a group of their own (``split_laggards``) that holds
    exactly what they hold (``sent`` before that round), with that round's prefixes and the
@@ -37,15 +40,15 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import chain, islice
+from itertools import chain
 
 from bgpd.rib.adj_rib_out import EncodeCache, encode_groups, take_oldest
 from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import Family, PathAttributes, Prefix
 
 LAG_LIMIT = 3.0  # rule 5: seconds a member may hold the others back
-CHUNK_ALIGN = 1024  # rule 4: catch-up chunks end at multiples of this many prefixes
-_NOTHING: list[Prefix] = []
+Bucket = tuple[PathAttributes, str | None]  # attributes and origin: what a prefix is sent as
+_NOTHING: list[Bucket] = []
 
 
 class _Member:
@@ -54,7 +57,7 @@ class _Member:
     __slots__ = ("taken", "snapshot", "position", "fresh")
 
     def __init__(
-        self, taken: int, snapshot: list[Prefix], position: int = 0, fresh: bool = False
+        self, taken: int, snapshot: list[Bucket], position: int = 0, fresh: bool = False
     ) -> None:
         self.taken = taken
         self.snapshot = snapshot  # shared by the members that joined at one round
@@ -110,6 +113,7 @@ class UpdateGroup:
         "sent",
         "origin",
         "origin_counts",
+        "buckets",
         "pending",
         "pending_origin",
         "members",
@@ -126,6 +130,7 @@ class UpdateGroup:
         self.sent: dict[Prefix, PathAttributes] = {}
         self.origin: dict[Prefix, str] = {}  # sent prefix -> the peer its route came from
         self.origin_counts: dict[str, int] = {}
+        self.buckets: dict[Bucket, dict[Prefix, None]] = {}  # rule 4: ``sent`` by bucket
         self.pending: dict[Prefix, PathAttributes | None] = {}
         self.pending_origin: dict[Prefix, str] = {}
         self.members: dict[str, _Member] = {}
@@ -133,7 +138,7 @@ class UpdateGroup:
         self.untaken = 0  # members that have not taken ``round``
         self.merge_tried: tuple[object, ...] | None = None
         self.full_sync = False  # the speaker's: stage every prefix once (a new export policy)
-        self._snapshot: tuple[int, list[Prefix]] | None = None
+        self._snapshot: tuple[int, list[Bucket]] | None = None
 
     def __len__(self) -> int:
         return len(self.members)
@@ -154,10 +159,10 @@ class UpdateGroup:
         member = self.members[member_id]
         member.snapshot, member.position = self._current_snapshot(), 0
 
-    def _current_snapshot(self) -> list[Prefix]:
+    def _current_snapshot(self) -> list[Bucket]:
         found = self._snapshot
         if found is None or found[0] != self.round.number:
-            found = self._snapshot = (self.round.number, list(self.sent))
+            found = self._snapshot = (self.round.number, list(self.buckets))
         return found[1]
 
     def catching_up(self, member_id: str) -> bool:
@@ -233,6 +238,7 @@ class UpdateGroup:
         batch, self.pending = take_oldest(self.pending, limit)
         wished_origin = self.pending_origin
         sent, origin, counts, members = self.sent, self.origin, self.origin_counts, self.members
+        buckets = self.buckets
         undo: dict[Prefix, tuple[PathAttributes | None, str | None]] = {}
         announce: dict[tuple[PathAttributes, str | None], list[Prefix]] = {}
         withdraw: dict[str | None, list[Prefix]] = {}
@@ -246,6 +252,11 @@ class UpdateGroup:
             if want is not None and want == have and want_origin == have_origin:
                 continue
             undo[prefix] = (have, have_origin)
+            if have is not None:
+                left = buckets[have, have_origin]
+                del left[prefix]
+                if not left:
+                    del buckets[have, have_origin]
             if have_origin is not None:
                 counts[have_origin] -= 1
                 del origin[prefix]
@@ -258,6 +269,11 @@ class UpdateGroup:
             if want_origin is not None:
                 origin[prefix] = want_origin
                 counts[want_origin] = counts.get(want_origin, 0) + 1
+            bucket = buckets.get((want, want_origin))
+            if bucket is None:
+                buckets[want, want_origin] = {prefix: None}
+            else:
+                bucket[prefix] = None
             tag = want_origin if want_origin in members else None
             announce.setdefault((want, tag), []).append(prefix)
             if tag is not None and have is not None and have_origin != tag:
@@ -271,8 +287,8 @@ class UpdateGroup:
         by_tag: dict[str | None, dict[PathAttributes, list[Prefix]]] = {}
         for (attrs, tag), prefixes in announce.items():
             by_tag.setdefault(tag, {})[attrs] = prefixes
-        for tag, buckets in by_tag.items():
-            parts.setdefault(tag, []).extend(encode_groups(family, negotiated, buckets, [], cache))
+        for tag, grouped in by_tag.items():
+            parts.setdefault(tag, []).extend(encode_groups(family, negotiated, grouped, [], cache))
         own_messages = {
             tag: encode_groups(family, negotiated, {}, prefixes, cache)
             for tag, prefixes in own.items()
@@ -288,31 +304,27 @@ class UpdateGroup:
         room: int | None,
         cache: EncodeCache | None,
     ) -> tuple[list[bytes], int]:
-        """Rule 4: the next ``room`` prefixes of the member's catch-up, as ``sent`` has them,
-        and how many. Chunks end at multiples of ``CHUNK_ALIGN``, so members that joined at
-        different times cut the same chunks and share their encoding (the encode cache)."""
-        snapshot, start = member.snapshot, member.position
-        end = len(snapshot)
-        if room is not None and start + room < end:
-            end = start + room
-            if end - end % CHUNK_ALIGN > start:
-                end -= end % CHUNK_ALIGN
-        if end >= len(snapshot):
+        """Rule 4: the member's next buckets of its catch-up, as ``sent`` has them now, about
+        ``room`` prefixes, and how many. A bucket's prefixes are read whole, so members that
+        catch up while it is unchanged share its encoding (the encode cache)."""
+        snapshot, position = member.snapshot, member.position
+        found = self.buckets.get
+        chosen: dict[PathAttributes, list[Prefix]] = {}
+        count = 0
+        while position < len(snapshot) and (room is None or count < room):
+            key = snapshot[position]
+            position += 1
+            if key[1] == member_id:
+                continue
+            prefixes = found(key)
+            if prefixes:
+                chosen.setdefault(key[0], []).extend(prefixes)
+                count += len(prefixes)
+        if position >= len(snapshot):
             member.snapshot, member.position = _NOTHING, 0
         else:
-            member.position = end
-        sent, origin = self.sent.get, self.origin.get
-        buckets: dict[PathAttributes, list[Prefix]] = {}
-        for prefix in islice(snapshot, start, end):
-            attrs = sent(prefix)
-            if attrs is None or origin(prefix) == member_id:
-                continue
-            bucket = buckets.get(attrs)
-            if bucket is None:
-                buckets[attrs] = [prefix]
-            else:
-                bucket.append(prefix)
-        return encode_groups(self.family, negotiated, buckets, [], cache), end - start
+            member.position = position
+        return encode_groups(self.family, negotiated, chosen, [], cache), count
 
     # -- laggards and merging (rule 5) -----------------------------------------------------------
 
@@ -352,6 +364,9 @@ class UpdateGroup:
         split.sent, split.origin = sent, origin
         for was_from in origin.values():
             split.origin_counts[was_from] = split.origin_counts.get(was_from, 0) + 1
+        from_peer = origin.get
+        for prefix, attrs in sent.items():
+            split.buckets.setdefault((attrs, from_peer(prefix)), {})[prefix] = None
         for member_id in member_ids:
             member = self.members.pop(member_id)
             split.members[member_id] = _Member(0, member.snapshot, member.position)

@@ -220,16 +220,9 @@ class _Peer:
         }
         kind = source.kind
         same_as = source.ibgp
-        peer_as, local_as = source.peer_as, source.local_as
-        self.import_ctx = PolicyContext(
-            kind, same_as, SourceKind.REMOTE_PEERS, peer_as=peer_as, local_as=local_as
-        )
-        self.export_ctx_local = PolicyContext(
-            kind, same_as, SourceKind.LOCAL, peer_as=peer_as, local_as=local_as
-        )
-        self.export_ctx_remote = PolicyContext(
-            kind, same_as, SourceKind.REMOTE_PEERS, peer_as=peer_as, local_as=local_as
-        )
+        self.import_ctx = PolicyContext(kind, same_as, SourceKind.REMOTE_PEERS)
+        self.export_ctx_local = PolicyContext(kind, same_as, SourceKind.LOCAL)
+        self.export_ctx_remote = PolicyContext(kind, same_as, SourceKind.REMOTE_PEERS)
         self.learned_ctx: dict[RouteSource, PolicyContext] = {}
 
     def export_context(self, source: RouteSource) -> PolicyContext:

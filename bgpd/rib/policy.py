@@ -73,14 +73,14 @@ class PolicyContext:
     ``peer_kind`` is the session's peer kind (import: the sender; export: the receiver);
     ``same_as`` is Calico's ``is_same_as`` (peer AS == the session's local AS). A local route
     learned from the kernel or an interface (``RouteSource.learned``) carries its
-    ``interface`` and whether it has a ``gateway``.
+    ``interface`` and whether it has a ``gateway``. Nothing else of the session (not its AS
+    numbers): sessions with equal contexts and policies share one evaluation per route (the
+    speaker's rule 4), so four external peers cost one, not four.
     """
 
     peer_kind: PeerKind
     same_as: bool
     source: SourceKind
-    peer_as: int = 0
-    local_as: int = 0
     interface: str | None = None
     learned: bool = False
     gateway: bool = False

@@ -260,8 +260,6 @@ def context(
         peer_kind(session),
         settings.peer_as == settings.local_as,
         source,
-        peer_as=int(settings.peer_as),
-        local_as=settings.local_as,
         interface=interface,
     )
 

@@ -169,12 +169,12 @@ def test_policies_from_equal_inputs_are_equal() -> None:
 
 def test_remembered_results_match_fresh_ones_and_leave_equality_alone() -> None:
     """Rule 5: a policy that has answered many questions equals a fresh one and answers the same
-    for every peer context, whatever the peer's AS."""
+    for every peer context."""
     used = export_policy(SESSION, ORIGINATION, {})
     block = prefix_from_str("10.244.1.0/26")
     inside = prefix_from_str("10.244.1.5/32")
     attrs = (PathAttributes(local_pref=100), PathAttributes(), LOCAL_ROUTE)
-    contexts = (EBGP_LOCAL, EBGP_LEARNED, replace(EBGP_LEARNED, peer_as=65002))
+    contexts = (EBGP_LOCAL, EBGP_LEARNED, replace(EBGP_LEARNED, interface="eth0"))
     first = [
         used.evaluate(IPV4_UNICAST, prefix, a, ctx)
         for prefix in (block, inside)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 
 import pytest
 
@@ -23,7 +24,9 @@ from bgpd.rib.policy import (
     Verdict,
 )
 from bgpd.rib.route import PeerKind
+from bgpd.speaker import PeerSettings, Speaker, SpeakerConfig
 from bgpd.wire.constants import SegmentType
+from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -218,3 +221,28 @@ def test_prefix_independence_lets_the_speaker_cache() -> None:
     assert not Policy(
         filters=(RuleSet("p", (Rule(Match(prefix=PrefixMatch(POOL))),)),)
     ).prefix_independent
+
+
+def test_external_peers_of_different_ases_share_one_export_evaluation_per_route() -> None:
+    """Speaker rule 4 with ``PolicyContext`` holding nothing of the session but what policies
+    read: three external peers in three ASes, one equal export policy, one evaluation of a
+    route (four peers sending one table was three evaluations per change before)."""
+    evaluated: Counter[bytes] = Counter()
+
+    def counting(
+        family: Family, prefix: bytes, attrs: PathAttributes, ctx: PolicyContext
+    ) -> PathAttributes:
+        evaluated[prefix] += 1
+        return attrs
+
+    speaker = Speaker(SpeakerConfig(router_id=1, local_as=64512))
+    for index in range(1, 4):
+        name, asn = f"tor{index}", 65000 + index
+        address = ipaddress.IPv4Address(f"192.0.2.{index}")
+        negotiated = Negotiated(local_as=64512, peer_as=asn, peer_id=index, external=True)
+        speaker.set_policy(name, Policy(), Policy(hook=counting), 0.0)
+        speaker.peer_up(name, PeerSettings(address=address, peer_as=asn), negotiated, 0.0)
+    route = prefix_from_str("10.244.0.0/26")
+    speaker.set_local_routes({IPV4_UNICAST: {route: PathAttributes(next_hop=b"")}}, 0.0)
+    speaker.drain()
+    assert evaluated == Counter({route: 1})

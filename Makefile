@@ -76,9 +76,10 @@ bench: deps
 	$(PY) bench/ingest.py
 	$(PY) bench/install.py --sizes 100000,1000000
 	$(PY) bench/e2e_ingest.py --sizes 100000,1000000 --peers 1,4
+	$(PY) bench/e2e_ingest.py --sizes 100000,1000000 --family ipv6
 	$(PY) bench/convergence.py --trials 100
 	$(PY) bench/service_latency.py --changes 60
-	$(PY) bench/rr_scale.py --clients 1000 --per-client 20,100 --per-client-clients 100 --mesh-nodes 500 --connect-window 8 --accept-only
+	$(PY) bench/rr_scale.py --clients 1000 --per-client 20,100 --per-client-clients 1000 --mesh-nodes 500 --connect-window 8 --accept-only
 	$(PY) bench/restart.py
 	$(PY) bench/explain.py
 	$(PY) bench/bfd_failover.py --deaths 20

@@ -452,6 +452,7 @@ class Daemon:
             unroutable_pools=self.tunnels.unroutable_pools,
             listen_backlog=listener.backlog if listener is not None else 0,
             rejected_keys=self.source.rejected_keys(),
+            update_groups=status.update_groups,
         )
 
     def peer_statuses(self) -> list[PeerStatus]:

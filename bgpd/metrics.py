@@ -101,6 +101,22 @@ class _StatusCollector(Collector):
                 value=tasks,
             )
         yield from self._heap()
+        groups = GaugeMetricFamily(
+            "bgpd_update_groups",
+            "Update groups: route-reflector clients sharing one Adj-RIB-Out, per family",
+            labels=["family"],
+        )
+        members = GaugeMetricFamily(
+            "bgpd_update_group_members", "Sessions in update groups, per family", labels=["family"]
+        )
+        by_family: dict[str, list[int]] = {}
+        for family, count in status.update_groups:
+            by_family.setdefault(family, []).append(count)
+        for family, counts in sorted(by_family.items()):
+            groups.add_metric([family], len(counts))
+            members.add_metric([family], sum(counts))
+        yield groups
+        yield members
         unroutable = GaugeMetricFamily(
             "bgpd_encap_unsupported_pool",
             "1 for each IP pool whose tunnel encapsulation this kernel cannot build",

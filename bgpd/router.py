@@ -228,6 +228,7 @@ class RouterStatus:
     restarting: bool
     kernel_routes: int
     problems: tuple[str, ...]
+    update_groups: tuple[tuple[str, int], ...] = ()  # (family, members) of each update group
 
 
 class SessionCounters(Protocol):
@@ -463,6 +464,10 @@ class Router:
             restarting=self.restarting,
             kernel_routes=len(self.kernel),
             problems=plan.problems if plan is not None else (),
+            update_groups=tuple(
+                (str(family), members)
+                for family, members in (self.speaker.update_groups() if self.speaker else [])
+            ),
         )
 
     def peer_statuses(

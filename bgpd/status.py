@@ -130,6 +130,7 @@ class DaemonStatus:
     unroutable_pools: tuple[str, ...] = ()  # pools whose tunnel this kernel cannot build
     listen_backlog: int = 0  # the BGP listener's accept queue (0: not listening)
     rejected_keys: tuple[str, ...] = ()  # "key: reason" of datastore values not applied
+    update_groups: tuple[tuple[str, int], ...] = ()  # (family, members): speaker rule 7
 
 
 class StatusProvider(Protocol):

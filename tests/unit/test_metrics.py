@@ -66,6 +66,15 @@ def test_unroutable_pools_are_a_gauge_each() -> None:
     assert not any(name == "bgpd_encap_unsupported_pool" for name, _ in scrape())
 
 
+def test_update_groups_and_their_members_per_family() -> None:
+    """Speaker rule 7: a reflector's clients in update groups, counted per family."""
+    groups = (("ipv4-unicast", 998), ("ipv4-unicast", 2), ("ipv6-unicast", 1000))
+    got = scrape(replace(STATUS, update_groups=groups))
+    assert got[("bgpd_update_groups", (("family", "ipv4-unicast"),))] == 2
+    assert got[("bgpd_update_group_members", (("family", "ipv4-unicast"),))] == 1000
+    assert got[("bgpd_update_groups", (("family", "ipv6-unicast"),))] == 1
+
+
 def test_event_counters_accumulate() -> None:
     metrics = Metrics(FixedStatus(STATUS))
     metrics.fsm_transition("Mesh_10_0_0_2", "Idle", "hold-timer-expired")

@@ -160,7 +160,7 @@ def best_of(candidates: Iterable[Path], always_compare_med: bool = False) -> Pat
         held = winners.get(path.neighbor_as)
         if held is None or path.rank < held.rank:
             winners[path.neighbor_as] = path
-    return min(winners.values(), key=_cross_rank)
+    return min(winners.values(), key=cross_rank)
 
 
 def order(candidates: Iterable[Path], always_compare_med: bool = False) -> tuple[Path, ...]:
@@ -168,7 +168,7 @@ def order(candidates: Iterable[Path], always_compare_med: bool = False) -> tuple
     entries whatever the arrival order)."""
     cands = list(candidates)
     best = best_of(cands, always_compare_med)
-    rest = sorted((p for p in cands if p is not best), key=_cross_rank)
+    rest = sorted((p for p in cands if p is not best), key=cross_rank)
     return (best, *rest)
 
 
@@ -177,12 +177,12 @@ def ecmp_set(ordered: tuple[Path, ...], always_compare_med: bool = False) -> tup
     best = ordered[0]
     if len(ordered) == 1:
         return ordered
-    key = _ecmp_key(best)
+    key = ecmp_key(best)
     med = best.rank[MED_STEP]
     return tuple(
         p
         for p in ordered
-        if _ecmp_key(p) == key
+        if ecmp_key(p) == key
         and (
             p.rank[MED_STEP] == med
             or (not always_compare_med and p.neighbor_as != best.neighbor_as)
@@ -232,13 +232,13 @@ def _rank(path: Path) -> tuple[object, ...]:
     return path.rank
 
 
-def _cross_rank(path: Path) -> tuple[object, ...]:
+def cross_rank(path: Path) -> tuple[object, ...]:
     """The rank with MED skipped: the order across neighbour-AS groups (rule 3)."""
     rank = path.rank
     return rank[:MED_STEP] + (0,) + rank[MED_STEP + 1 :]
 
 
-def _ecmp_key(path: Path) -> tuple[object, ...]:
+def ecmp_key(path: Path) -> tuple[object, ...]:
     """The rank down to the IGP step, MED skipped (rule 4 compares MED apart)."""
     rank = path.rank
     return rank[:MED_STEP] + rank[MED_STEP + 1 : ECMP_DEPTH]

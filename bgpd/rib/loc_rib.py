@@ -10,14 +10,24 @@ Rules:
 4. A change is reported when the best or the ECMP set changes: ``BestChange`` for single
    operations, the list of changed prefixes for batches (the speaker reads the new state).
 5. Pure: no IO, no clock.
+6. Withdrawals without re-ranking where the order is known: the best's withdrawal always
+   changes the selection, and when the others each have a neighbour AS of their own they are
+   already in the new order (the best of several groups is the first by cross rank,
+   ``best_path`` rule 3); a candidate that is not in the ECMP set and alone in its neighbour AS
+   (or with ``always_compare_med``) changes neither the best nor the ECMP set (the best beat
+   that group's winner, and no other group changes), so it is removed in place. So is an
+   announcement among candidates that each have a neighbour AS of their own (without
+   ``always_compare_med``): it goes first if it wins, else in its place among the rest. A table
+   from several peers, announced or withdrawn one peer at a time, re-ranks nothing.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from bgpd.rib.best_path import ecmp_set, order
+from bgpd.rib.best_path import cross_rank, ecmp_key, ecmp_set, order
 from bgpd.rib.route import Path
 from bgpd.wire.types import Prefix
 
@@ -152,9 +162,40 @@ class LocRib:
             ):
                 routes[prefix] = path
                 append(prefix)
-            elif self._set_changed(prefix, entry, path, peer_id, path_id):
-                append(prefix)
+            else:
+                known = self._announce_ranked(prefix, entry, path)
+                if known is None:
+                    known = self._set_changed(prefix, entry, path, peer_id, path_id)
+                if known:
+                    append(prefix)
         return changed
+
+    def _announce_ranked(self, prefix: Prefix, entry: Entry, path: Path) -> bool | None:
+        """Rule 6: among candidates that each have a neighbour AS of their own, a new one is
+        placed by its cross rank: first (the selection changed) or, outside the ECMP set,
+        among the rest (it did not); None when the full path must decide (a replacement, a
+        shared neighbour AS, ``always_compare_med``, a tie on the ECMP key)."""
+        if self.always_compare_med:
+            return None
+        held: tuple[Path, ...] = (entry,) if entry.__class__ is Path else entry  # type: ignore[assignment]
+        source, path_id = path.source, path.path_id
+        groups = {path.neighbor_as}
+        for candidate in held:
+            if candidate.neighbor_as in groups or (
+                candidate.path_id == path_id and candidate.source == source
+            ):
+                return None  # each candidate alone in its group: the order is by cross rank
+            groups.add(candidate.neighbor_as)
+        best = held[0]
+        if ecmp_key(path) == ecmp_key(best):
+            return None
+        rank = cross_rank(path)
+        if rank < cross_rank(best):
+            self.routes[prefix] = (path, *held)
+            return True
+        at = bisect_left(held, rank, 1, key=cross_rank)
+        self.routes[prefix] = (*held[:at], path, *held[at:])
+        return False
 
     def withdraw_many(
         self, prefixes: Iterable[Prefix], peer_id: str, path_id: int = 0
@@ -171,9 +212,50 @@ class LocRib:
                 if entry.path_id == path_id and entry.source.peer_id == peer_id:
                     del routes[prefix]
                     changed.append(prefix)
-            elif self._set_changed(prefix, entry, None, peer_id, path_id):
-                changed.append(prefix)
+            else:
+                held: tuple[Path, ...] = entry  # type: ignore[assignment]
+                first = held[0]
+                if first.path_id == path_id and first.source.peer_id == peer_id:
+                    self._withdraw_best(prefix, held)
+                    changed.append(prefix)
+                elif self._withdraw_loser(prefix, held, peer_id, path_id):
+                    continue
+                elif self._set_changed(prefix, held, None, peer_id, path_id):
+                    changed.append(prefix)
         return changed
+
+    def _withdraw_best(self, prefix: Prefix, entry: tuple[Path, ...]) -> None:
+        """Rule 6: the best goes, so the selection changes; the rest is already in cross-rank
+        order, which is the new order when each has a neighbour AS of its own."""
+        rest = entry[1:]
+        if len(rest) == 1:
+            self.routes[prefix] = rest[0]
+        elif not self.always_compare_med and len({p.neighbor_as for p in rest}) == len(rest):
+            self.routes[prefix] = rest
+        else:
+            self.routes[prefix] = order(rest, self.always_compare_med)
+
+    def _withdraw_loser(
+        self, prefix: Prefix, entry: tuple[Path, ...], peer_id: str, path_id: int
+    ) -> bool:
+        """Rule 6: withdraw a candidate that neither is nor can make the selection, without
+        re-ranking; False when the full path must decide."""
+        best = entry[0]
+        for index in range(1, len(entry)):
+            gone = entry[index]
+            if gone.path_id == path_id and gone.source.peer_id == peer_id:
+                break
+        else:
+            return best.path_id != path_id or best.source.peer_id != peer_id  # not held
+        if ecmp_key(gone) == ecmp_key(best):
+            return False  # it may be in the ECMP set
+        if not self.always_compare_med:
+            group = gone.neighbor_as
+            if any(p is not gone and p.neighbor_as == group for p in entry):
+                return False  # its MED group's next winner might beat the best
+        kept = entry[:index] + entry[index + 1 :]
+        self.routes[prefix] = kept if len(kept) > 1 else kept[0]
+        return True
 
     def _set_changed(
         self, prefix: Prefix, entry: Entry, path: Path | None, peer_id: str, path_id: int

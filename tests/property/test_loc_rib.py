@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bgpd.rib.best_path import rank_path
+from bgpd.rib.best_path import order, rank_path
 from bgpd.rib.loc_rib import LocRib
 from bgpd.rib.route import LOCAL_SOURCE, Path, RouteSource
 from bgpd.wire.constants import SegmentType
@@ -200,3 +200,48 @@ def test_re_announcing_changes_nothing_and_withdrawing_all_empties(
         for peer_id in list(by_source):
             rib.withdraw(prefix, peer_id)
     assert len(rib) == 0
+
+
+wide_attributes = st.builds(
+    PathAttributes,
+    origin=st.sampled_from([0, 0, 2]),
+    as_path=st.tuples(st.integers(65001, 65006), st.integers(0, 2)).map(
+        lambda first_and_more: (
+            AsPathSegment(
+                SegmentType.AS_SEQUENCE, (first_and_more[0],) + (65100,) * first_and_more[1]
+            ),
+        )
+    ),
+    med=st.sampled_from([None, 0, 5]),
+    local_pref=st.sampled_from([None, 100, 200]),
+)
+wide_operations = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.sampled_from(PREFIXES[:2]),
+        st.integers(0, len(SOURCES) - 1),
+        wide_attributes,
+        st.just(True),  # the batch API, where loc_rib rule 6's shortcuts are
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(wide_operations)
+def test_each_entry_is_its_candidates_in_order(
+    ops: list[tuple[bool, Prefix, int, PathAttributes, bool]],
+) -> None:
+    """Loc-RIB rules 1 and 6: whatever shortcut placed or removed a candidate, an entry is
+    exactly ``order`` of its candidates, with neighbour ASes mostly distinct (the shortcuts'
+    case) and sometimes shared (where they must step aside)."""
+    rib, model = _run(ops)
+    for prefix in PREFIXES[:2]:
+        cands = list(model.get(prefix, {}).values())
+        entry = rib.routes.get(prefix)
+        if not cands:
+            assert entry is None
+        elif len(cands) == 1:
+            assert entry is cands[0]
+        else:
+            assert entry == order(cands)

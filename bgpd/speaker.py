@@ -159,6 +159,12 @@ class RibConverged:
 Output = PeerHasOutput | BestChanged | RibConverged | PrefixLimitReached
 
 
+def _everything(loc: LocRib, sent: Mapping[Prefix, object]) -> list[Prefix]:
+    """A full sync's prefixes: every route of the Loc-RIB, then what was sent and is gone."""
+    routes = loc.routes
+    return list(routes) + [p for p in sent if p not in routes]
+
+
 class _Peer:
     """State of one established session."""
 
@@ -925,9 +931,7 @@ class Speaker:
                 continue
             if family in peer.full_sync:
                 peer.full_sync.discard(family)
-                prefixes: Iterable[Prefix] = list(loc.routes) + [
-                    p for p in out.sent if p not in loc.routes
-                ]
+                prefixes = _everything(loc, out.sent)
             else:
                 prefixes = dirty.get(family, [])
             if out.add_path:
@@ -943,9 +947,7 @@ class Speaker:
         loc = self.loc_ribs[family]
         if group.full_sync:
             group.full_sync = False
-            prefixes: Iterable[Prefix] = list(loc.routes) + [
-                p for p in group.sent if p not in loc.routes
-            ]
+            prefixes = _everything(loc, group.sent)
         else:
             prefixes = dirty.get(family, [])
         stand_in = self._group_peers[group.key]

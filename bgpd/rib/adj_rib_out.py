@@ -29,7 +29,7 @@ from typing import NamedTuple, TypeVar
 
 from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import Family, PathAttributes, Prefix
-from bgpd.wire.update import encode_end_of_rib, encode_updates, encode_withdrawals
+from bgpd.wire.update import encode_updates, encode_withdrawals
 
 AddPathState = tuple[tuple[int, PathAttributes], ...]
 OutState = PathAttributes | AddPathState
@@ -158,10 +158,6 @@ class AdjRibOut:
         for attrs, (prefixes, ids) in buckets.items():
             out += encode_updates(family, attrs, prefixes, negotiated, ids)
         return out
-
-    def end_of_rib(self) -> bytes:
-        """RFC 4724 §2: the marker that follows the initial table."""
-        return encode_end_of_rib(self.family)
 
 
 def take_oldest(

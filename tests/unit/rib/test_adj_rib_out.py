@@ -13,6 +13,7 @@ from bgpd.wire.framer import Framer
 from bgpd.wire.messages import Update
 from bgpd.wire.negotiated import Negotiated
 from bgpd.wire.types import IPV4_UNICAST, IPV6_UNICAST, PathAttributes, Prefix
+from bgpd.wire.update import encode_end_of_rib
 
 NEGOTIATED = Negotiated()
 ATTRS = [PathAttributes(next_hop=bytes((10, 0, 0, i)), med=i) for i in range(1, 5)]
@@ -163,6 +164,6 @@ def test_add_path_announces_and_withdraws_per_path_id() -> None:
 
 
 def test_end_of_rib_marker_per_family() -> None:
-    assert _decode([AdjRibOut(IPV4_UNICAST).end_of_rib()])[0].end_of_rib == IPV4_UNICAST
+    assert _decode([encode_end_of_rib(IPV4_UNICAST)])[0].end_of_rib == IPV4_UNICAST
     v6 = Negotiated(families=frozenset({IPV6_UNICAST}))
-    assert _decode([AdjRibOut(IPV6_UNICAST).end_of_rib()], v6)[0].end_of_rib == IPV6_UNICAST
+    assert _decode([encode_end_of_rib(IPV6_UNICAST)], v6)[0].end_of_rib == IPV6_UNICAST
